@@ -1,0 +1,1 @@
+//! A user crate defining its own fused kernel.

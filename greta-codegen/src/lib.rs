@@ -1,0 +1,1 @@
+//! GRETA IR and HIP C++ code generation.

@@ -1,0 +1,1 @@
+//! GRETA runtime: devices, compilation, launches, graphs.
