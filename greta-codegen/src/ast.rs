@@ -1,0 +1,303 @@
+//! The surface syntax of a kernel as the `#[greta::kernel]` macro hands it over: a small
+//! mirror of the Rust subset the DSL accepts, untyped, with a source position on every node.
+//! It is serialised into the user's crate and lowered to typed IR when a kernel is
+//! specialised.
+
+use serde::{Deserialize, Serialize};
+
+/// A source position: 1-based line and column in the DSL file, plus the macro's handle for
+/// pointing a compile error at the original token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Span {
+    #[serde(rename = "l")]
+    pub line: u32,
+    #[serde(rename = "c")]
+    pub col: u32,
+    #[serde(rename = "i")]
+    pub id: u32,
+}
+
+/// A kernel or device function definition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FnAst {
+    pub name: String,
+    /// The DSL source file, filled in by the expanded code (`file!()`).
+    #[serde(default)]
+    pub file: String,
+    pub kind: FnKind,
+    /// Targets named in the attribute, checked at compile time (e.g. block size vs wave).
+    pub targets: Vec<(String, Span)>,
+    pub generics: Vec<GenericAst>,
+    pub params: Vec<ParamAst>,
+    pub ret: Option<TypeAst>,
+    pub body: BlockAst,
+    pub span: Span,
+}
+
+/// Kernel entry point or device helper.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum FnKind {
+    /// A `__global__` kernel; `block` is the threads per block expression.
+    Kernel { block: Option<ExprAst> },
+    /// A `__device__` helper callable from kernels.
+    Device,
+}
+
+/// A generic parameter: a compile-time constant or an element type.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum GenericAst {
+    Const { name: String, ty: String, span: Span },
+    Type { name: String, span: Span },
+}
+
+impl GenericAst {
+    /// The parameter's name.
+    pub fn name(&self) -> &str {
+        match self {
+            GenericAst::Const { name, .. } | GenericAst::Type { name, .. } => name,
+        }
+    }
+}
+
+/// A function parameter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ParamAst {
+    pub name: String,
+    pub ty: TypeAst,
+    pub span: Span,
+}
+
+/// A type as written.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum TypeAst {
+    /// `f32`, `u32x4`, `T`.
+    Path { name: String, span: Span },
+    /// `&[T]` or `&mut [T]`.
+    Slice {
+        elem: Box<TypeAst>,
+        mutable: bool,
+        span: Span,
+    },
+    /// `[T; N]`.
+    Array {
+        elem: Box<TypeAst>,
+        len: Box<ExprAst>,
+        span: Span,
+    },
+}
+
+impl TypeAst {
+    /// Where the type was written.
+    pub fn span(&self) -> Span {
+        match self {
+            TypeAst::Path { span, .. } | TypeAst::Slice { span, .. } | TypeAst::Array { span, .. } => {
+                *span
+            }
+        }
+    }
+}
+
+/// A `{ ... }` block; `tail` is a final expression without semicolon.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockAst {
+    pub stmts: Vec<StmtAst>,
+    pub tail: Option<Box<ExprAst>>,
+    pub span: Span,
+}
+
+/// A statement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StmtAst {
+    Let {
+        name: String,
+        mutable: bool,
+        ty: Option<TypeAst>,
+        init: Option<ExprAst>,
+        span: Span,
+    },
+    Expr(ExprAst),
+}
+
+/// An expression with its position.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExprAst {
+    pub kind: ExprKindAst,
+    pub span: Span,
+}
+
+/// Unary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnOp {
+    Neg,
+    Not,
+}
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    BitAnd,
+    BitOr,
+    BitXor,
+    Shl,
+    Shr,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl BinOp {
+    /// The operator as written in Rust and C++.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::BitAnd => "&",
+            BinOp::BitOr => "|",
+            BinOp::BitXor => "^",
+            BinOp::Shl => "<<",
+            BinOp::Shr => ">>",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+        }
+    }
+
+    /// True for comparisons, which yield `bool`.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+        )
+    }
+
+    /// True for `&&` and `||`.
+    pub fn is_logic(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or)
+    }
+}
+
+/// A generic argument at a call site (`load_vec::<4>(..)`, `bitcast::<f16x8>(..)`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum GenericArgAst {
+    Type(TypeAst),
+    Const(ExprAst),
+}
+
+/// Expression forms.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ExprKindAst {
+    Int {
+        value: u64,
+        suffix: Option<String>,
+    },
+    Float {
+        value: f64,
+        suffix: Option<String>,
+    },
+    Bool(bool),
+    /// A name or path: `x`, `WAVE`, `f32::INFINITY`.
+    Path(Vec<String>),
+    Unary {
+        op: UnOp,
+        expr: Box<ExprAst>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<ExprAst>,
+        rhs: Box<ExprAst>,
+    },
+    Assign {
+        target: Box<ExprAst>,
+        value: Box<ExprAst>,
+    },
+    CompoundAssign {
+        op: BinOp,
+        target: Box<ExprAst>,
+        value: Box<ExprAst>,
+    },
+    Cast {
+        expr: Box<ExprAst>,
+        ty: TypeAst,
+    },
+    Index {
+        base: Box<ExprAst>,
+        index: Box<ExprAst>,
+    },
+    Call {
+        path: Vec<String>,
+        generics: Vec<GenericArgAst>,
+        args: Vec<ExprAst>,
+    },
+    MethodCall {
+        recv: Box<ExprAst>,
+        method: String,
+        method_span: Span,
+        generics: Vec<GenericArgAst>,
+        args: Vec<ExprAst>,
+    },
+    If {
+        cond: Box<ExprAst>,
+        then: BlockAst,
+        els: Option<Box<ExprAst>>,
+    },
+    Block(BlockAst),
+    For {
+        var: String,
+        var_span: Span,
+        start: Box<ExprAst>,
+        end: Box<ExprAst>,
+        inclusive: bool,
+        step: Option<Box<ExprAst>>,
+        body: BlockAst,
+    },
+    While {
+        cond: Box<ExprAst>,
+        body: BlockAst,
+    },
+    Loop {
+        body: BlockAst,
+    },
+    Break,
+    Continue,
+    Return(Option<Box<ExprAst>>),
+    /// `[value; len]`.
+    ArrayRepeat {
+        value: Box<ExprAst>,
+        len: Box<ExprAst>,
+    },
+    /// `[a, b, c]`.
+    ArrayList(Vec<ExprAst>),
+    /// `shared!([T; N])`: a block-shared array.
+    Shared {
+        elem: TypeAst,
+        len: Box<ExprAst>,
+    },
+}
+
+/// Serialises a function for embedding in generated Rust code.
+pub fn to_json(f: &FnAst) -> String {
+    serde_json::to_string(f).expect("the AST contains only serialisable data")
+}
+
+/// Reads a function embedded by the macro.
+pub fn from_json(s: &str) -> Result<FnAst, serde_json::Error> {
+    serde_json::from_str(s)
+}

@@ -1,0 +1,429 @@
+//! Lowering of statements and control flow.
+
+use super::{Binding, ConstVal, Lowerer};
+use crate::ast::{BlockAst, ExprAst, ExprKindAst, Span, StmtAst};
+use crate::ir::{Expr, ExprKind, Lit, Stmt, StmtKind};
+use crate::types::{Scalar, Type};
+
+impl Lowerer<'_> {
+    /// Lowers a function body; a tail expression becomes the return value.
+    pub(super) fn lower_fn_body(&mut self, body: &BlockAst, ret: &Type) -> Vec<Stmt> {
+        let mut out = self.lower_stmts(&body.stmts);
+        match &body.tail {
+            Some(tail) if *ret != Type::Void && !is_statement_like(tail) => {
+                let value = self.lower_expr(tail, Some(ret));
+                self.expect_type(&value, ret, "the function's return type");
+                out.append(&mut self.fcx.pending);
+                out.push(Stmt {
+                    kind: StmtKind::Return(Some(value)),
+                    span: tail.span,
+                });
+            }
+            Some(tail) => self.lower_expr_stmt(tail, &mut out),
+            None => {
+                if *ret != Type::Void && !ends_in_return(&out) {
+                    self.error(
+                        body.span,
+                        format!("this function must return a `{ret}`: end the body with a value or `return`"),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Lowers a block in a new scope.
+    pub(super) fn lower_block(&mut self, b: &BlockAst) -> Vec<Stmt> {
+        self.fcx.scopes.push(Default::default());
+        let mut out = self.lower_stmts(&b.stmts);
+        if let Some(tail) = &b.tail {
+            self.lower_expr_stmt(tail, &mut out);
+        }
+        self.fcx.scopes.pop();
+        out
+    }
+
+    pub(super) fn lower_stmts(&mut self, stmts: &[StmtAst]) -> Vec<Stmt> {
+        let mut out = Vec::new();
+        for s in stmts {
+            match s {
+                StmtAst::Let {
+                    name,
+                    mutable,
+                    ty,
+                    init,
+                    span,
+                } => self.lower_let(name, *mutable, ty.as_ref(), init.as_ref(), *span, &mut out),
+                StmtAst::Expr(e) => self.lower_expr_stmt(e, &mut out),
+            }
+        }
+        out
+    }
+
+    fn lower_let(
+        &mut self,
+        name: &str,
+        mutable: bool,
+        ty: Option<&crate::ast::TypeAst>,
+        init: Option<&ExprAst>,
+        span: Span,
+        out: &mut Vec<Stmt>,
+    ) {
+        if let Some(ExprAst {
+            kind: ExprKindAst::Shared { elem, len },
+            span: sspan,
+        }) = init
+        {
+            self.declare_shared(name, elem, len, *sspan);
+            return;
+        }
+        let declared = ty.map(|t| self.lower_type(t));
+        let value = init.map(|e| self.lower_expr(e, declared.as_ref()));
+        out.append(&mut self.fcx.pending);
+        let ty = match (&declared, &value) {
+            (Some(d), Some(v)) => {
+                self.expect_type(v, d, &format!("the declared type of `{name}`"));
+                d.clone()
+            }
+            (Some(d), None) => d.clone(),
+            (None, Some(v)) => v.ty.clone(),
+            (None, None) => {
+                self.error(
+                    span,
+                    format!("`{name}` needs a type or an initial value: `let {name}: f32;`"),
+                );
+                Type::Unknown
+            }
+        };
+        if ty == Type::Void {
+            self.error(span, format!("`{name}` would hold no value"));
+        }
+        let local = self.fcx.add_local(name, ty, mutable);
+        self.fcx.bind(name, Binding::Local(local));
+        out.push(Stmt {
+            kind: StmtKind::Let { local, init: value },
+            span,
+        });
+    }
+
+    fn declare_shared(
+        &mut self,
+        name: &str,
+        elem: &crate::ast::TypeAst,
+        len: &ExprAst,
+        span: Span,
+    ) {
+        if !self.fcx.is_kernel {
+            self.error(
+                span,
+                "declare shared arrays in the kernel and pass them to device functions as `&mut [T]`",
+            );
+        }
+        if self.fcx.scopes.len() > 1 || self.fcx.loop_depth > 0 {
+            self.error(
+                span,
+                "declare shared arrays at the top level of the kernel body (they live for the whole block)",
+            );
+        }
+        let elem_ty = self.lower_type(elem);
+        if !matches!(
+            elem_ty,
+            Type::Scalar(_) | Type::Vector(..) | Type::Generic(_) | Type::Unknown
+        ) {
+            self.error(elem.span(), "shared arrays hold scalars or vectors");
+        }
+        let n = self.const_len(len, "the shared array's length");
+        let id = self.shared.len() as u32;
+        self.shared.push(crate::ir::SharedArray {
+            name: name.to_string(),
+            elem: match &elem_ty {
+                Type::Generic(_) | Type::Unknown => Type::Scalar(Scalar::F32),
+                t => t.clone(),
+            },
+            len: n,
+            span,
+        });
+        self.fcx.bind(
+            name,
+            Binding::Mem {
+                mem: crate::ir::MemRef::Shared(id),
+                elem: elem_ty,
+                mutable: true,
+            },
+        );
+    }
+
+    /// Lowers an expression in statement position.
+    pub(super) fn lower_expr_stmt(&mut self, e: &ExprAst, out: &mut Vec<Stmt>) {
+        let span = e.span;
+        let kind = match &e.kind {
+            ExprKindAst::Assign { target, value } => {
+                self.lower_assign(target, None, value, span, out);
+                return;
+            }
+            ExprKindAst::CompoundAssign { op, target, value } => {
+                self.lower_assign(target, Some(*op), value, span, out);
+                return;
+            }
+            ExprKindAst::If { cond, then, els } => {
+                let cond = self.lower_cond(cond);
+                out.append(&mut self.fcx.pending);
+                let then = self.lower_block(then);
+                let els = match els {
+                    None => Vec::new(),
+                    Some(e) => match &e.kind {
+                        ExprKindAst::Block(b) => self.lower_block(b),
+                        _ => {
+                            let mut v = Vec::new();
+                            self.lower_expr_stmt(e, &mut v);
+                            v
+                        }
+                    },
+                };
+                StmtKind::If { cond, then, els }
+            }
+            ExprKindAst::Block(b) => {
+                let mut inner = self.lower_block(b);
+                out.append(&mut inner);
+                return;
+            }
+            ExprKindAst::For {
+                var,
+                var_span,
+                start,
+                end,
+                inclusive,
+                step,
+                body,
+            } => self.lower_for(var, *var_span, start, end, *inclusive, step.as_deref(), body),
+            ExprKindAst::While { cond, body } => {
+                let cond_e = self.lower_cond(cond);
+                if !self.fcx.pending.is_empty() {
+                    self.fcx.pending.clear();
+                    self.error(cond.span, "a loop condition cannot contain an `if` expression; compute it in the loop body");
+                }
+                let body = self.lower_loop_body(body);
+                StmtKind::While { cond: cond_e, body }
+            }
+            ExprKindAst::Loop { body } => {
+                let body = self.lower_loop_body(body);
+                StmtKind::While {
+                    cond: Expr::lit(Lit::Bool(true), Scalar::Bool, span),
+                    body,
+                }
+            }
+            ExprKindAst::Break | ExprKindAst::Continue => {
+                if self.fcx.loop_depth == 0 {
+                    self.error(span, "`break` and `continue` belong inside a loop");
+                }
+                if matches!(e.kind, ExprKindAst::Break) {
+                    StmtKind::Break
+                } else {
+                    StmtKind::Continue
+                }
+            }
+            ExprKindAst::Return(value) => self.lower_return(value.as_deref(), span),
+            ExprKindAst::MethodCall {
+                recv, method, args, ..
+            } if method == "store_vec" => match self.lower_store_vec(recv, args, span) {
+                Some(k) => {
+                    out.append(&mut self.fcx.pending);
+                    k
+                }
+                None => return,
+            },
+            ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "barrier" => {
+                if !args.is_empty() {
+                    self.error(span, "`barrier()` takes no arguments");
+                }
+                StmtKind::Barrier
+            }
+            _ => {
+                let value = self.lower_expr(e, None);
+                out.append(&mut self.fcx.pending);
+                match &value.kind {
+                    ExprKind::Call { .. } | ExprKind::Atomic { .. } => StmtKind::Eval(value),
+                    _ if value.ty == Type::Unknown => StmtKind::Eval(value),
+                    _ => {
+                        self.error(
+                            span,
+                            "this expression's value is unused; bind it with `let` or remove it",
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        out.push(Stmt { kind, span });
+    }
+
+    fn lower_return(&mut self, value: Option<&ExprAst>, span: Span) -> StmtKind {
+        let ret = self.fcx.ret.clone();
+        match value {
+            Some(v) => {
+                if ret == Type::Void {
+                    self.error(
+                        v.span,
+                        "this function returns nothing; kernels write results to buffers",
+                    );
+                    return StmtKind::Return(None);
+                }
+                let e = self.lower_expr(v, Some(&ret));
+                self.expect_type(&e, &ret, "the function's return type");
+                StmtKind::Return(Some(e))
+            }
+            None => {
+                if ret != Type::Void {
+                    self.error(span, format!("`return` needs a `{ret}` value here"));
+                }
+                StmtKind::Return(None)
+            }
+        }
+    }
+
+    fn lower_loop_body(&mut self, body: &BlockAst) -> Vec<Stmt> {
+        self.fcx.loop_depth += 1;
+        let b = self.lower_block(body);
+        self.fcx.loop_depth -= 1;
+        b
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lower_for(
+        &mut self,
+        var: &str,
+        var_span: Span,
+        start: &ExprAst,
+        end: &ExprAst,
+        inclusive: bool,
+        step: Option<&ExprAst>,
+        body: &BlockAst,
+    ) -> StmtKind {
+        let (start_e, end_e) = self.lower_pair(start, end);
+        let mut ty = match self.infer.unify(&start_e.ty, &end_e.ty) {
+            Some(t) => t,
+            None => {
+                self.error(
+                    end.span,
+                    format!(
+                        "range bounds have different types `{}` and `{}`",
+                        self.infer.resolve(&start_e.ty),
+                        self.infer.resolve(&end_e.ty)
+                    ),
+                );
+                Type::Unknown
+            }
+        };
+        let step_e = match step {
+            Some(s) => {
+                let e = self.lower_expr(s, Some(&ty));
+                if let Some(t) = self.infer.unify(&e.ty, &ty) {
+                    ty = t;
+                }
+                e
+            }
+            None => Expr {
+                kind: ExprKind::Lit(Lit::Int(1)),
+                ty: ty.clone(),
+                span: start.span,
+            },
+        };
+        if !self.fcx.pending.is_empty() {
+            self.fcx.pending.clear();
+            self.error(start.span, "loop bounds cannot contain an `if` expression");
+        }
+        let resolved = self.infer.resolve(&ty);
+        if !matches!(resolved, Type::Scalar(s) if s.is_int())
+            && !matches!(resolved, Type::Infer(v) if !v.float)
+            && resolved != Type::Unknown
+        {
+            self.error(
+                start.span,
+                format!("loop ranges must be over integers, found `{resolved}`"),
+            );
+        }
+        if let Some(s) = step {
+            if let ConstVal::Known(v) = self.const_eval(&step_e) {
+                if v <= 0 {
+                    self.error(
+                        s.span,
+                        "`step_by` needs a positive step; count down with a `while` loop",
+                    );
+                }
+            }
+        }
+        let end_e = if inclusive {
+            let one = Expr {
+                kind: ExprKind::Lit(Lit::Int(1)),
+                ty: ty.clone(),
+                span: end_e.span,
+            };
+            Expr {
+                span: end_e.span,
+                ty: ty.clone(),
+                kind: ExprKind::Binary {
+                    op: crate::ast::BinOp::Add,
+                    lhs: Box::new(end_e),
+                    rhs: Box::new(one),
+                },
+            }
+        } else {
+            end_e
+        };
+        let constant = [&start_e, &end_e, &step_e]
+            .iter()
+            .all(|e| self.const_eval(e) != ConstVal::NotConst);
+        self.fcx.scopes.push(Default::default());
+        let local = self.fcx.add_local(var, ty, false);
+        self.fcx.bind(var, Binding::Local(local));
+        if constant {
+            self.fcx.static_locals.insert(local);
+        }
+        if var == "WAVE" || self.consts.iter().any(|c| c.name == var) {
+            self.error(var_span, format!("`{var}` is a constant; name the loop variable differently"));
+        }
+        let body = self.lower_loop_body(body);
+        self.fcx.scopes.pop();
+        StmtKind::For {
+            local,
+            start: start_e,
+            end: end_e,
+            step: step_e,
+            body,
+            unroll: constant,
+        }
+    }
+
+    /// Lowers a condition, which must be `bool`.
+    pub(super) fn lower_cond(&mut self, c: &ExprAst) -> Expr {
+        let e = self.lower_expr(c, Some(&Type::Scalar(Scalar::Bool)));
+        self.expect_type(&e, &Type::Scalar(Scalar::Bool), "a condition");
+        e
+    }
+}
+
+/// True for expressions that are statements even without a semicolon.
+fn is_statement_like(e: &ExprAst) -> bool {
+    matches!(
+        e.kind,
+        ExprKindAst::For { .. }
+            | ExprKindAst::While { .. }
+            | ExprKindAst::Loop { .. }
+            | ExprKindAst::Return(_)
+            | ExprKindAst::Assign { .. }
+            | ExprKindAst::CompoundAssign { .. }
+            | ExprKindAst::Break
+            | ExprKindAst::Continue
+    )
+}
+
+fn ends_in_return(stmts: &[Stmt]) -> bool {
+    match stmts.last().map(|s| &s.kind) {
+        Some(StmtKind::Return(_)) => true,
+        Some(StmtKind::If { then, els, .. }) => ends_in_return(then) && ends_in_return(els),
+        Some(StmtKind::While { cond, .. }) => {
+            matches!(cond.kind, ExprKind::Lit(Lit::Bool(true)))
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,117 @@
+//! The targets GRETA generates code for, and the facts about each that codegen and
+//! validation rely on.
+
+use std::fmt;
+
+/// Source dialect printed for a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// HIP C++ for AMD GPUs, compiled by hiprtc or clang.
+    Hip,
+    /// The same HIP source under a CUDA prelude, compiled by NVRTC.
+    Cuda,
+}
+
+/// A code-generation target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Short name used on the command line (`gfx942`).
+    pub name: &'static str,
+    /// Human description.
+    pub description: &'static str,
+    pub dialect: Dialect,
+    /// Wavefront (warp) width: a compile-time fact of the target.
+    pub wave: u32,
+    /// Static shared memory (LDS) a block may declare, in bytes.
+    pub shared_bytes: u32,
+    /// Largest block the target runs.
+    pub max_block: u32,
+    /// Vector registers per SIMD lane (AMD) used to state occupancy; 0 where not applicable.
+    pub vgprs_per_simd: u32,
+}
+
+/// CDNA3 (MI300X): the primary target.
+pub const GFX942: Target = Target {
+    name: "gfx942",
+    description: "AMD CDNA3 (MI300X), wave 64",
+    dialect: Dialect::Hip,
+    wave: 64,
+    shared_bytes: 64 * 1024,
+    max_block: 1024,
+    vgprs_per_simd: 512,
+};
+
+/// CDNA2 (MI200).
+pub const GFX90A: Target = Target {
+    name: "gfx90a",
+    description: "AMD CDNA2 (MI200), wave 64",
+    dialect: Dialect::Hip,
+    wave: 64,
+    shared_bytes: 64 * 1024,
+    max_block: 1024,
+    vgprs_per_simd: 512,
+};
+
+/// Hopper (H100), through the CUDA prelude.
+pub const SM90: Target = Target {
+    name: "sm_90",
+    description: "NVIDIA Hopper (H100), warp 32",
+    dialect: Dialect::Cuda,
+    wave: 32,
+    shared_bytes: 48 * 1024,
+    max_block: 1024,
+    vgprs_per_simd: 0,
+};
+
+/// Every target, primary first.
+pub const TARGETS: [Target; 3] = [GFX942, GFX90A, SM90];
+
+impl Target {
+    /// Looks a target up by its short name.
+    pub fn by_name(name: &str) -> Option<Target> {
+        TARGETS.into_iter().find(|t| t.name == name)
+    }
+
+    /// Names of all targets, for error messages.
+    pub fn names() -> String {
+        TARGETS.map(|t| t.name).join(", ")
+    }
+
+    /// True for the AMD targets.
+    pub fn is_amd(&self) -> bool {
+        self.dialect == Dialect::Hip
+    }
+
+    /// Waves per SIMD a kernel using `vgprs` vector registers can keep resident (AMD,
+    /// CDNA: 512 VGPRs per lane per SIMD, at most 8 waves).
+    pub fn waves_per_simd(&self, vgprs: u32) -> Option<u32> {
+        if self.vgprs_per_simd == 0 || vgprs == 0 {
+            return None;
+        }
+        // CDNA allocates VGPRs in granules of 8.
+        let granted = vgprs.div_ceil(8) * 8;
+        Some((self.vgprs_per_simd / granted).min(8))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_and_occupancy() {
+        assert_eq!(Target::by_name("gfx942").map(|t| t.wave), Some(64));
+        assert_eq!(Target::by_name("sm_90").map(|t| t.wave), Some(32));
+        assert!(Target::by_name("gfx1100").is_none());
+        assert_eq!(GFX942.waves_per_simd(128), Some(4));
+        assert_eq!(GFX942.waves_per_simd(60), Some(8));
+        assert_eq!(GFX942.waves_per_simd(130), Some(3));
+        assert_eq!(SM90.waves_per_simd(64), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! Expansion of a kernel or device function into its module: embedded AST, definition
+//! accessor, typed launch function, and compile-time arity checks of device calls.
+
+use crate::parse::Converter;
+use greta_codegen::ast::{FnAst, FnKind, GenericAst, TypeAst};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+/// What the attribute declares.
+pub enum Kind {
+    Kernel,
+    Device,
+}
+
+/// Attribute arguments.
+struct Args {
+    block: Option<syn::Expr>,
+    targets: Vec<(String, Span)>,
+}
+
+fn parse_args(attr: TokenStream, kind: &Kind) -> syn::Result<Args> {
+    let mut args = Args {
+        block: None,
+        targets: Vec::new(),
+    };
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("block") {
+            if matches!(kind, Kind::Device) {
+                return Err(meta.error("device functions run with their caller's block; remove `block`"));
+            }
+            args.block = Some(meta.value()?.parse()?);
+            Ok(())
+        } else if meta.path.is_ident("target") {
+            let s: syn::LitStr = meta.value()?.parse()?;
+            args.targets.push((s.value(), s.span()));
+            Ok(())
+        } else if meta.path.is_ident("targets") {
+            let content;
+            let value = meta.value()?;
+            syn::bracketed!(content in value);
+            let list = content.parse_terminated(|p| p.parse::<syn::LitStr>(), syn::Token![,])?;
+            args.targets.extend(list.into_iter().map(|s| (s.value(), s.span())));
+            Ok(())
+        } else {
+            Err(meta.error("unknown argument; expected `block = N`, `target = \"...\"` or `targets = [...]`"))
+        }
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    Ok(args)
+}
+
+/// Expands the attribute; on any error, emits the errors plus the module skeleton so the
+/// rest of the crate still type-checks.
+pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item) {
+        Ok(f) => f,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut errors: Vec<syn::Error> = Vec::new();
+    let args = parse_args(attr, &kind).unwrap_or_else(|e| {
+        errors.push(e);
+        Args {
+            block: None,
+            targets: Vec::new(),
+        }
+    });
+    let mut cv = Converter::new();
+    let targets = args
+        .targets
+        .iter()
+        .map(|(n, s)| (n.clone(), cv.span(*s)))
+        .collect();
+    let fn_kind = match kind {
+        Kind::Kernel => {
+            let block = match &args.block {
+                Some(b) => match cv.expr(b) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                },
+                None => None,
+            };
+            FnKind::Kernel { block }
+        }
+        Kind::Device => FnKind::Device,
+    };
+    let ast = match cv.function(&func, fn_kind, targets) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let mut arity_checks = Vec::new();
+    if let (Some(ast), true) = (&ast, errors.is_empty()) {
+        let report = greta_codegen::check(ast);
+        for d in report.diagnostics {
+            let span = cv.spans.get(d.span.id as usize).copied().unwrap_or_else(Span::call_site);
+            errors.push(syn::Error::new(span, d.message));
+        }
+        for call in report.device_calls {
+            let span = cv.spans.get(call.span.id as usize).copied().unwrap_or_else(Span::call_site);
+            let module = format_ident!("{}", call.name, span = span);
+            let n = call.args;
+            let msg = format!("wrong number of arguments in this call of device function `{}`", call.name);
+            arity_checks.push(quote_spanned! {span=>
+                const _: () = ::core::assert!(#module::ARITY == #n, #msg);
+            });
+        }
+    }
+    let error_tokens: TokenStream = errors.iter().map(syn::Error::to_compile_error).collect();
+    let body = match (&ast, errors.is_empty()) {
+        (Some(ast), true) => Some(greta_codegen::ast::to_json(ast)),
+        _ => None,
+    };
+    let module = match kind {
+        Kind::Kernel => kernel_module(&func, ast.as_ref(), body, &arity_checks),
+        Kind::Device => device_module(&func, body, &arity_checks),
+    };
+    quote! { #error_tokens #module }
+}
+
+/// Device functions the kernel calls, as module paths resolved by rustc at the call sites.
+fn callee_refs(ast: Option<&FnAst>) -> Vec<TokenStream> {
+    let Some(ast) = ast else { return Vec::new() };
+    let mut names = Vec::new();
+    for c in greta_codegen::check(ast).device_calls {
+        if !names.contains(&c.name) {
+            names.push(c.name);
+        }
+    }
+    names
+        .iter()
+        .map(|n| {
+            let id = format_ident!("{}", n);
+            quote! { #id::device_def }
+        })
+        .collect()
+}
+
+fn definition_body(kind: TokenStream, json: Option<String>, callees: &[TokenStream], name: &str) -> TokenStream {
+    match json {
+        Some(json) => quote! {
+            static DEF: ::std::sync::OnceLock<::greta::codegen::#kind> = ::std::sync::OnceLock::new();
+            DEF.get_or_init(|| ::greta::codegen::#kind::from_macro(#json, ::core::file!(), &[#(#callees),*]))
+        },
+        None => {
+            let msg = format!("`{name}` did not compile");
+            quote! { ::core::panic!(#msg) }
+        }
+    }
+}
+
+fn kernel_module(func: &syn::ItemFn, ast: Option<&FnAst>, json: Option<String>, arity: &[TokenStream]) -> TokenStream {
+    let vis = &func.vis;
+    let name = &func.sig.ident;
+    let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let callees = callee_refs(ast);
+    let def = definition_body(quote!(KernelDef), json, &callees, &name.to_string());
+    let launch = ast.map(launch_fn).unwrap_or_default();
+    quote! {
+        #(#docs)*
+        #[allow(non_snake_case, dead_code)]
+        #vis mod #name {
+            #[allow(unused_imports)]
+            use super::*;
+            /// The kernel's definition: its DSL source and the device functions it calls.
+            pub fn definition() -> &'static ::greta::codegen::KernelDef {
+                #def
+            }
+            #launch
+            #(#arity)*
+        }
+    }
+}
+
+fn device_module(func: &syn::ItemFn, json: Option<String>, arity: &[TokenStream]) -> TokenStream {
+    let vis = &func.vis;
+    let name = &func.sig.ident;
+    let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let n = func.sig.inputs.len();
+    let ast = json.as_deref().and_then(|j| greta_codegen::ast::from_json(j).ok());
+    let callees = callee_refs(ast.as_ref());
+    let def = definition_body(quote!(DeviceDef), json, &callees, &name.to_string());
+    quote! {
+        #(#docs)*
+        #[allow(non_snake_case, dead_code)]
+        #vis mod #name {
+            #[allow(unused_imports)]
+            use super::*;
+            /// Number of parameters, checked at every call site.
+            pub const ARITY: usize = #n;
+            /// The device function's definition.
+            pub fn device_def() -> &'static ::greta::codegen::DeviceDef {
+                #def
+            }
+            #(#arity)*
+        }
+    }
+}
+
+/// The host type for a DSL scalar type name (generic names pass through).
+fn host_type(name: &str) -> TokenStream {
+    match name {
+        "f16" => quote!(::greta::half::f16),
+        "bf16" => quote!(::greta::half::bf16),
+        other => {
+            let id = format_ident!("{}", other);
+            quote!(#id)
+        }
+    }
+}
+
+/// `pub fn launch<generics>(device, grid, params...)`.
+fn launch_fn(ast: &FnAst) -> TokenStream {
+    let mut generic_decls = Vec::new();
+    let mut spec = Vec::new();
+    for g in &ast.generics {
+        match g {
+            GenericAst::Const { name, ty, .. } => {
+                let id = format_ident!("{}", name);
+                let ty = format_ident!("{}", ty);
+                generic_decls.push(quote!(const #id: #ty));
+                spec.push(quote!(::greta::codegen::SpecValue::Const(#id as i128)));
+            }
+            GenericAst::Type { name, .. } => {
+                let id = format_ident!("{}", name);
+                generic_decls.push(quote!(#id: ::greta::runtime::Element));
+                spec.push(quote!(::greta::codegen::SpecValue::Type(<#id as ::greta::runtime::Element>::SCALAR)));
+            }
+        }
+    }
+    let mut params = Vec::new();
+    let mut args = Vec::new();
+    for p in &ast.params {
+        let id = format_ident!("{}", p.name);
+        match &p.ty {
+            TypeAst::Slice { elem, mutable, .. } => {
+                let TypeAst::Path { name, .. } = &**elem else { continue };
+                let t = host_type(name);
+                if *mutable {
+                    params.push(quote!(#id: &mut ::greta::runtime::Buffer<#t>));
+                } else {
+                    params.push(quote!(#id: &::greta::runtime::Buffer<#t>));
+                }
+            }
+            TypeAst::Path { name, .. } => {
+                let t = host_type(name);
+                params.push(quote!(#id: #t));
+            }
+            TypeAst::Array { .. } => continue,
+        }
+        args.push(quote!(::greta::runtime::Arg::from(#id)));
+    }
+    let doc = format!("Launches `{}` on `device` over `grid` blocks.", ast.name);
+    quote! {
+        #[doc = #doc]
+        #[allow(clippy::too_many_arguments)]
+        pub fn launch<#(#generic_decls),*>(
+            device: &::greta::runtime::Device,
+            grid: impl ::core::convert::Into<::greta::runtime::Grid>,
+            #(#params),*
+        ) -> ::core::result::Result<(), ::greta::runtime::Error> {
+            device.launch(definition(), &[#(#spec),*], grid.into(), &[#(#args),*])
+        }
+    }
+}
