@@ -1,6 +1,25 @@
 //! GGUF / ggml tensor formats: type table, block layouts, reference (de)quantisers.
+//!
+//! Block structs are byte images of GGUF data, which is little-endian; they read it
+//! correctly on little-endian hosts, which every supported target is.
 
 use std::fmt;
+
+mod bits;
+mod block;
+mod codec;
+mod error;
+mod kquants;
+mod legacy;
+mod levels;
+#[cfg(test)]
+mod testutil;
+
+pub use block::Block;
+pub use codec::{dequantize, dot_row, fill_random_blocks, quantize, random_blocks, SUPPORTED};
+pub use error::QuantError;
+pub use kquants::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
+pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK32};
 
 /// A ggml tensor element type, as numbered in GGUF files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,7 +122,7 @@ impl GgmlType {
     /// blocks or the size overflows.
     pub fn bytes_for(self, elems: u64) -> Option<u64> {
         let per = self.block_elems() as u64;
-        if elems % per != 0 {
+        if !elems.is_multiple_of(per) {
             return None;
         }
         (elems / per).checked_mul(self.block_bytes() as u64)
