@@ -1,1 +1,96 @@
-fn main() {}
+//! The `greta` command line: list, emit and check the built-in kernels.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use greta::codegen::{hip, Target};
+use greta::kernels::{builtins, BuiltinKernel};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "greta", version, about = "GRETA kernel compiler toolchain")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in kernels and their specialisations.
+    List,
+    /// Print (or write to a folder) the generated HIP C++ of built-in kernels.
+    Emit {
+        /// gfx942, gfx90a or sm_90.
+        #[arg(long, default_value = "gfx942")]
+        target: String,
+        /// Kernels to emit (all if none).
+        kernels: Vec<String>,
+        /// Write one file per specialisation into this folder instead of printing.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn target(name: &str) -> Result<Target> {
+    Target::by_name(name).with_context(|| {
+        format!(
+            "unknown target `{name}`; the targets are {}",
+            Target::names()
+        )
+    })
+}
+
+/// The built-in kernels named on the command line (all if none), or an error naming the
+/// unknown ones.
+fn select(names: &[String]) -> Result<Vec<BuiltinKernel>> {
+    let all = builtins();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let known: Vec<&str> = all.iter().map(|k| k.name()).collect();
+    if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        bail!(
+            "unknown kernel `{bad}`; built-in kernels: {}",
+            known.join(", ")
+        );
+    }
+    Ok(all
+        .into_iter()
+        .filter(|k| names.iter().any(|n| n == k.name()))
+        .collect())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            for k in builtins() {
+                println!("{:<24} {} specialisation(s)", k.name(), k.variants.len());
+            }
+        }
+        Command::Emit {
+            target: t,
+            kernels,
+            out,
+        } => {
+            let t = target(&t)?;
+            for k in select(&kernels)? {
+                for spec in &k.variants {
+                    let ir = (k.def)().specialise(&t, spec)?;
+                    let src = hip::emit(&ir, &t)?;
+                    match &out {
+                        Some(dir) => {
+                            std::fs::create_dir_all(dir)
+                                .with_context(|| format!("creating {}", dir.display()))?;
+                            let path = dir.join(format!("{}.{}.hip", ir.symbol, t.name));
+                            std::fs::write(&path, src)
+                                .with_context(|| format!("writing {}", path.display()))?;
+                            println!("{}", path.display());
+                        }
+                        None => println!("{src}"),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -46,8 +46,15 @@ pub enum FnKind {
 /// A generic parameter: a compile-time constant or an element type.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum GenericAst {
-    Const { name: String, ty: String, span: Span },
-    Type { name: String, span: Span },
+    Const {
+        name: String,
+        ty: String,
+        span: Span,
+    },
+    Type {
+        name: String,
+        span: Span,
+    },
 }
 
 impl GenericAst {
@@ -90,9 +97,9 @@ impl TypeAst {
     /// Where the type was written.
     pub fn span(&self) -> Span {
         match self {
-            TypeAst::Path { span, .. } | TypeAst::Slice { span, .. } | TypeAst::Array { span, .. } => {
-                *span
-            }
+            TypeAst::Path { span, .. }
+            | TypeAst::Slice { span, .. }
+            | TypeAst::Array { span, .. } => *span,
         }
     }
 }

@@ -66,7 +66,11 @@ impl KernelDef {
     }
 
     /// The IR for `target` and the given generic values (built once, then shared).
-    pub fn specialise(&self, target: &Target, spec: &[SpecValue]) -> Result<Arc<Kernel>, Diagnostics> {
+    pub fn specialise(
+        &self,
+        target: &Target,
+        spec: &[SpecValue],
+    ) -> Result<Arc<Kernel>, Diagnostics> {
         let key = (target.name, spec.to_vec());
         if let Some(k) = self.lock().get(&key) {
             return Ok(k.clone());
@@ -76,7 +80,9 @@ impl KernelDef {
         Ok(k)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, Vec<SpecValue>), Arc<Kernel>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(&'static str, Vec<SpecValue>), Arc<Kernel>>> {
         // The map only caches immutable results; a poisoned lock still holds valid entries.
         self.specialised.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -55,7 +55,10 @@ pub struct Param {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamKind {
     /// A global-memory buffer; read-only buffers become `const T* __restrict__`.
-    Buffer { elem: Scalar, mutable: bool },
+    Buffer {
+        elem: Scalar,
+        mutable: bool,
+    },
     Scalar(Scalar),
 }
 
@@ -131,8 +134,14 @@ pub struct Stmt {
 #[derive(Clone, Debug)]
 pub enum StmtKind {
     /// Declares a local, optionally initialised.
-    Let { local: LocalId, init: Option<Expr> },
-    Assign { local: LocalId, value: Expr },
+    Let {
+        local: LocalId,
+        init: Option<Expr>,
+    },
+    Assign {
+        local: LocalId,
+        value: Expr,
+    },
     /// Writes one element of a register array or one lane of a vector local.
     SetElement {
         local: LocalId,

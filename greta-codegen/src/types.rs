@@ -217,7 +217,11 @@ mod tests {
             Type::vector_from_name("u32x4"),
             Some(Type::Vector(Scalar::U32, 4))
         );
-        assert_eq!(Type::vector_from_name("f32x8"), None, "32 bytes is too wide");
+        assert_eq!(
+            Type::vector_from_name("f32x8"),
+            None,
+            "32 bytes is too wide"
+        );
         assert_eq!(Type::vector_from_name("f32x3"), None);
         assert_eq!(Type::vector_from_name("boolx4"), None);
     }

@@ -15,7 +15,10 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
     if k.block == 0 || k.block > target.max_block {
         diags.push(Diagnostic::new(
             span,
-            format!("block size {} is out of range 1..={}", k.block, target.max_block),
+            format!(
+                "block size {} is out of range 1..={}",
+                k.block, target.max_block
+            ),
         ));
     } else if k.block % target.wave != 0 {
         diags.push(Diagnostic::new(
@@ -113,7 +116,9 @@ pub fn for_each_expr(stmts: &[Stmt], f: &mut dyn FnMut(&Expr)) {
                     crate::ir::walk_expr(e, f)
                 }
             }
-            StmtKind::Assign { value, .. } | StmtKind::Eval(value) => crate::ir::walk_expr(value, f),
+            StmtKind::Assign { value, .. } | StmtKind::Eval(value) => {
+                crate::ir::walk_expr(value, f)
+            }
             StmtKind::SetElement { index, value, .. } | StmtKind::Store { index, value, .. } => {
                 crate::ir::walk_expr(index, f);
                 crate::ir::walk_expr(value, f);
@@ -124,7 +129,11 @@ pub fn for_each_expr(stmts: &[Stmt], f: &mut dyn FnMut(&Expr)) {
                 for_each_expr(els, f);
             }
             StmtKind::For {
-                start, end, step, body, ..
+                start,
+                end,
+                step,
+                body,
+                ..
             } => {
                 crate::ir::walk_expr(start, f);
                 crate::ir::walk_expr(end, f);
@@ -184,7 +193,11 @@ fn definite_assignment(
                 reads(value, assigned, diags);
                 assigned.insert(*local);
             }
-            StmtKind::SetElement { local, index, value } => {
+            StmtKind::SetElement {
+                local,
+                index,
+                value,
+            } => {
                 reads(index, assigned, diags);
                 reads(value, assigned, diags);
                 // A vector built lane by lane counts as assigned once any lane is written.

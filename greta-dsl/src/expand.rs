@@ -26,7 +26,9 @@ fn parse_args(attr: TokenStream, kind: &Kind) -> syn::Result<Args> {
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("block") {
             if matches!(kind, Kind::Device) {
-                return Err(meta.error("device functions run with their caller's block; remove `block`"));
+                return Err(
+                    meta.error("device functions run with their caller's block; remove `block`")
+                );
             }
             args.block = Some(meta.value()?.parse()?);
             Ok(())
@@ -39,10 +41,13 @@ fn parse_args(attr: TokenStream, kind: &Kind) -> syn::Result<Args> {
             let value = meta.value()?;
             syn::bracketed!(content in value);
             let list = content.parse_terminated(|p| p.parse::<syn::LitStr>(), syn::Token![,])?;
-            args.targets.extend(list.into_iter().map(|s| (s.value(), s.span())));
+            args.targets
+                .extend(list.into_iter().map(|s| (s.value(), s.span())));
             Ok(())
         } else {
-            Err(meta.error("unknown argument; expected `block = N`, `target = \"...\"` or `targets = [...]`"))
+            Err(meta.error(
+                "unknown argument; expected `block = N`, `target = \"...\"` or `targets = [...]`",
+            ))
         }
     });
     syn::parse::Parser::parse2(parser, attr)?;
@@ -97,14 +102,25 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     if let (Some(ast), true) = (&ast, errors.is_empty()) {
         let report = greta_codegen::check(ast);
         for d in report.diagnostics {
-            let span = cv.spans.get(d.span.id as usize).copied().unwrap_or_else(Span::call_site);
+            let span = cv
+                .spans
+                .get(d.span.id as usize)
+                .copied()
+                .unwrap_or_else(Span::call_site);
             errors.push(syn::Error::new(span, d.message));
         }
         for call in report.device_calls {
-            let span = cv.spans.get(call.span.id as usize).copied().unwrap_or_else(Span::call_site);
+            let span = cv
+                .spans
+                .get(call.span.id as usize)
+                .copied()
+                .unwrap_or_else(Span::call_site);
             let module = format_ident!("{}", call.name, span = span);
             let n = call.args;
-            let msg = format!("wrong number of arguments in this call of device function `{}`", call.name);
+            let msg = format!(
+                "wrong number of arguments in this call of device function `{}`",
+                call.name
+            );
             arity_checks.push(quote_spanned! {span=>
                 const _: () = ::core::assert!(#module::ARITY == #n, #msg);
             });
@@ -140,7 +156,12 @@ fn callee_refs(ast: Option<&FnAst>) -> Vec<TokenStream> {
         .collect()
 }
 
-fn definition_body(kind: TokenStream, json: Option<String>, callees: &[TokenStream], name: &str) -> TokenStream {
+fn definition_body(
+    kind: TokenStream,
+    json: Option<String>,
+    callees: &[TokenStream],
+    name: &str,
+) -> TokenStream {
     match json {
         Some(json) => quote! {
             static DEF: ::std::sync::OnceLock<::greta::codegen::#kind> = ::std::sync::OnceLock::new();
@@ -153,7 +174,12 @@ fn definition_body(kind: TokenStream, json: Option<String>, callees: &[TokenStre
     }
 }
 
-fn kernel_module(func: &syn::ItemFn, ast: Option<&FnAst>, json: Option<String>, arity: &[TokenStream]) -> TokenStream {
+fn kernel_module(
+    func: &syn::ItemFn,
+    ast: Option<&FnAst>,
+    json: Option<String>,
+    arity: &[TokenStream],
+) -> TokenStream {
     let vis = &func.vis;
     let name = &func.sig.ident;
     let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
@@ -181,7 +207,9 @@ fn device_module(func: &syn::ItemFn, json: Option<String>, arity: &[TokenStream]
     let name = &func.sig.ident;
     let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let n = func.sig.inputs.len();
-    let ast = json.as_deref().and_then(|j| greta_codegen::ast::from_json(j).ok());
+    let ast = json
+        .as_deref()
+        .and_then(|j| greta_codegen::ast::from_json(j).ok());
     let callees = callee_refs(ast.as_ref());
     let def = definition_body(quote!(DeviceDef), json, &callees, &name.to_string());
     quote! {
@@ -238,7 +266,9 @@ fn launch_fn(ast: &FnAst) -> TokenStream {
         let id = format_ident!("{}", p.name);
         match &p.ty {
             TypeAst::Slice { elem, mutable, .. } => {
-                let TypeAst::Path { name, .. } = &**elem else { continue };
+                let TypeAst::Path { name, .. } = &**elem else {
+                    continue;
+                };
                 let t = host_type(name);
                 if *mutable {
                     params.push(quote!(#id: &mut ::greta::runtime::Buffer<#t>));

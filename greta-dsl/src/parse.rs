@@ -41,7 +41,12 @@ impl Converter {
     }
 
     /// Converts a function item.
-    pub fn function(&mut self, f: &syn::ItemFn, kind: FnKind, targets: Vec<(String, Span)>) -> R<FnAst> {
+    pub fn function(
+        &mut self,
+        f: &syn::ItemFn,
+        kind: FnKind,
+        targets: Vec<(String, Span)>,
+    ) -> R<FnAst> {
         let sig = &f.sig;
         if let Some(a) = &sig.asyncness {
             return err(a, "kernels cannot be `async`");
@@ -55,7 +60,10 @@ impl Converter {
                 syn::GenericParam::Const(c) => GenericAst::Const {
                     name: c.ident.to_string(),
                     ty: type_ident(&c.ty).ok_or_else(|| {
-                        syn::Error::new(c.ty.span(), "const parameters must have an integer type such as `u32`")
+                        syn::Error::new(
+                            c.ty.span(),
+                            "const parameters must have an integer type such as `u32`",
+                        )
                     })?,
                     span: self.sp(&c.ident),
                 },
@@ -64,12 +72,18 @@ impl Converter {
                     span: self.sp(&t.ident),
                 },
                 syn::GenericParam::Lifetime(l) => {
-                    return err(l, "kernels take no lifetime parameters; write `&[T]` without a lifetime")
+                    return err(
+                        l,
+                        "kernels take no lifetime parameters; write `&[T]` without a lifetime",
+                    )
                 }
             });
         }
         if let Some(w) = &sig.generics.where_clause {
-            return err(w, "`where` clauses are not supported; kernels need no trait bounds");
+            return err(
+                w,
+                "`where` clauses are not supported; kernels need no trait bounds",
+            );
         }
         let mut params = Vec::new();
         for input in &sig.inputs {
@@ -80,7 +94,10 @@ impl Converter {
                 return err(&pt.pat, "parameters must be plain names, e.g. `x: &[f32]`");
             };
             if pi.mutability.is_some() {
-                return err(pi, "parameters cannot be `mut`; copy into a local: `let mut n = n;`");
+                return err(
+                    pi,
+                    "parameters cannot be `mut`; copy into a local: `let mut n = n;`",
+                );
             }
             params.push(ParamAst {
                 name: pi.ident.to_string(),
@@ -220,7 +237,13 @@ impl Converter {
                         return err(&seg.arguments, "generic arguments are only accepted on calls, e.g. `bitcast::<f16x8>(v)`");
                     }
                 }
-                ExprKindAst::Path(p.path.segments.iter().map(|s| s.ident.to_string()).collect())
+                ExprKindAst::Path(
+                    p.path
+                        .segments
+                        .iter()
+                        .map(|s| s.ident.to_string())
+                        .collect(),
+                )
             }
             syn::Expr::Paren(p) => return self.expr(&p.expr),
             syn::Expr::Group(g) => return self.expr(&g.expr),
@@ -281,7 +304,10 @@ impl Converter {
             }
             syn::Expr::If(i) => {
                 if let syn::Expr::Let(l) = &*i.cond {
-                    return err(l, "`if let` is not supported in kernels; compare values instead");
+                    return err(
+                        l,
+                        "`if let` is not supported in kernels; compare values instead",
+                    );
                 }
                 ExprKindAst::If {
                     cond: self.boxed(&i.cond)?,
@@ -324,7 +350,10 @@ impl Converter {
                     return err(l, "labelled `break` is not supported in kernels");
                 }
                 if let Some(v) = &b.expr {
-                    return err(v, "`break` with a value is not supported; assign a variable before breaking");
+                    return err(
+                        v,
+                        "`break` with a value is not supported; assign a variable before breaking",
+                    );
                 }
                 ExprKindAst::Break
             }
@@ -342,19 +371,48 @@ impl Converter {
                 value: self.boxed(&r.expr)?,
                 len: self.boxed(&r.len)?,
             },
-            syn::Expr::Array(a) => ExprKindAst::ArrayList(a.elems.iter().map(|x| self.expr(x)).collect::<R<_>>()?),
+            syn::Expr::Array(a) => {
+                ExprKindAst::ArrayList(a.elems.iter().map(|x| self.expr(x)).collect::<R<_>>()?)
+            }
             syn::Expr::Macro(m) => self.shared_macro(&m.mac)?,
             syn::Expr::Range(_) => return err(e, "ranges are only allowed as `for` loop bounds"),
-            syn::Expr::Closure(_) => return err(e, "closures are not supported in kernels; write a `#[greta::device]` function"),
-            syn::Expr::Match(m) => return err(m.match_token, "`match` is not supported in kernels; use `if`/`else if`"),
-            syn::Expr::Reference(_) => return err(e, "references are not supported in kernels; pass buffers by name"),
-            syn::Expr::Tuple(_) => return err(e, "tuples are not supported in kernels; use separate variables or a vector type"),
+            syn::Expr::Closure(_) => {
+                return err(
+                    e,
+                    "closures are not supported in kernels; write a `#[greta::device]` function",
+                )
+            }
+            syn::Expr::Match(m) => {
+                return err(
+                    m.match_token,
+                    "`match` is not supported in kernels; use `if`/`else if`",
+                )
+            }
+            syn::Expr::Reference(_) => {
+                return err(
+                    e,
+                    "references are not supported in kernels; pass buffers by name",
+                )
+            }
+            syn::Expr::Tuple(_) => {
+                return err(
+                    e,
+                    "tuples are not supported in kernels; use separate variables or a vector type",
+                )
+            }
             syn::Expr::Struct(_) => return err(e, "struct literals are not supported in kernels"),
             syn::Expr::Field(f) => {
-                return err(&f.member, "fields are not supported; index vectors with `v[i]`")
+                return err(
+                    &f.member,
+                    "fields are not supported; index vectors with `v[i]`",
+                )
             }
-            syn::Expr::Unsafe(u) => return err(u.unsafe_token, "`unsafe` blocks are not needed in kernels"),
-            syn::Expr::Async(_) | syn::Expr::Await(_) => return err(e, "async code is not supported in kernels"),
+            syn::Expr::Unsafe(u) => {
+                return err(u.unsafe_token, "`unsafe` blocks are not needed in kernels")
+            }
+            syn::Expr::Async(_) | syn::Expr::Await(_) => {
+                return err(e, "async code is not supported in kernels")
+            }
             syn::Expr::Try(_) => return err(e, "the `?` operator is not supported in kernels"),
             _ => return err(e, "this expression is not supported in kernels"),
         };
@@ -372,7 +430,10 @@ impl Converter {
                 suffix: (!f.suffix().is_empty()).then(|| f.suffix().to_string()),
             },
             syn::Lit::Bool(b) => ExprKindAst::Bool(b.value),
-            _ => return err(l, "kernels work on numbers and booleans; string and char literals are not supported"),
+            _ => return err(
+                l,
+                "kernels work on numbers and booleans; string and char literals are not supported",
+            ),
         })
     }
 
@@ -449,7 +510,10 @@ impl Converter {
                 (strip_parens(&m.receiver), Some(self.boxed(&m.args[0])?))
             }
             syn::Expr::MethodCall(m) if m.method == "rev" => {
-                return err(&m.method, "reversed ranges are not supported; count down with a `while` loop")
+                return err(
+                    &m.method,
+                    "reversed ranges are not supported; count down with a `while` loop",
+                )
             }
             other => (strip_parens(other), None),
         };
@@ -473,11 +537,17 @@ impl Converter {
     /// `shared!([T; N])`.
     fn shared_macro(&mut self, m: &syn::Macro) -> R<ExprKindAst> {
         if !m.path.is_ident("shared") {
-            return err(&m.path, "macros are not supported in kernels (except `shared!([T; N])`)");
+            return err(
+                &m.path,
+                "macros are not supported in kernels (except `shared!([T; N])`)",
+            );
         }
         let ty: syn::Type = m.parse_body()?;
         let syn::Type::Array(a) = &ty else {
-            return err(&ty, "write the shared array's type and length: `shared!([f32; 256])`");
+            return err(
+                &ty,
+                "write the shared array's type and length: `shared!([f32; 256])`",
+            );
         };
         Ok(ExprKindAst::Shared {
             elem: self.ty(&a.elem, false)?,
@@ -496,7 +566,9 @@ fn strip_parens(e: &syn::Expr) -> &syn::Expr {
 
 fn type_ident(t: &syn::Type) -> Option<String> {
     match t {
-        syn::Type::Path(p) if p.path.segments.len() == 1 => Some(p.path.segments[0].ident.to_string()),
+        syn::Type::Path(p) if p.path.segments.len() == 1 => {
+            Some(p.path.segments[0].ident.to_string())
+        }
         _ => None,
     }
 }

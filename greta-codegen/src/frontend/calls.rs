@@ -98,9 +98,10 @@ impl<'a> Lowerer<'a> {
         span: Span,
     ) -> Expr {
         match path {
-            [name] if name == "barrier" => {
-                self.poison(span, "`barrier()` is a statement: write `barrier();` on its own line")
-            }
+            [name] if name == "barrier" => self.poison(
+                span,
+                "`barrier()` is a statement: write `barrier();` on its own line",
+            ),
             [name] if name == "bitcast" => self.lower_bitcast(generics, args, span),
             [name] => {
                 if let Some((op, sig)) = builtin_by_name(name) {
@@ -202,7 +203,9 @@ impl<'a> Lowerer<'a> {
             if a != b || matches!(from, Type::Array(..)) || matches!(to, Type::Array(..)) {
                 return self.poison(
                     span,
-                    format!("`bitcast` needs types of equal size: `{from}` is {a} bytes, `{to}` is {b}"),
+                    format!(
+                        "`bitcast` needs types of equal size: `{from}` is {a} bytes, `{to}` is {b}"
+                    ),
                 );
             }
             self.infer.unify(&v.ty, &from);
@@ -275,7 +278,12 @@ impl<'a> Lowerer<'a> {
                 Some(2) => Scalar::U16,
                 Some(4) => Scalar::U32,
                 Some(8) => Scalar::U64,
-                _ => return self.poison(span, format!("`to_bits` needs a 2-, 4- or 8-byte scalar, found `{t}`")),
+                _ => {
+                    return self.poison(
+                        span,
+                        format!("`to_bits` needs a 2-, 4- or 8-byte scalar, found `{t}`"),
+                    )
+                }
             };
             return Expr {
                 kind: ExprKind::Bitcast(Box::new(receiver)),
@@ -296,9 +304,17 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Lowers `buf.store_vec(i, v)` in statement position.
-    pub(super) fn lower_store_vec(&mut self, recv: &ExprAst, args: &[ExprAst], span: Span) -> Option<StmtKind> {
+    pub(super) fn lower_store_vec(
+        &mut self,
+        recv: &ExprAst,
+        args: &[ExprAst],
+        span: Span,
+    ) -> Option<StmtKind> {
         let Some((mem, elem, mutable, name)) = self.mem_receiver(recv) else {
-            self.error(recv.span, "`store_vec` is a method of buffers and shared arrays");
+            self.error(
+                recv.span,
+                "`store_vec` is a method of buffers and shared arrays",
+            );
             return None;
         };
         if !mutable {
@@ -314,7 +330,10 @@ impl<'a> Lowerer<'a> {
             (Type::Vector(s, _), Type::Scalar(e)) if s == e => {}
             (Type::Vector(..), Type::Generic(_) | Type::Unknown) | (Type::Unknown, _) => {}
             (t, e) => {
-                self.error(v.span, format!("`store_vec` on a `{e}` buffer needs a `{e}xN` vector, found `{t}`"));
+                self.error(
+                    v.span,
+                    format!("`store_vec` on a `{e}` buffer needs a `{e}xN` vector, found `{t}`"),
+                );
             }
         }
         Some(StmtKind::Store { mem, index, value })
@@ -322,10 +341,14 @@ impl<'a> Lowerer<'a> {
 
     /// If `recv` names a buffer or shared array: (memory, element type, mutable, name).
     fn mem_receiver(&self, recv: &ExprAst) -> Option<(crate::ir::MemRef, Type, bool, String)> {
-        let ExprKindAst::Path(p) = &recv.kind else { return None };
+        let ExprKindAst::Path(p) = &recv.kind else {
+            return None;
+        };
         let [name] = p.as_slice() else { return None };
         match self.fcx.lookup(name) {
-            Some(Binding::Mem { mem, elem, mutable }) => Some((*mem, elem.clone(), *mutable, name.clone())),
+            Some(Binding::Mem { mem, elem, mutable }) => {
+                Some((*mem, elem.clone(), *mutable, name.clone()))
+            }
             _ => None,
         }
     }
@@ -373,11 +396,20 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Takes exactly `N` arguments or reports the arity mismatch.
-    fn exact_args<'e, const N: usize>(&mut self, args: &'e [ExprAst], span: Span, name: &str) -> [&'e ExprAst; N] {
+    fn exact_args<'e, const N: usize>(
+        &mut self,
+        args: &'e [ExprAst],
+        span: Span,
+        name: &str,
+    ) -> [&'e ExprAst; N] {
         if args.len() != N {
             self.error(
                 span,
-                format!("`{name}` takes {N} argument{}, found {}", if N == 1 { "" } else { "s" }, args.len()),
+                format!(
+                    "`{name}` takes {N} argument{}, found {}",
+                    if N == 1 { "" } else { "s" },
+                    args.len()
+                ),
             );
         }
         std::array::from_fn(|i| args.get(i).unwrap_or(&PLACEHOLDER))
@@ -411,7 +443,11 @@ impl<'a> Lowerer<'a> {
         if args.len() != arity {
             return self.poison(
                 span,
-                format!("`{name}` takes {arity} argument{}, found {}", if arity == 1 { "" } else { "s" }, args.len()),
+                format!(
+                    "`{name}` takes {arity} argument{}, found {}",
+                    if arity == 1 { "" } else { "s" },
+                    args.len()
+                ),
             );
         }
         let resolved: Vec<Type> = args.iter().map(|a| self.infer.resolve(&a.ty)).collect();
@@ -434,7 +470,10 @@ impl<'a> Lowerer<'a> {
                     || matches!(first, Type::Scalar(s) if s == Scalar::F32 || s.is_signed_int())
                     || matches!(first, Type::Infer(_));
                 if !ok {
-                    return self.poison(args[0].span, format!("`abs` takes `f32` or a signed integer, found `{first}`"));
+                    return self.poison(
+                        args[0].span,
+                        format!("`abs` takes `f32` or a signed integer, found `{first}`"),
+                    );
                 }
                 self.infer.finish(&args[0].ty)
             }
@@ -442,11 +481,20 @@ impl<'a> Lowerer<'a> {
                 let Some(t) = self.infer.unify(&resolved[0], &resolved[1]) else {
                     return self.poison(
                         span,
-                        format!("`{name}` needs two operands of one type, found `{}` and `{}`", resolved[0], resolved[1]),
+                        format!(
+                            "`{name}` needs two operands of one type, found `{}` and `{}`",
+                            resolved[0], resolved[1]
+                        ),
                     );
                 };
-                if matches!(t, Type::Scalar(s) if s == Scalar::Bool || s == Scalar::F16 || s == Scalar::BF16) {
-                    return self.poison(span, format!("`{name}` takes `f32` or integers, found `{t}`; convert with `as f32`"));
+                if matches!(t, Type::Scalar(s) if s == Scalar::Bool || s == Scalar::F16 || s == Scalar::BF16)
+                {
+                    return self.poison(
+                        span,
+                        format!(
+                            "`{name}` takes `f32` or integers, found `{t}`; convert with `as f32`"
+                        ),
+                    );
                 }
                 t
             }
@@ -457,19 +505,30 @@ impl<'a> Lowerer<'a> {
                 let ok = any(&t)
                     || matches!(
                         t,
-                        Type::Scalar(Scalar::F32 | Scalar::I32 | Scalar::U32 | Scalar::I64 | Scalar::U64)
+                        Type::Scalar(
+                            Scalar::F32 | Scalar::I32 | Scalar::U32 | Scalar::I64 | Scalar::U64
+                        )
                     );
                 if !ok {
-                    return self.poison(args[0].span, format!("`{name}` moves `f32`, `i32`, `u32`, `i64` or `u64` values, not `{t}`"));
+                    return self.poison(
+                        args[0].span,
+                        format!(
+                            "`{name}` moves `f32`, `i32`, `u32`, `i64` or `u64` values, not `{t}`"
+                        ),
+                    );
                 }
                 t
             }
             Sig::Reduce => {
                 let t = self.infer.finish(&args[0].ty);
                 self.infer.unify(&args[0].ty, &t);
-                let ok = any(&t) || matches!(t, Type::Scalar(Scalar::F32 | Scalar::I32 | Scalar::U32));
+                let ok =
+                    any(&t) || matches!(t, Type::Scalar(Scalar::F32 | Scalar::I32 | Scalar::U32));
                 if !ok {
-                    return self.poison(args[0].span, format!("`{name}` reduces `f32`, `i32` or `u32` values, not `{t}`"));
+                    return self.poison(
+                        args[0].span,
+                        format!("`{name}` reduces `f32`, `i32` or `u32` values, not `{t}`"),
+                    );
                 }
                 t
             }
@@ -479,13 +538,20 @@ impl<'a> Lowerer<'a> {
             }
             Sig::Dp4a => {
                 for a in &args {
-                    self.expect_type(a, &I32, "`dp4a` (four packed i8 in an i32; cast with `as i32`)");
+                    self.expect_type(
+                        a,
+                        &I32,
+                        "`dp4a` (four packed i8 in an i32; cast with `as i32`)",
+                    );
                 }
                 I32
             }
         };
         if matches!(op, Builtin::BlockReduce(_)) && !self.fcx.is_kernel {
-            self.error(span, format!("`{name}` synchronises the block; call it from the kernel body"));
+            self.error(
+                span,
+                format!("`{name}` synchronises the block; call it from the kernel body"),
+            );
         }
         Expr {
             kind: ExprKind::Builtin { op, args },
@@ -497,7 +563,10 @@ impl<'a> Lowerer<'a> {
     fn expect_float(&mut self, a: &Expr, name: &str) {
         let t = self.infer.resolve(&a.ty);
         if matches!(t, Type::Scalar(s) if s != Scalar::F32) {
-            self.error(a.span, format!("`{name}` computes in `f32`, found `{t}`; convert with `as f32`"));
+            self.error(
+                a.span,
+                format!("`{name}` computes in `f32`, found `{t}`; convert with `as f32`"),
+            );
         } else {
             self.infer.unify(&a.ty, &F32);
         }
@@ -525,7 +594,10 @@ impl<'a> Lowerer<'a> {
                 }
             }
             return Expr {
-                kind: ExprKind::Call { func: 0, args: Vec::new() },
+                kind: ExprKind::Call {
+                    func: 0,
+                    args: Vec::new(),
+                },
                 ty: Type::Unknown,
                 span,
             };
@@ -543,7 +615,11 @@ impl<'a> Lowerer<'a> {
         if args.len() != callee.params.len() {
             return self.poison(
                 span,
-                format!("`{name}` takes {} argument(s), found {}", callee.params.len(), args.len()),
+                format!(
+                    "`{name}` takes {} argument(s), found {}",
+                    callee.params.len(),
+                    args.len()
+                ),
             );
         }
         let mut lowered = Vec::new();
@@ -555,24 +631,33 @@ impl<'a> Lowerer<'a> {
                     self.expect_type(&e, &ty, &format!("an argument of `{name}`"));
                     lowered.push(CallArg::Value(e));
                 }
-                FnParam::Memory { name: pname, elem, mutable } => match self.mem_receiver(a) {
-                    Some((mem, e, m, arg_name)) => {
-                        if self.infer.unify(&e, elem).is_none() {
-                            self.error(a.span, format!("`{pname}` of `{name}` is `[{elem}]`, `{arg_name}` is `[{e}]`"));
+                FnParam::Memory {
+                    name: pname,
+                    elem,
+                    mutable,
+                } => {
+                    match self.mem_receiver(a) {
+                        Some((mem, e, m, arg_name)) => {
+                            if self.infer.unify(&e, elem).is_none() {
+                                self.error(a.span, format!("`{pname}` of `{name}` is `[{elem}]`, `{arg_name}` is `[{e}]`"));
+                            }
+                            if *mutable && !m {
+                                self.error(a.span, format!("`{name}` writes to `{pname}`, but `{arg_name}` is read-only"));
+                            }
+                            lowered.push(CallArg::Memory(mem));
                         }
-                        if *mutable && !m {
-                            self.error(a.span, format!("`{name}` writes to `{pname}`, but `{arg_name}` is read-only"));
+                        None => {
+                            self.error(a.span, format!("`{pname}` of `{name}` is a buffer; pass a buffer or shared array by name"));
                         }
-                        lowered.push(CallArg::Memory(mem));
                     }
-                    None => {
-                        self.error(a.span, format!("`{pname}` of `{name}` is a buffer; pass a buffer or shared array by name"));
-                    }
-                },
+                }
             }
         }
         Expr {
-            kind: ExprKind::Call { func: id, args: lowered },
+            kind: ExprKind::Call {
+                func: id,
+                args: lowered,
+            },
             ty: callee.ret.clone(),
             span,
         }
@@ -619,5 +704,9 @@ impl<'a> Lowerer<'a> {
 /// Stands in for a missing argument after an arity error has been reported.
 static PLACEHOLDER: ExprAst = ExprAst {
     kind: ExprKindAst::Bool(false),
-    span: Span { line: 0, col: 0, id: 0 },
+    span: Span {
+        line: 0,
+        col: 0,
+        id: 0,
+    },
 };

@@ -104,7 +104,13 @@ impl Lowerer<'_> {
         }
     }
 
-    fn lower_int(&mut self, value: u64, suffix: Option<&str>, expected: Option<&Type>, span: Span) -> Expr {
+    fn lower_int(
+        &mut self,
+        value: u64,
+        suffix: Option<&str>,
+        expected: Option<&Type>,
+        span: Span,
+    ) -> Expr {
         let ty = match suffix {
             Some(s) => match Scalar::from_name(s) {
                 Some(sc) if sc.is_float() => {
@@ -127,7 +133,13 @@ impl Lowerer<'_> {
         }
     }
 
-    fn lower_float(&mut self, value: f64, suffix: Option<&str>, expected: Option<&Type>, span: Span) -> Expr {
+    fn lower_float(
+        &mut self,
+        value: f64,
+        suffix: Option<&str>,
+        expected: Option<&Type>,
+        span: Span,
+    ) -> Expr {
         let ty = match suffix {
             Some(s) => match Scalar::from_name(s) {
                 Some(sc) if sc.is_float() => Type::Scalar(sc),
@@ -251,14 +263,20 @@ impl Lowerer<'_> {
         let result = if op.is_logic() {
             for (side, t) in [(&l, &lt), (&r, &rt)] {
                 if self.infer.unify(t, &bool_ty).is_none() {
-                    self.error(side.span, format!("`{}` needs `bool` operands, found `{t}`", op.symbol()));
+                    self.error(
+                        side.span,
+                        format!("`{}` needs `bool` operands, found `{t}`", op.symbol()),
+                    );
                 }
             }
             bool_ty
         } else if matches!(op, BinOp::Shl | BinOp::Shr) {
             for (side, t) in [(&l, &lt), (&r, &rt)] {
                 if !is_intlike(t) {
-                    self.error(side.span, format!("shifts need integer operands, found `{t}`"));
+                    self.error(
+                        side.span,
+                        format!("shifts need integer operands, found `{t}`"),
+                    );
                 }
             }
             lt
@@ -277,7 +295,10 @@ impl Lowerer<'_> {
                 BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => is_numeric(&t),
                 BinOp::Rem => is_intlike(&t) || t == Type::Unknown,
                 BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor => is_intlike(&t) || t == bool_ty,
-                BinOp::Eq | BinOp::Ne => matches!(t, Type::Scalar(_) | Type::Generic(_) | Type::Infer(_) | Type::Unknown),
+                BinOp::Eq | BinOp::Ne => matches!(
+                    t,
+                    Type::Scalar(_) | Type::Generic(_) | Type::Infer(_) | Type::Unknown
+                ),
                 _ => is_numeric(&t),
             };
             if !ok {
@@ -285,10 +306,15 @@ impl Lowerer<'_> {
                     (Type::Scalar(s), BinOp::Rem) if s.is_float() => {
                         "; `%` works on integers (write `x - (x / y).floor() * y` for floats)"
                     }
-                    (Type::Vector(..), _) => "; vectors support element access only: operate on `v[i]`",
+                    (Type::Vector(..), _) => {
+                        "; vectors support element access only: operate on `v[i]`"
+                    }
                     _ => "",
                 };
-                return self.poison(span, format!("`{}` is not defined for `{t}`{hint}", op.symbol()));
+                return self.poison(
+                    span,
+                    format!("`{}` is not defined for `{t}`{hint}", op.symbol()),
+                );
             }
             if op.is_comparison() {
                 bool_ty
@@ -316,7 +342,10 @@ impl Lowerer<'_> {
         if !ok {
             return self.poison(
                 span,
-                format!("`{}` is not defined for `{t}`", if op == UnOp::Neg { "-" } else { "!" }),
+                format!(
+                    "`{}` is not defined for `{t}`",
+                    if op == UnOp::Neg { "-" } else { "!" }
+                ),
             );
         }
         Expr {
@@ -336,7 +365,10 @@ impl Lowerer<'_> {
             (Type::Unknown, _) | (_, Type::Unknown) => true,
             (Type::Scalar(Scalar::Bool), Type::Scalar(t)) => t.is_int() || *t == Scalar::Bool,
             (Type::Scalar(_), Type::Scalar(Scalar::Bool)) => false,
-            (Type::Scalar(_) | Type::Generic(_) | Type::Infer(_), Type::Scalar(_) | Type::Generic(_)) => true,
+            (
+                Type::Scalar(_) | Type::Generic(_) | Type::Infer(_),
+                Type::Scalar(_) | Type::Generic(_),
+            ) => true,
             _ => false,
         };
         if !ok {
@@ -368,10 +400,15 @@ impl Lowerer<'_> {
                 (Type::Infer(v), Type::Scalar(s)) if !v.float && s.is_float() => {
                     " (write a float literal such as `1.0`)".to_string()
                 }
-                (Type::Scalar(_) | Type::Infer(_), Type::Scalar(_)) => format!(" (convert with `as {ty}`)"),
+                (Type::Scalar(_) | Type::Infer(_), Type::Scalar(_)) => {
+                    format!(" (convert with `as {ty}`)")
+                }
                 _ => String::new(),
             };
-            self.error(e.span, format!("mismatched types: expected `{ty}` for {what}, found `{found}`{hint}"));
+            self.error(
+                e.span,
+                format!("mismatched types: expected `{ty}` for {what}, found `{found}`{hint}"),
+            );
         }
     }
 
@@ -450,7 +487,10 @@ impl Lowerer<'_> {
         }
         if let ConstVal::Known(v) = self.const_eval(idx) {
             if len > 0 && (v < 0 || v >= len as i128) {
-                self.error(idx.span, format!("index {v} is out of bounds for length {len}"));
+                self.error(
+                    idx.span,
+                    format!("index {v} is out of bounds for length {len}"),
+                );
             }
         }
     }
@@ -495,7 +535,9 @@ impl Lowerer<'_> {
                     span,
                 });
             }
-            ExprKindAst::Index { base, index } => self.lower_indexed_assign(base, index, op, value, span, out),
+            ExprKindAst::Index { base, index } => {
+                self.lower_indexed_assign(base, index, op, value, span, out)
+            }
             _ => self.error(
                 target.span,
                 "cannot assign to this expression; assign to a variable, `buf[i]` or `arr[k]`",
@@ -513,7 +555,10 @@ impl Lowerer<'_> {
         out: &mut Vec<Stmt>,
     ) {
         let ExprKindAst::Path(p) = &base.kind else {
-            self.error(base.span, "assign to an element of a named buffer, shared array or local array");
+            self.error(
+                base.span,
+                "assign to an element of a named buffer, shared array or local array",
+            );
             return;
         };
         let name = &p[0];
@@ -527,7 +572,10 @@ impl Lowerer<'_> {
                 }
                 let idx = self.lower_index(index);
                 if op.is_some() && has_side_effects(&idx) {
-                    self.error(index.span, "compute this index in a `let` first: it would be evaluated twice");
+                    self.error(
+                        index.span,
+                        "compute this index in a `let` first: it would be evaluated twice",
+                    );
                 }
                 let current = Expr {
                     kind: ExprKind::Load {
@@ -540,7 +588,11 @@ impl Lowerer<'_> {
                 let v = self.assigned_value(current, op, value, &elem, span);
                 out.append(&mut self.fcx.pending);
                 out.push(Stmt {
-                    kind: StmtKind::Store { mem, index: idx, value: v },
+                    kind: StmtKind::Store {
+                        mem,
+                        index: idx,
+                        value: v,
+                    },
                     span,
                 });
             }
@@ -566,16 +618,30 @@ impl Lowerer<'_> {
                 let v = self.assigned_value(current, op, value, &elem, span);
                 out.append(&mut self.fcx.pending);
                 out.push(Stmt {
-                    kind: StmtKind::SetElement { local: l, index: idx, value: v },
+                    kind: StmtKind::SetElement {
+                        local: l,
+                        index: idx,
+                        value: v,
+                    },
                     span,
                 });
             }
-            _ => self.error(base.span, format!("cannot assign into `{name}`: not a buffer, shared array or local array")),
+            _ => self.error(
+                base.span,
+                format!("cannot assign into `{name}`: not a buffer, shared array or local array"),
+            ),
         }
     }
 
     /// The value stored by an assignment: `value`, or `current op value` for `op=`.
-    fn assigned_value(&mut self, current: Expr, op: Option<BinOp>, value: &ExprAst, ty: &Type, span: Span) -> Expr {
+    fn assigned_value(
+        &mut self,
+        current: Expr,
+        op: Option<BinOp>,
+        value: &ExprAst,
+        ty: &Type,
+        span: Span,
+    ) -> Expr {
         let rhs = self.lower_expr(value, Some(ty));
         match op {
             None => {
@@ -632,14 +698,20 @@ impl Lowerer<'_> {
         let tmp = self.fcx.add_local("if_value", ty.clone(), true);
         let assign = |v: Expr| Stmt {
             span: v.span,
-            kind: StmtKind::Assign { local: tmp, value: v },
+            kind: StmtKind::Assign {
+                local: tmp,
+                value: v,
+            },
         };
         let mut then_stmts = then_stmts;
         then_stmts.push(assign(a));
         let mut else_stmts = else_stmts;
         else_stmts.push(assign(b));
         self.fcx.pending.push(Stmt {
-            kind: StmtKind::Let { local: tmp, init: None },
+            kind: StmtKind::Let {
+                local: tmp,
+                init: None,
+            },
             span,
         });
         self.fcx.pending.push(Stmt {

@@ -56,7 +56,10 @@ pub fn check(ast: &FnAst) -> CheckReport {
             Some(t) => targets.push(Some(t)),
             None => report.diagnostics.push(Diagnostic::new(
                 *span,
-                format!("unknown target `{name}`; the targets are {}", Target::names()),
+                format!(
+                    "unknown target `{name}`; the targets are {}",
+                    Target::names()
+                ),
             )),
         }
     }
@@ -330,7 +333,9 @@ impl<'a> Lowerer<'a> {
                         Some(SpecValue::Type(t)) => {
                             self.error(
                                 *span,
-                                format!("`{name}` is a const parameter but was given the type `{t}`"),
+                                format!(
+                                    "`{name}` is a const parameter but was given the type `{t}`"
+                                ),
                             );
                             None
                         }
@@ -548,7 +553,10 @@ impl<'a> Lowerer<'a> {
                 let elem_ty = self.lower_type(elem);
                 let n = self.const_len(len, "array length");
                 if matches!(elem_ty, Type::Array(..)) {
-                    self.error(*span, "nested arrays are not supported; flatten to one `[T; N]`");
+                    self.error(
+                        *span,
+                        "nested arrays are not supported; flatten to one `[T; N]`",
+                    );
                 }
                 Type::Array(Box::new(elem_ty), n)
             }

@@ -195,7 +195,15 @@ impl Lowerer<'_> {
                 inclusive,
                 step,
                 body,
-            } => self.lower_for(var, *var_span, start, end, *inclusive, step.as_deref(), body),
+            } => self.lower_for(
+                var,
+                *var_span,
+                start,
+                end,
+                *inclusive,
+                step.as_deref(),
+                body,
+            ),
             ExprKindAst::While { cond, body } => {
                 let cond_e = self.lower_cond(cond);
                 if !self.fcx.pending.is_empty() {
@@ -380,7 +388,10 @@ impl Lowerer<'_> {
             self.fcx.static_locals.insert(local);
         }
         if var == "WAVE" || self.consts.iter().any(|c| c.name == var) {
-            self.error(var_span, format!("`{var}` is a constant; name the loop variable differently"));
+            self.error(
+                var_span,
+                format!("`{var}` is a constant; name the loop variable differently"),
+            );
         }
         let body = self.lower_loop_body(body);
         self.fcx.scopes.pop();

@@ -129,7 +129,12 @@ fn f32_literal(v: f64) -> String {
         return "greta_nan()".into();
     }
     if x.is_infinite() {
-        return if x > 0.0 { "greta_inf()" } else { "(-greta_inf())" }.into();
+        return if x > 0.0 {
+            "greta_inf()"
+        } else {
+            "(-greta_inf())"
+        }
+        .into();
     }
     let mut s = format!("{x:?}");
     if !s.contains('.') && !s.contains('e') && !s.contains("inf") {
@@ -144,13 +149,74 @@ fn f32_literal(v: f64) -> String {
 
 /// C++ keywords and prelude names a DSL identifier must not take.
 const RESERVED: &[&str] = &[
-    "auto", "break", "case", "char", "class", "const", "continue", "default", "delete", "do",
-    "double", "else", "enum", "extern", "float", "for", "friend", "goto", "if", "inline", "int",
-    "long", "namespace", "new", "operator", "private", "protected", "public", "register",
-    "return", "short", "signed", "sizeof", "static", "struct", "switch", "template", "this",
-    "throw", "try", "typedef", "typename", "union", "unsigned", "virtual", "void", "volatile",
-    "while", "bool", "true", "false", "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64",
-    "f16", "bf16", "f32", "WAVE", "threadIdx", "blockIdx", "blockDim", "gridDim", "warpSize",
+    "auto",
+    "break",
+    "case",
+    "char",
+    "class",
+    "const",
+    "continue",
+    "default",
+    "delete",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "extern",
+    "float",
+    "for",
+    "friend",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "namespace",
+    "new",
+    "operator",
+    "private",
+    "protected",
+    "public",
+    "register",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "template",
+    "this",
+    "throw",
+    "try",
+    "typedef",
+    "typename",
+    "union",
+    "unsigned",
+    "virtual",
+    "void",
+    "volatile",
+    "while",
+    "bool",
+    "true",
+    "false",
+    "i8",
+    "u8",
+    "i16",
+    "u16",
+    "i32",
+    "u32",
+    "i64",
+    "u64",
+    "f16",
+    "bf16",
+    "f32",
+    "WAVE",
+    "threadIdx",
+    "blockIdx",
+    "blockDim",
+    "gridDim",
+    "warpSize",
 ];
 
 /// Binding strength of C++ operators (higher binds tighter).
@@ -180,7 +246,8 @@ struct FnPrinter<'k> {
     names: Vec<String>,
     out: String,
     indent: usize,
-    last_line: Option<(u32, &'k str)>,
+    /// The DSL line of the last `#line` and the output offset just after it.
+    last_line: Option<(u32, usize)>,
     temp: u32,
 }
 
@@ -260,13 +327,20 @@ impl<'k> FnPrinter<'k> {
         self.out.push('\n');
     }
 
-    /// Emits `#line` when the statement's source line differs from the previous one.
+    /// Emits `#line` unless the compiler's running line count already points at the
+    /// statement's DSL line (consecutive statements on consecutive lines need none).
     fn mark(&mut self, s: &Stmt) {
-        let here = (s.span.line, self.func.file.as_str());
-        if s.span.line > 0 && self.last_line != Some(here) {
-            let _ = writeln!(self.out, "#line {} \"{}\"", s.span.line, self.func.file);
-            self.last_line = Some(here);
+        if s.span.line == 0 {
+            return;
         }
+        if let Some((line, at)) = self.last_line {
+            let since = self.out[at..].matches('\n').count() as u32;
+            if line + since == s.span.line {
+                return;
+            }
+        }
+        let _ = writeln!(self.out, "#line {} \"{}\"", s.span.line, self.func.file);
+        self.last_line = Some((s.span.line, self.out.len()));
     }
 
     fn stmts(&mut self, stmts: &'k [Stmt]) {
@@ -276,7 +350,11 @@ impl<'k> FnPrinter<'k> {
     }
 
     fn block(&mut self, head: &str, body: &'k [Stmt]) {
-        self.line(&format!("{head} {{"));
+        self.line(&if head.is_empty() {
+            "{".to_string()
+        } else {
+            format!("{head} {{")
+        });
         self.indent += 1;
         self.stmts(body);
         self.indent -= 1;
@@ -362,7 +440,10 @@ impl<'k> FnPrinter<'k> {
                 ty: Type::Array(_, n),
                 ..
             }) => {
-                let value = if matches!(v.kind, ExprKind::Lit(_) | ExprKind::Local(_) | ExprKind::Param(_) | ExprKind::Const(_)) {
+                let value = if matches!(
+                    v.kind,
+                    ExprKind::Lit(_) | ExprKind::Local(_) | ExprKind::Param(_) | ExprKind::Const(_)
+                ) {
                     self.expr(v)
                 } else {
                     let tmp = self.fresh("fill");
@@ -393,7 +474,15 @@ impl<'k> FnPrinter<'k> {
         format!("greta_{base}{}", self.temp)
     }
 
-    fn for_stmt(&mut self, local: u32, start: &'k Expr, end: &'k Expr, step: &'k Expr, body: &'k [Stmt], unroll: bool) {
+    fn for_stmt(
+        &mut self,
+        local: u32,
+        start: &'k Expr,
+        end: &'k Expr,
+        step: &'k Expr,
+        body: &'k [Stmt],
+        unroll: bool,
+    ) {
         let name = self.names[local as usize].clone();
         let ty = type_name(&self.func.locals[local as usize].ty);
         let invariant = match &end.kind {
@@ -422,7 +511,10 @@ impl<'k> FnPrinter<'k> {
             Some(1) => format!("++{name}"),
             _ => format!("{name} += {}", self.expr(step)),
         };
-        self.block(&format!("for ({ty} {name} = {s}; {name} < {end_s}; {inc})"), body);
+        self.block(
+            &format!("for ({ty} {name} = {s}; {name} < {end_s}; {inc})"),
+            body,
+        );
     }
 
     /// An lvalue/rvalue for `mem[index]` of type `ty` (vectors index in vector units).
@@ -432,7 +524,9 @@ impl<'k> FnPrinter<'k> {
             MemRef::Global(p) => {
                 let p = &self.kernel.params[p as usize];
                 match p.kind {
-                    ParamKind::Buffer { elem, mutable } => (p.name.clone(), Type::Scalar(elem), !mutable),
+                    ParamKind::Buffer { elem, mutable } => {
+                        (p.name.clone(), Type::Scalar(elem), !mutable)
+                    }
                     ParamKind::Scalar(_) => unreachable!("validated: loads address buffers"),
                 }
             }
@@ -446,7 +540,11 @@ impl<'k> FnPrinter<'k> {
                     .params
                     .iter()
                     .filter_map(|p| match p {
-                        FnParam::Memory { name, elem, mutable } => Some((name.clone(), elem.clone(), *mutable)),
+                        FnParam::Memory {
+                            name,
+                            elem,
+                            mutable,
+                        } => Some((name.clone(), elem.clone(), *mutable)),
                         FnParam::Value(_) => None,
                     })
                     .nth(a as usize)
@@ -480,7 +578,9 @@ impl<'k> FnPrinter<'k> {
         let atom = |s: String| (s, PREC_ATOM);
         match &e.kind {
             ExprKind::Lit(l) => atom(self.literal(*l, &e.ty)),
-            ExprKind::Const(ConstRef::Named(i)) => atom(self.kernel.consts[*i as usize].name.clone()),
+            ExprKind::Const(ConstRef::Named(i)) => {
+                atom(self.kernel.consts[*i as usize].name.clone())
+            }
             ExprKind::Const(ConstRef::Wave) => atom("WAVE".into()),
             ExprKind::Local(l) => atom(self.names[*l as usize].clone()),
             ExprKind::Param(p) => atom(self.kernel.params[*p as usize].name.clone()),
@@ -595,7 +695,9 @@ impl<'k> FnPrinter<'k> {
             (Some(x), Some(y)) if x == y => a,
             (Some(Scalar::BF16), Some(_)) => format!("greta_from_bf16<{to_name}>({a})"),
             (Some(_), Some(Scalar::BF16)) => format!("greta_to_bf16({a})"),
-            (Some(Scalar::F16), _) | (_, Some(Scalar::F16)) => format!("greta_convert<{to_name}>({a})"),
+            (Some(Scalar::F16), _) | (_, Some(Scalar::F16)) => {
+                format!("greta_convert<{to_name}>({a})")
+            }
             _ => format!("({to_name})({a})"),
         }
     }
@@ -656,7 +758,9 @@ fn assigns(stmts: &[Stmt], l: u32) -> bool {
     stmts.iter().any(|s| match &s.kind {
         StmtKind::Assign { local, .. } | StmtKind::SetElement { local, .. } => *local == l,
         StmtKind::If { then, els, .. } => assigns(then, l) || assigns(els, l),
-        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => assigns(body, l),
+        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => {
+            assigns(body, l)
+        }
         _ => false,
     })
 }

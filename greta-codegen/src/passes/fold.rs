@@ -116,7 +116,13 @@ fn fold_expr(e: &mut Expr, cx: &FoldCx) {
     }
 }
 
-fn fold_binary(op: BinOp, a: i128, b: i128, operand: Option<Scalar>, result: Scalar) -> Option<Lit> {
+fn fold_binary(
+    op: BinOp,
+    a: i128,
+    b: i128,
+    operand: Option<Scalar>,
+    result: Scalar,
+) -> Option<Lit> {
     let operand = operand.unwrap_or(result);
     let int = |v: i128| Some(Lit::Int(wrap_int(v, result)));
     let cmp = |c: bool| Some(Lit::Bool(c));

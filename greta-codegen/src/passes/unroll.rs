@@ -94,11 +94,17 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         StmtKind::Return(v) => v.as_ref().is_some_and(in_expr),
         StmtKind::Store { index, value, .. } => in_expr(index) || in_expr(value),
         StmtKind::If { cond, then, els } => {
-            in_expr(cond) || indexes_registers_with(then, local) || indexes_registers_with(els, local)
+            in_expr(cond)
+                || indexes_registers_with(then, local)
+                || indexes_registers_with(els, local)
         }
-        StmtKind::For { start, end, step, body, .. } => {
-            in_expr(start) || in_expr(end) || in_expr(step) || indexes_registers_with(body, local)
-        }
+        StmtKind::For {
+            start,
+            end,
+            step,
+            body,
+            ..
+        } => in_expr(start) || in_expr(end) || in_expr(step) || indexes_registers_with(body, local),
         StmtKind::While { cond, body } => in_expr(cond) || indexes_registers_with(body, local),
         StmtKind::Scope(body) => indexes_registers_with(body, local),
         StmtKind::Break | StmtKind::Continue | StmtKind::Barrier => false,

@@ -1,0 +1,230 @@
+//! The backend-neutral device API: buffers, copies, launches, synchronisation, graphs and
+//! timing. Backends (CPU interpreter, CUDA, HIP) implement [`Backend`].
+
+use crate::args::{Arg, Grid};
+use crate::buffer::{Buffer, RawBuffer};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use greta_codegen::ir::{Kernel, ParamKind};
+use greta_codegen::{KernelDef, SpecValue, Target};
+use std::sync::Arc;
+
+/// A captured sequence of launches that can be replayed.
+pub trait BackendGraph: Send + Sync {
+    /// Number of kernel launches recorded.
+    fn launches(&self) -> usize;
+    /// For downcasting by the backend that made it.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A recorded point in a device's stream of work, for timing.
+pub trait BackendEvent: Send + Sync {
+    /// For downcasting by the backend that made it.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// What every execution backend provides.
+pub trait Backend: Send + Sync {
+    /// The code-generation target kernels are specialised for.
+    fn target(&self) -> Target;
+    /// A one-line description (device name, architecture).
+    fn describe(&self) -> String;
+    fn alloc(&self, bytes: usize) -> Result<RawBuffer>;
+    fn write(&self, dst: &RawBuffer, offset: usize, src: &[u8]) -> Result<()>;
+    fn read(&self, src: &RawBuffer, offset: usize, dst: &mut [u8]) -> Result<()>;
+    /// Device-to-device copy of `bytes` bytes.
+    fn copy(&self, src: &RawBuffer, dst: &RawBuffer, bytes: usize) -> Result<()>;
+    /// Launches a specialised kernel; arguments are already checked against its parameters.
+    fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()>;
+    fn synchronize(&self) -> Result<()>;
+    /// Starts recording launches instead of running them.
+    fn begin_capture(&self) -> Result<()>;
+    /// Stops recording and returns the graph.
+    fn end_capture(&self) -> Result<Box<dyn BackendGraph>>;
+    fn replay(&self, graph: &dyn BackendGraph) -> Result<()>;
+    fn record_event(&self) -> Result<Box<dyn BackendEvent>>;
+    /// Milliseconds between two recorded events (waits for the second).
+    fn elapsed_ms(&self, start: &dyn BackendEvent, end: &dyn BackendEvent) -> Result<f64>;
+}
+
+/// A device: one backend plus the typed API over it. Cheap to clone.
+#[derive(Clone)]
+pub struct Device {
+    backend: Arc<dyn Backend>,
+}
+
+/// A captured graph bound to the device that recorded it.
+pub struct Graph {
+    inner: Box<dyn BackendGraph>,
+}
+
+impl Graph {
+    /// Number of kernel launches the graph replays.
+    pub fn launches(&self) -> usize {
+        self.inner.launches()
+    }
+}
+
+impl Device {
+    /// Wraps a backend.
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
+        Device { backend }
+    }
+
+    /// The code-generation target of this device.
+    pub fn target(&self) -> Target {
+        self.backend.target()
+    }
+
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// The backend, for backend-specific operations.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Allocates `len` elements (contents unspecified).
+    pub fn alloc<T: Element>(&self, len: usize) -> Result<Buffer<T>> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .ok_or_else(|| Error::Backend(format!("allocation of {len} elements overflows")))?;
+        Ok(Buffer::from_raw(self.backend.alloc(bytes)?, len))
+    }
+
+    /// Allocates a buffer holding a copy of `data`.
+    pub fn upload<T: Element>(&self, data: &[T]) -> Result<Buffer<T>> {
+        let buf = self.alloc::<T>(data.len())?;
+        self.backend
+            .write(buf.raw(), 0, bytemuck::cast_slice(data))?;
+        Ok(buf)
+    }
+
+    /// Overwrites `buf` starting at element `offset` with `data`.
+    pub fn write<T: Element>(&self, buf: &mut Buffer<T>, offset: usize, data: &[T]) -> Result<()> {
+        if offset
+            .checked_add(data.len())
+            .is_none_or(|end| end > buf.len())
+        {
+            return Err(Error::OutOfBounds {
+                offset: offset * std::mem::size_of::<T>(),
+                len: std::mem::size_of_val(data),
+                bytes: buf.bytes(),
+            });
+        }
+        self.backend.write(
+            buf.raw(),
+            offset * std::mem::size_of::<T>(),
+            bytemuck::cast_slice(data),
+        )
+    }
+
+    /// Copies the whole buffer to the host.
+    pub fn download<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>> {
+        let mut out = vec![T::zeroed(); buf.len()];
+        self.backend
+            .read(buf.raw(), 0, bytemuck::cast_slice_mut(&mut out))?;
+        Ok(out)
+    }
+
+    /// Copies `src` into `dst` (equal lengths) on the device.
+    pub fn copy<T: Element>(&self, src: &Buffer<T>, dst: &mut Buffer<T>) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::Backend(format!(
+                "copy between buffers of {} and {} elements",
+                src.len(),
+                dst.len()
+            )));
+        }
+        self.backend.copy(src.raw(), dst.raw(), src.bytes())
+    }
+
+    /// Specialises `def` for this device and launches it. Called by the macro-generated
+    /// `launch` functions, whose signatures already guarantee the argument types.
+    pub fn launch(
+        &self,
+        def: &KernelDef,
+        spec: &[SpecValue],
+        grid: Grid,
+        args: &[Arg],
+    ) -> Result<()> {
+        let kernel = def.specialise(&self.target(), spec)?;
+        check_args(&kernel, grid, args)?;
+        self.backend.launch(&kernel, grid, args)
+    }
+
+    /// Waits for all submitted work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.backend.synchronize()
+    }
+
+    /// Records the launches `f` makes into a graph instead of running them.
+    pub fn capture(&self, f: impl FnOnce(&Device) -> Result<()>) -> Result<Graph> {
+        self.backend.begin_capture()?;
+        let recorded = f(self);
+        let graph = self.backend.end_capture();
+        recorded?;
+        Ok(Graph { inner: graph? })
+    }
+
+    /// Replays a captured graph.
+    pub fn replay(&self, graph: &Graph) -> Result<()> {
+        self.backend.replay(graph.inner.as_ref())
+    }
+
+    /// Runs `f` between two events and returns the device time it took, in milliseconds.
+    pub fn time(&self, f: impl FnOnce(&Device) -> Result<()>) -> Result<f64> {
+        let start = self.backend.record_event()?;
+        f(self)?;
+        let end = self.backend.record_event()?;
+        self.backend.elapsed_ms(start.as_ref(), end.as_ref())
+    }
+}
+
+/// Checks a launch against the kernel's parameters: a last line of defence for callers
+/// that build argument lists by hand.
+fn check_args(k: &Kernel, grid: Grid, args: &[Arg]) -> Result<()> {
+    let fail = |message: String| {
+        Err(Error::Launch {
+            kernel: k.symbol.clone(),
+            message,
+        })
+    };
+    if grid.blocks() == 0 {
+        return fail(format!("empty grid {grid:?}"));
+    }
+    if args.len() != k.params.len() {
+        return fail(format!(
+            "{} arguments given, the kernel takes {}",
+            args.len(),
+            k.params.len()
+        ));
+    }
+    for (p, a) in k.params.iter().zip(args) {
+        match (p.kind, a) {
+            (
+                ParamKind::Buffer { elem, mutable },
+                Arg::Buffer {
+                    elem: e,
+                    mutable: m,
+                    ..
+                },
+            ) => {
+                if elem != *e {
+                    return fail(format!("`{}` is a buffer of {elem}, got {e}", p.name));
+                }
+                if mutable && !m {
+                    return fail(format!(
+                        "`{}` is written by the kernel; pass the buffer mutably",
+                        p.name
+                    ));
+                }
+            }
+            (ParamKind::Scalar(s), Arg::Scalar(v)) if s == v.ty => {}
+            (kind, _) => return fail(format!("argument `{}` does not match {kind:?}", p.name)),
+        }
+    }
+    Ok(())
+}
