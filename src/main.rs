@@ -17,6 +17,15 @@ struct Cli {
 enum Command {
     /// List the built-in kernels and their specialisations.
     List,
+    /// Compile built-in kernels with the real toolchain and report their resources; fails
+    /// on a compile error, a spill, scratch use, or a wave size that is not the target's.
+    Check {
+        /// gfx942, gfx90a or sm_90.
+        #[arg(long, default_value = "gfx942")]
+        target: String,
+        /// Kernels to check (all if none).
+        kernels: Vec<String>,
+    },
     /// Print (or write to a folder) the generated HIP C++ of built-in kernels.
     Emit {
         /// gfx942, gfx90a or sm_90.
@@ -65,6 +74,24 @@ fn main() -> Result<()> {
         Command::List => {
             for k in builtins() {
                 println!("{:<24} {} specialisation(s)", k.name(), k.variants.len());
+            }
+        }
+        Command::Check { target: t, kernels } => {
+            let t = target(&t)?;
+            let rows = greta::check::check(&select(&kernels)?, &t)?;
+            print!("{}", greta::check::table(&rows, &t));
+            let failed = rows.iter().filter(|r| !r.problems(&t).is_empty()).count();
+            if failed > 0 {
+                for r in &rows {
+                    if let Err(e) = &r.outcome {
+                        eprintln!("{}: {e}", r.symbol);
+                    }
+                }
+                bail!(
+                    "{failed} of {} kernel(s) failed the {} check",
+                    rows.len(),
+                    t.name
+                );
             }
         }
         Command::Emit {

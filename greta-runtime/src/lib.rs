@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod buffer;
+pub mod compile;
 pub mod cpu;
 pub mod device;
 pub mod element;

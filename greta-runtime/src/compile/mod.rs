@@ -1,0 +1,19 @@
+//! Compilers that turn generated source into code objects: NVRTC (sm_90, at run time),
+//! hiprtc (AMD, at run time) and offline clang for AMDGPU (resource checks without a GPU).
+//! Each reports the resources the compiled kernel uses.
+
+pub mod amdgpu;
+pub mod nvrtc;
+pub mod resources;
+pub mod tools;
+
+pub use resources::Resources;
+
+/// A compiled kernel: the code object and what the compiler said.
+#[derive(Clone, Debug)]
+pub struct CodeObject {
+    /// ELF cubin (NVIDIA) or AMDGPU code object.
+    pub bytes: Vec<u8>,
+    /// The compiler's log (warnings, resource report).
+    pub log: String,
+}
