@@ -300,4 +300,3 @@ from_variant!(
     &'a [i32] => "array of i32", Value::Array(Array::I32(v)) => v.as_slice();
     &'a [u32] => "array of u32", Value::Array(Array::U32(v)) => v.as_slice();
 );
-

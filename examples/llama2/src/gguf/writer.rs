@@ -171,7 +171,8 @@ impl<W: Write> GgufWriter<W> {
                 });
             };
             let room = t.size - self.written;
-            let (now, rest) = bytes.split_at(bytes.len().min(room.try_into().unwrap_or(usize::MAX)));
+            let (now, rest) =
+                bytes.split_at(bytes.len().min(room.try_into().unwrap_or(usize::MAX)));
             self.write_raw(now)?;
             self.written += now.len() as u64;
             bytes = rest;
