@@ -1,11 +1,12 @@
 //! Helpers shared by the integration tests: locating fetched data, and hand-built GGUF bytes.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest).to_owned()
 }
 
 /// A file under `<repo>/data/`, failing the test with the script to run when it is absent.
