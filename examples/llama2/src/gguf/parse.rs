@@ -141,11 +141,13 @@ impl<'a> Reader<'a> {
         let len = self.u64(field)?;
         let offset = self.offset();
         let bytes = self.bytes(len, field)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::InvalidUtf8 {
-            path: self.path(),
-            field: field.to_string(),
-            offset,
-        })
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| GgufError::InvalidUtf8 {
+                path: self.path(),
+                field: field.to_string(),
+                offset,
+            })
     }
 
     fn bool(&mut self, field: Field) -> Result<bool, GgufError> {
