@@ -191,14 +191,17 @@ mod tests {
         assert_eq!(distinct.len(), 256);
     }
 
-    fn splitter(pre: &str) -> Bpe {
-        let vocab = Vocab {
+    fn empty_vocab() -> Vocab {
+        Vocab {
             texts: vec![],
             types: vec![],
             scores: vec![],
             ids: HashMap::new(),
-        };
-        Bpe::new(&vocab, Some(pre), &[], "test").unwrap()
+        }
+    }
+
+    fn splitter(pre: &str) -> Bpe {
+        Bpe::new(&empty_vocab(), Some(pre), &[], "test").unwrap()
     }
 
     #[test]
@@ -221,13 +224,7 @@ mod tests {
 
     #[test]
     fn unknown_pre_tokenizer_is_refused_by_name() {
-        let vocab = Vocab {
-            texts: vec![],
-            types: vec![],
-            scores: vec![],
-            ids: HashMap::new(),
-        };
-        let msg = Bpe::new(&vocab, Some("klingon"), &[], "m.gguf")
+        let msg = Bpe::new(&empty_vocab(), Some("klingon"), &[], "m.gguf")
             .err()
             .unwrap()
             .to_string();
