@@ -1,1 +1,4 @@
-//! Llama-family inference on GRETA.
+//! Llama-family inference on GRETA: GGUF model files and tokenizers.
+
+pub mod gguf;
+pub mod tokenizer;
