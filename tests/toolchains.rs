@@ -1,0 +1,30 @@
+//! Every built-in kernel compiled by the real toolchains: clang's AMDGPU backend for gfx942
+//! (wave 64, no spills, no scratch) and NVRTC for sm_90. These tests fail, with the command
+//! that installs the toolchain, when it is missing.
+
+use greta::codegen::{Target, GFX942, SM90};
+use greta::kernels::builtins;
+
+fn check_all(target: &Target) {
+    let rows = greta::check::check(&builtins(), target)
+        .unwrap_or_else(|e| panic!("the {} toolchain is not usable: {e}", target.name));
+    let table = greta::check::table(&rows, target);
+    println!("{table}");
+    let failures: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.problems(target).is_empty())
+        .map(|r| format!("{}: {}", r.symbol, r.problems(target).join("; ")))
+        .collect();
+    assert!(failures.is_empty(), "{} check failed:\n{}\n{table}", target.name, failures.join("\n"));
+    assert!(rows.len() >= builtins().len());
+}
+
+#[test]
+fn every_builtin_kernel_compiles_for_gfx942_at_wave_64_without_spills() {
+    check_all(&GFX942);
+}
+
+#[test]
+fn every_builtin_kernel_compiles_for_sm_90_with_nvrtc() {
+    check_all(&SM90);
+}

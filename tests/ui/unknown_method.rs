@@ -1,0 +1,9 @@
+use greta::kernel;
+
+#[kernel(block = 64)]
+fn hyperbolic(x: &[f32], y: &mut [f32]) {
+    let i = thread_idx();
+    y[i] = x[i].sinh();
+}
+
+fn main() {}
