@@ -16,6 +16,7 @@ pub use half;
 pub mod check;
 pub mod kernels;
 pub mod quant;
+pub mod selftest;
 
 /// The names a kernel-writing crate usually needs.
 pub mod prelude {

@@ -4,6 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target};
 use greta::kernels::{builtins, BuiltinKernel};
+use greta::runtime::cache::KernelCache;
+use greta::runtime::{BackendKind, Device};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -26,6 +28,30 @@ enum Command {
         /// Kernels to check (all if none).
         kernels: Vec<String>,
     },
+    /// Run every built-in kernel against its plain-Rust reference on a device.
+    Selftest {
+        /// auto, cpu, cuda or hip.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Wavefront size of the CPU backend (64 as gfx942, 32 as sm_90).
+        #[arg(long)]
+        wave: Option<u32>,
+        /// Kernels to test (all if none).
+        kernels: Vec<String>,
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also run the graph test (dependent launches captured and replayed).
+        #[arg(long)]
+        graph: bool,
+    },
+    /// List the devices each backend finds.
+    Devices,
+    /// Inspect or clear the on-disk kernel cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Print (or write to a folder) the generated HIP C++ of built-in kernels.
     Emit {
         /// gfx942, gfx90a or sm_90.
@@ -37,6 +63,14 @@ enum Command {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Number of entries and bytes.
+    Stats,
+    /// Remove every entry.
+    Clear,
 }
 
 fn target(name: &str) -> Result<Target> {
@@ -92,6 +126,76 @@ fn main() -> Result<()> {
                     rows.len(),
                     t.name
                 );
+            }
+        }
+        Command::Selftest {
+            backend,
+            wave,
+            kernels,
+            seed,
+            graph,
+        } => {
+            if let Some(w) = wave {
+                std::env::set_var("GRETA_WAVE", w.to_string());
+            }
+            let dev = Device::open(backend.parse::<BackendKind>()?)?;
+            select(&kernels)?;
+            println!("device: {}", dev.describe());
+            let outcomes = greta::selftest::run(&dev, &kernels, seed);
+            print!("{}", greta::selftest::table(&outcomes, &dev));
+            let failed = outcomes.iter().filter(|o| !o.passed()).count();
+            let mut graph_ok = true;
+            if graph {
+                let replays = if dev.target().is_amd() || dev.describe().starts_with("CUDA") {
+                    1000
+                } else {
+                    3
+                };
+                let r = greta::selftest::graph::run(&dev, 100, replays)?;
+                graph_ok = r.identical;
+                println!(
+                    "graph: {} dependent launches, {} replays: eager {:.2} us/kernel, graph {:.2} us/kernel, results {}",
+                    r.launches,
+                    r.replays,
+                    r.eager_us,
+                    r.graph_us,
+                    if r.identical { "identical" } else { "DIFFERENT" }
+                );
+            }
+            if failed > 0 || !graph_ok {
+                bail!(
+                    "{failed} of {} case(s) failed{}",
+                    outcomes.len(),
+                    if graph_ok {
+                        ""
+                    } else {
+                        "; graph results differ from eager"
+                    }
+                );
+            }
+        }
+        Command::Devices => {
+            for line in greta::runtime::select::describe_devices() {
+                println!("{line}");
+            }
+        }
+        Command::Cache { action } => {
+            let cache = KernelCache::default_location()?;
+            match action {
+                CacheAction::Stats => {
+                    let s = cache.stats()?;
+                    println!(
+                        "{}: {} entries, {} bytes",
+                        cache.dir().display(),
+                        s.entries,
+                        s.bytes
+                    );
+                }
+                CacheAction::Clear => println!(
+                    "removed {} entries from {}",
+                    cache.clear()?,
+                    cache.dir().display()
+                ),
             }
         }
         Command::Emit {

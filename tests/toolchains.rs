@@ -15,7 +15,12 @@ fn check_all(target: &Target) {
         .filter(|r| !r.problems(target).is_empty())
         .map(|r| format!("{}: {}", r.symbol, r.problems(target).join("; ")))
         .collect();
-    assert!(failures.is_empty(), "{} check failed:\n{}\n{table}", target.name, failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} check failed:\n{}\n{table}",
+        target.name,
+        failures.join("\n")
+    );
     assert!(rows.len() >= builtins().len());
 }
 

@@ -4,14 +4,19 @@
 
 pub mod args;
 pub mod buffer;
+pub mod cache;
 pub mod compile;
 pub mod cpu;
+pub mod cuda;
 pub mod device;
 pub mod element;
 pub mod error;
+pub mod jit;
+pub mod select;
 
 pub use args::{Arg, Grid, ScalarArg};
 pub use buffer::{BackendMemory, Buffer, RawBuffer};
 pub use device::{Backend, BackendEvent, BackendGraph, Device, Graph};
 pub use element::Element;
 pub use error::{Error, Result};
+pub use select::BackendKind;

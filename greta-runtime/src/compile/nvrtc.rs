@@ -17,6 +17,15 @@ pub struct Nvrtc {
 /// Libraries opened by path so that cudarc's by-name lookup finds them already loaded.
 static PRELOADED: OnceLock<Vec<libloading::os::unix::Library>> = OnceLock::new();
 
+impl crate::jit::JitCompiler for Nvrtc {
+    fn id(&self) -> String {
+        Nvrtc::id(self)
+    }
+    fn compile(&self, source: &str, name: &str, arch: &str, options: &[String]) -> Result<Vec<u8>> {
+        Nvrtc::compile(self, source, name, arch, options).map(|c| c.bytes)
+    }
+}
+
 /// Opens NVRTC (and its builtins library) from `GRETA_NVRTC_LIB` /
 /// `GRETA_NVRTC_BUILTINS_LIB` or the tools folder, when given: the pip-installed NVRTC is
 /// not on the loader's search path.

@@ -1,0 +1,399 @@
+//! The CUDA backend: NVRTC-compiled modules (cached on disk), launches on one stream,
+//! events, and stream capture into CUDA graphs. libcuda and libnvrtc are loaded at run
+//! time, so the binary starts on machines without them.
+
+use crate::args::{Arg, Grid};
+use crate::buffer::{BackendMemory, RawBuffer};
+use crate::cache::KernelCache;
+use crate::compile::nvrtc::Nvrtc;
+use crate::device::{Backend, BackendEvent, BackendGraph};
+use crate::error::{Error, Result};
+use cudarc::driver::{result, sys, CudaContext, DriverError};
+use greta_codegen::ir::Kernel;
+use greta_codegen::{Target, SM90};
+use std::collections::HashMap;
+use std::ffi::{c_void, CString};
+use std::sync::{Arc, Mutex};
+
+fn driver(what: &str) -> impl Fn(DriverError) -> Error + '_ {
+    move |e| Error::Backend(format!("CUDA {what}: {e}"))
+}
+
+/// True if the CUDA driver library can be loaded and reports at least one device.
+pub fn available() -> bool {
+    // SAFETY: probing for the library has no preconditions.
+    let present = unsafe { sys::is_culib_present() };
+    present && result::init().is_ok() && result::device::get_count().is_ok_and(|n| n > 0)
+}
+
+/// One CUDA device with its stream and loaded kernels.
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: sys::CUstream,
+    arch: String,
+    name: String,
+    sms: i32,
+    nvrtc: Nvrtc,
+    cache: Option<KernelCache>,
+    functions: Mutex<HashMap<String, Loaded>>,
+}
+
+/// A loaded module and its kernel entry point.
+struct Loaded {
+    _module: sys::CUmodule,
+    function: sys::CUfunction,
+}
+
+// SAFETY: the raw handles are used only with the context bound on the calling thread, and
+// the driver API is thread-safe for these objects.
+unsafe impl Send for CudaBackend {}
+unsafe impl Sync for CudaBackend {}
+
+/// Device memory owned by the backend.
+struct CudaMemory {
+    ptr: sys::CUdeviceptr,
+    bytes: usize,
+    ctx: Arc<CudaContext>,
+}
+
+impl BackendMemory for CudaMemory {
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for CudaMemory {
+    fn drop(&mut self) {
+        if self.ptr != 0 && self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: the pointer came from cuMemAlloc in this context and is freed once.
+            let _ = unsafe { result::free_sync(self.ptr) };
+        }
+    }
+}
+
+struct CudaGraph {
+    graph: sys::CUgraph,
+    exec: sys::CUgraphExec,
+    launches: usize,
+    ctx: Arc<CudaContext>,
+}
+
+// SAFETY: graph handles are only used with the owning context bound.
+unsafe impl Send for CudaGraph {}
+unsafe impl Sync for CudaGraph {}
+
+impl BackendGraph for CudaGraph {
+    fn launches(&self) -> usize {
+        self.launches
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: both handles were created by this backend and are destroyed once.
+            unsafe {
+                let _ = result::graph::exec_destroy(self.exec);
+                let _ = result::graph::destroy(self.graph);
+            }
+        }
+    }
+}
+
+struct CudaEvent {
+    event: sys::CUevent,
+    ctx: Arc<CudaContext>,
+}
+
+// SAFETY: event handles are only used with the owning context bound.
+unsafe impl Send for CudaEvent {}
+unsafe impl Sync for CudaEvent {}
+
+impl BackendEvent for CudaEvent {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for CudaEvent {
+    fn drop(&mut self) {
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: created by cuEventCreate and destroyed once.
+            let _ = unsafe { result::event::destroy(self.event) };
+        }
+    }
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal`, checks that its warp size is the sm_90 target's, and loads
+    /// NVRTC.
+    pub fn new(ordinal: usize) -> Result<CudaBackend> {
+        // SAFETY: probing for the library has no preconditions.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(Error::Unavailable(
+                "the CUDA driver (libcuda.so) is not installed".into(),
+            ));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(driver("context creation"))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(driver("capability query"))?;
+        let warp = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_WARP_SIZE)
+            .map_err(driver("warp size query"))?;
+        if warp as u32 != SM90.wave {
+            return Err(Error::Unavailable(format!(
+                "device reports a warp of {warp}, but the NVIDIA target table says {}",
+                SM90.wave
+            )));
+        }
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver("SM count query"))?;
+        let name = ctx.name().map_err(driver("name query"))?;
+        let stream = result::stream::create(result::stream::StreamKind::NonBlocking)
+            .map_err(driver("stream creation"))?;
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            arch: format!("sm_{major}{minor}"),
+            name,
+            sms,
+            nvrtc: Nvrtc::load()?,
+            cache: KernelCache::default_location().ok(),
+            functions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn bind(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(driver("context binding"))
+    }
+
+    fn ptr(&self, b: &RawBuffer) -> Result<sys::CUdeviceptr> {
+        b.downcast::<CudaMemory>()
+            .map(|m| m.ptr)
+            .ok_or(Error::ForeignBuffer)
+    }
+
+    /// The kernel's entry point, compiling (or reading the cache) and loading on first use.
+    fn function(&self, kernel: &Kernel) -> Result<sys::CUfunction> {
+        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = functions.get(&kernel.symbol) {
+            return Ok(l.function);
+        }
+        let code = crate::jit::code_object(
+            kernel,
+            &SM90,
+            &self.arch,
+            &self.nvrtc,
+            &[],
+            self.cache.as_ref(),
+        )?;
+        let name = CString::new(kernel.symbol.as_str())
+            .map_err(|_| Error::Backend("kernel name contains NUL".into()))?;
+        // SAFETY: `code` is a complete cubin for this device's architecture; the module is
+        // kept alive as long as the backend.
+        let (module, function) = unsafe {
+            let module = result::module::load_data(code.as_ptr() as *const c_void)
+                .map_err(driver("module load"))?;
+            let function =
+                result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
+            (module, function)
+        };
+        functions.insert(
+            kernel.symbol.clone(),
+            Loaded {
+                _module: module,
+                function,
+            },
+        );
+        Ok(function)
+    }
+}
+
+impl Backend for CudaBackend {
+    fn target(&self) -> Target {
+        SM90
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "CUDA: {} ({}, {} SMs, warp {})",
+            self.name, self.arch, self.sms, SM90.wave
+        )
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<RawBuffer> {
+        self.bind()?;
+        // A zero-byte request still gets a valid (distinct) allocation.
+        // SAFETY: plain allocation in the bound context.
+        let ptr = unsafe { result::malloc_sync(bytes.max(1)) }.map_err(driver("allocation"))?;
+        Ok(RawBuffer::new(Arc::new(CudaMemory {
+            ptr,
+            bytes,
+            ctx: self.ctx.clone(),
+        })))
+    }
+
+    fn write(&self, dst: &RawBuffer, offset: usize, src: &[u8]) -> Result<()> {
+        check_range(dst, offset, src.len())?;
+        self.bind()?;
+        let ptr = self.ptr(dst)? + offset as u64;
+        // SAFETY: the range was checked; the stream sync keeps `src` alive for the copy.
+        unsafe {
+            result::memcpy_htod_async(ptr, src, self.stream)
+                .map_err(driver("host-to-device copy"))?;
+            result::stream::synchronize(self.stream).map_err(driver("stream synchronisation"))
+        }
+    }
+
+    fn read(&self, src: &RawBuffer, offset: usize, dst: &mut [u8]) -> Result<()> {
+        check_range(src, offset, dst.len())?;
+        self.bind()?;
+        let ptr = self.ptr(src)? + offset as u64;
+        // SAFETY: the range was checked; the stream sync completes the copy before return.
+        unsafe {
+            result::memcpy_dtoh_async(dst, ptr, self.stream)
+                .map_err(driver("device-to-host copy"))?;
+            result::stream::synchronize(self.stream).map_err(driver("stream synchronisation"))
+        }
+    }
+
+    fn copy(&self, src: &RawBuffer, dst: &RawBuffer, bytes: usize) -> Result<()> {
+        check_range(src, 0, bytes)?;
+        check_range(dst, 0, bytes)?;
+        self.bind()?;
+        // SAFETY: both ranges were checked.
+        unsafe { result::memcpy_dtod_async(self.ptr(dst)?, self.ptr(src)?, bytes, self.stream) }
+            .map_err(driver("device-to-device copy"))
+    }
+
+    fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
+        self.bind()?;
+        let function = self.function(kernel)?;
+        // Every argument is passed through an 8-byte slot; the kernel reads only its own
+        // size from it (little-endian), so scalars of any width fit.
+        let mut slots: Vec<u64> = Vec::with_capacity(args.len());
+        for a in args {
+            slots.push(match a {
+                Arg::Buffer { buffer, .. } => self.ptr(buffer)?,
+                Arg::Scalar(s) => s.bits,
+            });
+        }
+        let mut params: Vec<*mut c_void> = slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
+        // SAFETY: the argument list was checked against the kernel's parameters; the slots
+        // outlive the call (the driver copies parameters at launch).
+        unsafe {
+            result::launch_kernel(
+                function,
+                (grid.x, grid.y, grid.z),
+                (kernel.block, 1, 1),
+                0,
+                self.stream,
+                &mut params,
+            )
+        }
+        .map_err(|e| Error::Launch {
+            kernel: kernel.symbol.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.bind()?;
+        // SAFETY: our stream is valid for the backend's lifetime.
+        unsafe { result::stream::synchronize(self.stream) }.map_err(driver("synchronisation"))
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        self.bind()?;
+        // SAFETY: our stream is valid; thread-local mode keeps other threads' work out.
+        unsafe {
+            result::stream::begin_capture(
+                self.stream,
+                sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            )
+        }
+        .map_err(driver("capture start"))
+    }
+
+    fn end_capture(&self) -> Result<Box<dyn BackendGraph>> {
+        self.bind()?;
+        // SAFETY: capture was begun on this stream; the graph is owned by the result.
+        unsafe {
+            let graph = result::stream::end_capture(self.stream).map_err(driver("capture end"))?;
+            let mut count = 0usize;
+            sys::cuGraphGetNodes(graph, std::ptr::null_mut(), &mut count)
+                .result()
+                .map_err(driver("graph inspection"))?;
+            let exec = result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0))
+                .map_err(driver("graph instantiation"))?;
+            Ok(Box::new(CudaGraph {
+                graph,
+                exec,
+                launches: count,
+                ctx: self.ctx.clone(),
+            }))
+        }
+    }
+
+    fn replay(&self, graph: &dyn BackendGraph) -> Result<()> {
+        let g = graph
+            .as_any()
+            .downcast_ref::<CudaGraph>()
+            .ok_or(Error::ForeignBuffer)?;
+        self.bind()?;
+        // SAFETY: the executable graph belongs to this context.
+        unsafe { result::graph::launch(g.exec, self.stream) }.map_err(driver("graph launch"))
+    }
+
+    fn record_event(&self) -> Result<Box<dyn BackendEvent>> {
+        self.bind()?;
+        let event = result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT)
+            .map_err(driver("event creation"))?;
+        // SAFETY: the event and stream are valid.
+        unsafe { result::event::record(event, self.stream) }.map_err(driver("event record"))?;
+        Ok(Box::new(CudaEvent {
+            event,
+            ctx: self.ctx.clone(),
+        }))
+    }
+
+    fn elapsed_ms(&self, start: &dyn BackendEvent, end: &dyn BackendEvent) -> Result<f64> {
+        let get = |e: &dyn BackendEvent| {
+            e.as_any()
+                .downcast_ref::<CudaEvent>()
+                .map(|c| c.event)
+                .ok_or_else(|| Error::Backend("event from another backend".into()))
+        };
+        let (a, b) = (get(start)?, get(end)?);
+        self.bind()?;
+        // SAFETY: both events were recorded on this context's stream.
+        unsafe {
+            result::event::synchronize(b).map_err(driver("event wait"))?;
+            result::event::elapsed(a, b)
+                .map(|ms| ms as f64)
+                .map_err(driver("event timing"))
+        }
+    }
+}
+
+fn check_range(b: &RawBuffer, offset: usize, len: usize) -> Result<()> {
+    if offset.checked_add(len).is_none_or(|end| end > b.bytes()) {
+        return Err(Error::OutOfBounds {
+            offset,
+            len,
+            bytes: b.bytes(),
+        });
+    }
+    Ok(())
+}

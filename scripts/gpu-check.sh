@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine with binaries built elsewhere (default: .carry/bin/, else
+# target/release/): the CUDA selftest with the graph test, a cold and a warm start of the
+# kernel cache, and compute-sanitizer memcheck over the selftest. Writes the logs and a
+# summary to $OUT when it is set.
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${GRETA_BIN:-$REPO/.carry/bin}"
+[[ -x "$BIN/greta" ]] || BIN="$REPO/target/release"
+OUT="${OUT:-$(mktemp -d)}"
+export GRETA_CACHE_DIR="$(mktemp -d)"
+SUMMARY="$OUT/summary.txt"
+status=0
+
+step() { echo "== $*" | tee -a "$SUMMARY"; }
+run() {
+    # $1: log name; rest: command. Appends the tail to the summary; records failures.
+    local log="$OUT/$1.log"; shift
+    local start end
+    start=$(date +%s.%N)
+    "$@" >"$log" 2>&1
+    local rc=$?
+    end=$(date +%s.%N)
+    printf 'exit %d, %.2f s: %s\n' "$rc" "$(echo "$end - $start" | bc)" "$*" | tee -a "$SUMMARY"
+    [[ $rc -eq 0 ]] || status=1
+    return $rc
+}
+
+: >"$SUMMARY"
+step "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee -a "$SUMMARY"
+"$BIN/greta" devices | tee -a "$SUMMARY"
+
+step "selftest, cold cache (compiles every kernel)"
+run selftest_cold "$BIN/greta" selftest --backend cuda --graph
+cat "$OUT/selftest_cold.log" | tee -a "$SUMMARY"
+"$BIN/greta" cache stats | tee -a "$SUMMARY"
+
+step "selftest, warm cache (compiles nothing)"
+run selftest_warm "$BIN/greta" selftest --backend cuda
+grep -E "FAIL|failed" "$OUT/selftest_warm.log" | tee -a "$SUMMARY"
+
+step "compute-sanitizer memcheck over the selftest"
+if command -v compute-sanitizer >/dev/null 2>&1; then
+    run memcheck compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/greta" selftest --backend cuda
+    grep -E "ERROR SUMMARY|Error:" "$OUT/memcheck.log" | tail -3 | tee -a "$SUMMARY"
+else
+    echo "compute-sanitizer not found" | tee -a "$SUMMARY"; status=1
+fi
+
+step "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
+exit $status
