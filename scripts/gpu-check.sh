@@ -16,12 +16,12 @@ step() { echo "== $*" | tee -a "$SUMMARY"; }
 run() {
     # $1: log name; rest: command. Appends the tail to the summary; records failures.
     local log="$OUT/$1.log"; shift
-    local start end
-    start=$(date +%s.%N)
+    local start ms
+    start=$(date +%s%N)
     "$@" >"$log" 2>&1
     local rc=$?
-    end=$(date +%s.%N)
-    printf 'exit %d, %.2f s: %s\n' "$rc" "$(echo "$end - $start" | bc)" "$*" | tee -a "$SUMMARY"
+    ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    printf 'exit %d, %d ms: %s\n' "$rc" "$ms" "$*" | tee -a "$SUMMARY"
     [[ $rc -eq 0 ]] || status=1
     return $rc
 }
