@@ -20,7 +20,7 @@ impl CheckRow {
     /// size that is not the target's.
     pub fn problems(&self, target: &Target) -> Vec<String> {
         match &self.outcome {
-            Err(e) => vec![format!("compile error: {e}")],
+            Err(_) => vec!["compile error".to_string()],
             Ok(r) => {
                 let mut p = Vec::new();
                 if r.wave != target.wave {
@@ -110,7 +110,7 @@ pub fn table(rows: &[CheckRow], target: &Target) -> String {
     let mut out = String::new();
     let amd = target.is_amd();
     out.push_str(&format!(
-        "{:<36} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9}  {}\n",
+        "{:<52} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9}  {}\n",
         "kernel",
         "wave",
         if amd { "VGPRs" } else { "regs" },
@@ -135,7 +135,7 @@ pub fn table(rows: &[CheckRow], target: &Target) -> String {
                     .map(|w| w.to_string())
                     .unwrap_or_default();
                 out.push_str(&format!(
-                    "{:<36} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9}  {}\n",
+                    "{:<52} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9}  {}\n",
                     row.symbol,
                     r.wave,
                     r.vgprs,
@@ -151,7 +151,7 @@ pub fn table(rows: &[CheckRow], target: &Target) -> String {
                     status
                 ));
             }
-            Err(_) => out.push_str(&format!("{:<36} {status}\n", row.symbol)),
+            Err(_) => out.push_str(&format!("{:<52} {status}\n", row.symbol)),
         }
     }
     out

@@ -13,6 +13,7 @@ pub use greta_dsl::{device, kernel};
 pub use greta_runtime as runtime;
 pub use half;
 
+pub mod bench;
 pub mod check;
 pub mod kernels;
 pub mod quant;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target};
 use greta::kernels::{builtins, BuiltinKernel};
 use greta::runtime::cache::KernelCache;
+use greta::quant::gpu::GpuFormat;
 use greta::runtime::{BackendKind, Device};
 use std::path::PathBuf;
 
@@ -44,6 +45,15 @@ enum Command {
         /// Also run the graph test (dependent launches captured and replayed).
         #[arg(long)]
         graph: bool,
+    },
+    /// Time the decode kernels on Llama-2-7B shapes (GPU).
+    BenchKernels {
+        /// auto, cpu, cuda or hip.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Timed launches per kernel (the median is reported).
+        #[arg(long, default_value_t = 200)]
+        reps: usize,
     },
     /// List the devices each backend finds.
     Devices,
@@ -173,6 +183,19 @@ fn main() -> Result<()> {
                     }
                 );
             }
+        }
+        Command::BenchKernels { backend, reps } => {
+            let dev = Device::open(backend.parse::<BackendKind>()?)?;
+            println!("device: {}", dev.describe());
+            let copy = greta::bench::copy_bandwidth(&dev, 1 << 30, 20)?;
+            let mut rows = Vec::new();
+            for fmt in [GpuFormat::Q4K, GpuFormat::Q6K] {
+                for (_, r, c) in greta::bench::LLAMA2_7B_SHAPES {
+                    rows.push(greta::bench::bench_matvec(&dev, fmt, r, c, false, reps)?);
+                }
+            }
+            rows.push(greta::bench::bench_matvec(&dev, GpuFormat::Q4K, 4096, 4096, true, reps)?);
+            print!("{}", greta::bench::table(&rows, copy));
         }
         Command::Devices => {
             for line in greta::runtime::select::describe_devices() {

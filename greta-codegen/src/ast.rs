@@ -32,6 +32,53 @@ pub struct FnAst {
     pub ret: Option<TypeAst>,
     pub body: BlockAst,
     pub span: Span,
+    /// Values of the host constants the body names, filled in by the expanded code.
+    #[serde(skip)]
+    pub externs: Vec<(String, ExternConst)>,
+}
+
+/// The value of a host `const` item a kernel refers to by name.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExternConst {
+    Int(crate::types::Scalar, i128),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Host types whose `const` items kernels may use.
+pub trait ExternValue: Copy {
+    /// The value as a kernel constant.
+    fn extern_const(self) -> ExternConst;
+}
+
+macro_rules! extern_ints {
+    ($($t:ty => $s:ident),*) => {
+        $(impl ExternValue for $t {
+            fn extern_const(self) -> ExternConst {
+                ExternConst::Int(crate::types::Scalar::$s, self as i128)
+            }
+        })*
+    };
+}
+extern_ints!(u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32, u64 => U64, i64 => I64);
+
+impl ExternValue for f32 {
+    fn extern_const(self) -> ExternConst {
+        ExternConst::Float(self as f64)
+    }
+}
+
+impl ExternValue for bool {
+    fn extern_const(self) -> ExternConst {
+        ExternConst::Bool(self)
+    }
+}
+
+/// True for names written like constants (`SCREAMING_CASE`): an unresolved one in a
+/// kernel refers to a host `const` item.
+pub fn is_constant_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Kernel entry point or device helper.

@@ -1,7 +1,7 @@
 //! Kernel and device-function definitions as the DSL macro embeds them in user crates, and
 //! the per-(target, specialisation) cache of their IR.
 
-use crate::ast::{self, FnAst, GenericAst};
+use crate::ast::{self, ExternConst, FnAst, GenericAst};
 use crate::diag::Diagnostics;
 use crate::frontend::{specialise, DeviceFns, SpecValue};
 use crate::ir::Kernel;
@@ -20,9 +20,9 @@ pub struct DeviceDef {
 
 impl DeviceDef {
     /// Builds the definition from the macro's embedded AST.
-    pub fn from_macro(json: &str, file: &str, callees: &[DeviceRef]) -> DeviceDef {
+    pub fn from_macro(json: &str, file: &str, callees: &[DeviceRef], externs: &[(&str, ExternConst)]) -> DeviceDef {
         DeviceDef {
-            ast: embedded_ast(json, file),
+            ast: embedded_ast(json, file, externs),
             callees: callees.to_vec(),
         }
     }
@@ -38,7 +38,7 @@ pub struct KernelDef {
 
 impl KernelDef {
     /// Builds the definition from the macro's embedded AST and its direct callees.
-    pub fn from_macro(json: &str, file: &str, callees: &[DeviceRef]) -> KernelDef {
+    pub fn from_macro(json: &str, file: &str, callees: &[DeviceRef], externs: &[(&str, ExternConst)]) -> KernelDef {
         let mut devices = DeviceFns::new();
         let mut pending: Vec<DeviceRef> = callees.to_vec();
         while let Some(get) = pending.pop() {
@@ -49,7 +49,7 @@ impl KernelDef {
             }
         }
         KernelDef {
-            ast: embedded_ast(json, file),
+            ast: embedded_ast(json, file, externs),
             devices,
             specialised: Mutex::new(HashMap::new()),
         }
@@ -88,10 +88,11 @@ impl KernelDef {
     }
 }
 
-fn embedded_ast(json: &str, file: &str) -> FnAst {
+fn embedded_ast(json: &str, file: &str, externs: &[(&str, ExternConst)]) -> FnAst {
     let mut ast = ast::from_json(json).unwrap_or_else(|e| {
         panic!("the AST embedded by #[greta::kernel] in {file} does not match this greta-codegen version: {e}")
     });
     ast.file = file.to_string();
+    ast.externs = externs.iter().map(|(n, v)| (n.to_string(), *v)).collect();
     ast
 }

@@ -99,8 +99,16 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
         }
     };
     let mut arity_checks = Vec::new();
+    let mut externs = Vec::new();
     if let (Some(ast), true) = (&ast, errors.is_empty()) {
         let report = greta_codegen::check(ast);
+        for (name, span) in &report.externs {
+            let span = cv.spans.get(span.id as usize).copied().unwrap_or_else(Span::call_site);
+            let id = format_ident!("{}", name, span = span);
+            externs.push(quote_spanned! {span=>
+                (#name, ::greta::codegen::ast::ExternValue::extern_const(#id))
+            });
+        }
         for d in report.diagnostics {
             let span = cv
                 .spans
@@ -132,8 +140,8 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
         _ => None,
     };
     let module = match kind {
-        Kind::Kernel => kernel_module(&func, ast.as_ref(), body, &arity_checks),
-        Kind::Device => device_module(&func, body, &arity_checks),
+        Kind::Kernel => kernel_module(&func, ast.as_ref(), body, &arity_checks, &externs),
+        Kind::Device => device_module(&func, body, &arity_checks, &externs),
     };
     quote! { #error_tokens #module }
 }
@@ -160,12 +168,15 @@ fn definition_body(
     kind: TokenStream,
     json: Option<String>,
     callees: &[TokenStream],
+    externs: &[TokenStream],
     name: &str,
 ) -> TokenStream {
     match json {
         Some(json) => quote! {
             static DEF: ::std::sync::OnceLock<::greta::codegen::#kind> = ::std::sync::OnceLock::new();
-            DEF.get_or_init(|| ::greta::codegen::#kind::from_macro(#json, ::core::file!(), &[#(#callees),*]))
+            DEF.get_or_init(|| {
+                ::greta::codegen::#kind::from_macro(#json, ::core::file!(), &[#(#callees),*], &[#(#externs),*])
+            })
         },
         None => {
             let msg = format!("`{name}` did not compile");
@@ -179,12 +190,13 @@ fn kernel_module(
     ast: Option<&FnAst>,
     json: Option<String>,
     arity: &[TokenStream],
+    externs: &[TokenStream],
 ) -> TokenStream {
     let vis = &func.vis;
     let name = &func.sig.ident;
     let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let callees = callee_refs(ast);
-    let def = definition_body(quote!(KernelDef), json, &callees, &name.to_string());
+    let def = definition_body(quote!(KernelDef), json, &callees, externs, &name.to_string());
     let launch = ast.map(launch_fn).unwrap_or_default();
     quote! {
         #(#docs)*
@@ -202,7 +214,7 @@ fn kernel_module(
     }
 }
 
-fn device_module(func: &syn::ItemFn, json: Option<String>, arity: &[TokenStream]) -> TokenStream {
+fn device_module(func: &syn::ItemFn, json: Option<String>, arity: &[TokenStream], externs: &[TokenStream]) -> TokenStream {
     let vis = &func.vis;
     let name = &func.sig.ident;
     let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
@@ -211,7 +223,7 @@ fn device_module(func: &syn::ItemFn, json: Option<String>, arity: &[TokenStream]
         .as_deref()
         .and_then(|j| greta_codegen::ast::from_json(j).ok());
     let callees = callee_refs(ast.as_ref());
-    let def = definition_body(quote!(DeviceDef), json, &callees, &name.to_string());
+    let def = definition_body(quote!(DeviceDef), json, &callees, externs, &name.to_string());
     quote! {
         #(#docs)*
         #[allow(non_snake_case, dead_code)]

@@ -120,6 +120,7 @@ impl Converter {
             ret,
             body,
             span: self.sp(&sig.ident),
+            externs: Vec::new(),
         })
     }
 

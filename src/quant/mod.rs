@@ -9,6 +9,7 @@ mod bits;
 mod block;
 mod codec;
 mod error;
+pub mod gpu;
 mod kquants;
 mod legacy;
 mod levels;

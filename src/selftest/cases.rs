@@ -1,7 +1,9 @@
 //! Cases and f64 references of the built-in kernels.
 
 use super::{compare, random_f32, Case, Comparison, Tolerance};
-use crate::kernels::{elementwise, gemv, norm};
+use crate::kernels::{elementwise, gemv, matvec, matvec_spec, norm, MATVEC_BLOCK, MATVEC_ROWS};
+use crate::quant::gpu::{pack, GpuFormat};
+use crate::quant::{dot_row, random_blocks};
 use crate::runtime::{Device, Result};
 use half::f16;
 use rand::rngs::StdRng;
@@ -54,7 +56,70 @@ pub fn all() -> Vec<Case> {
             move |d, r| gemv_f16(d, r, rows, cols),
         ));
     }
+    for fmt in GpuFormat::ALL {
+        let tol = if fmt.code() <= crate::kernels::dot::F16 { F32 } else { Q8_INPUT };
+        let name = fmt.ggml().name();
+        for (rows, cols, norm, add) in [(37usize, 512usize, true, false), (130, 1536, false, true), (8, 256, true, true)] {
+            let shape = format!("{name} {rows}x{cols}{}{}", if norm { " norm" } else { "" }, if add { " +=" } else { "" });
+            v.push(Case::new("matvec", shape, tol, move |d, r| matvec_case(d, r, fmt, rows, cols, norm, add)));
+        }
+    }
     v
+}
+
+/// Results of kernels that quantise their input to int8 per 32 values.
+const Q8_INPUT: Tolerance = Tolerance {
+    nmse: 1e-4,
+    max_rel: 2e-2,
+};
+
+/// Blocks of `matvec` for `rows` rows.
+pub fn matvec_grid(rows: usize, wave: u32) -> u32 {
+    let rows_per_block = (MATVEC_BLOCK / wave * MATVEC_ROWS) as usize;
+    rows.div_ceil(rows_per_block) as u32
+}
+
+fn matvec_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    fmt: GpuFormat,
+    rows: usize,
+    cols: usize,
+    norm: bool,
+    add: bool,
+) -> Result<Comparison> {
+    let ty = fmt.ggml();
+    let bad = |e: &dyn std::fmt::Display| crate::runtime::Error::Backend(e.to_string());
+    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), rng).map_err(|e| bad(&e))?;
+    let packed = pack(ty, rows, cols, &blocks).map_err(|e| bad(&e))?;
+    let x = random_f32(rng, cols, 2.0);
+    let nw = random_f32(rng, cols, 1.5);
+    let y0 = random_f32(rng, rows, 1.0);
+    let eps = 1e-5f32;
+    let xin: Vec<f32> = if norm {
+        let ms = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / cols as f64;
+        let s = 1.0 / (ms + eps as f64).sqrt();
+        x.iter().zip(&nw).map(|(v, g)| (*v as f64 * s * *g as f64) as f32).collect()
+    } else {
+        x.clone()
+    };
+    let row_bytes = blocks.len() / rows;
+    let mut want = Vec::with_capacity(rows);
+    for (r, row) in blocks.chunks(row_bytes).enumerate() {
+        let dot = dot_row(ty, row, &xin).map_err(|e| bad(&e))?;
+        want.push(if add { y0[r] as f64 + dot } else { dot });
+    }
+    let dw = dev.upload(&packed)?;
+    let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
+    let mut y = dev.upload(&if add { y0 } else { vec![f32::NAN; rows] })?;
+    let spec = matvec_spec(fmt, norm, if add { matvec::ADD } else { matvec::STORE });
+    dev.launch(
+        matvec::matvec::definition(),
+        &spec,
+        matvec_grid(rows, dev.target().wave).into(),
+        &[(&dw).into(), (&dx).into(), (&dnw).into(), (&mut y).into(), (rows as u32).into(), (cols as u32).into(), eps.into()],
+    )?;
+    Ok(compare(&dev.download(&y)?, &want))
 }
 
 fn blocks(n: usize, per: usize) -> u32 {

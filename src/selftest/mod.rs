@@ -3,7 +3,7 @@
 //! f64, on any device. Outputs are poisoned with NaN before each launch so an unwritten
 //! element fails the comparison.
 
-mod cases;
+pub mod cases;
 pub mod graph;
 
 use crate::runtime::{Device, Result};

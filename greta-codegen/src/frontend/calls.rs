@@ -547,12 +547,6 @@ impl<'a> Lowerer<'a> {
                 I32
             }
         };
-        if matches!(op, Builtin::BlockReduce(_)) && !self.fcx.is_kernel {
-            self.error(
-                span,
-                format!("`{name}` synchronises the block; call it from the kernel body"),
-            );
-        }
         Expr {
             kind: ExprKind::Builtin { op, args },
             ty,
@@ -675,7 +669,7 @@ impl<'a> Lowerer<'a> {
             Some(t) => self.lower_type(t),
             None => Type::Void,
         };
-        let saved = std::mem::replace(&mut self.fcx, FnCtx::new(ret.clone(), false));
+        let saved = std::mem::replace(&mut self.fcx, FnCtx::new(ret.clone(), false, f.externs.clone()));
         let params = f.params.iter().map(|p| self.bind_device_param(p)).collect();
         let body = self.lower_fn_body(&f.body, &ret);
         let locals = std::mem::take(&mut self.fcx.locals);

@@ -191,12 +191,17 @@ impl Lowerer<'_> {
                     span,
                 };
             }
-            if let Some(i) = self.consts.iter().position(|c| &c.name == name) {
+            // Device functions see `BLOCK` but not the calling kernel's own parameters.
+            let visible = |c: &crate::ir::NamedConst| &c.name == name && (self.fcx.is_kernel || name == "BLOCK");
+            if let Some(i) = self.consts.iter().position(visible) {
                 return Expr {
                     kind: ExprKind::Const(ConstRef::Named(i as u32)),
                     ty: Type::Scalar(self.consts[i].ty),
                     span,
                 };
+            }
+            if crate::ast::is_constant_name(name) {
+                return self.extern_const(name, span);
             }
             return self.poison(
                 span,

@@ -43,6 +43,8 @@ pub struct DeviceCall {
 pub struct CheckReport {
     pub diagnostics: Vec<Diagnostic>,
     pub device_calls: Vec<DeviceCall>,
+    /// Host constants the body names: their values are captured by the expanded code.
+    pub externs: Vec<(String, Span)>,
 }
 
 /// Checks a kernel or device function as far as is possible without its compile-time
@@ -77,6 +79,11 @@ pub fn check(ast: &FnAst) -> CheckReport {
         for c in lw.callees {
             if !report.device_calls.contains(&c) {
                 report.device_calls.push(c);
+            }
+        }
+        for e in lw.extern_uses {
+            if !report.externs.iter().any(|(n, _)| *n == e.0) {
+                report.externs.push(e);
             }
         }
     }
@@ -169,6 +176,8 @@ struct FnCtx {
     mem_params: u32,
     /// Statements an expression needs evaluated before it (an `if` used as a value).
     pending: Vec<ir::Stmt>,
+    /// Values of the host constants this function's source names.
+    externs: Vec<(String, crate::ast::ExternConst)>,
 }
 
 /// Lowers one kernel (and, on demand, the device functions it calls).
@@ -190,6 +199,8 @@ struct Lowerer<'a> {
     call_stack: Vec<String>,
     /// Device-function calls seen (macro time: for linking and arity checks).
     callees: Vec<DeviceCall>,
+    /// Host constants named (macro time: their values are captured by the expansion).
+    extern_uses: Vec<(String, Span)>,
     fcx: FnCtx,
 }
 
@@ -217,7 +228,8 @@ impl<'a> Lowerer<'a> {
             func_ids: HashMap::new(),
             call_stack: vec![ast.name.clone()],
             callees: Vec::new(),
-            fcx: FnCtx::new(Type::Void, true),
+            extern_uses: Vec::new(),
+            fcx: FnCtx::new(Type::Void, true, ast.externs.clone()),
         }
     }
 
@@ -270,6 +282,15 @@ impl<'a> Lowerer<'a> {
         let ast = self.ast;
         self.bind_generics();
         let is_kernel = matches!(ast.kind, FnKind::Kernel { .. });
+        if !is_kernel {
+            // Checked on its own, a device function still sees its caller's block size.
+            self.consts.push(ir::NamedConst {
+                name: "BLOCK".into(),
+                ty: Scalar::U32,
+                value: 0,
+            });
+            self.const_known.push(false);
+        }
         if let FnKind::Kernel { block } = &ast.kind {
             self.bind_block(block.as_ref());
             if let Some(ret) = &ast.ret {
@@ -292,7 +313,7 @@ impl<'a> Lowerer<'a> {
             Some(t) if !is_kernel => self.lower_type(t),
             _ => Type::Void,
         };
-        self.fcx = FnCtx::new(ret.clone(), is_kernel);
+        self.fcx = FnCtx::new(ret.clone(), is_kernel, ast.externs.clone());
         let mut fn_params = Vec::new();
         for p in &ast.params {
             if is_kernel {
@@ -584,6 +605,56 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// A host constant named in the body: a named constant of unknown value at macro time,
+    /// its captured value once specialised.
+    fn extern_const(&mut self, name: &str, span: Span) -> Expr {
+        use crate::ast::ExternConst;
+        if self.spec.is_none() {
+            let i = match self.consts.iter().position(|c| c.name == name) {
+                Some(i) => i,
+                None => {
+                    self.extern_uses.push((name.to_string(), span));
+                    self.consts.push(ir::NamedConst {
+                        name: name.to_string(),
+                        ty: Scalar::U32,
+                        value: 0,
+                    });
+                    self.const_known.push(false);
+                    self.consts.len() - 1
+                }
+            };
+            return Expr {
+                kind: ExprKind::Const(ConstRef::Named(i as u32)),
+                ty: Type::Unknown,
+                span,
+            };
+        }
+        match self.fcx.externs.iter().find(|(n, _)| n == name).map(|(_, v)| *v) {
+            Some(ExternConst::Int(ty, value)) => {
+                let i = match self.consts.iter().position(|c| c.name == name) {
+                    Some(i) => i,
+                    None => {
+                        self.consts.push(ir::NamedConst {
+                            name: name.to_string(),
+                            ty,
+                            value,
+                        });
+                        self.const_known.push(true);
+                        self.consts.len() - 1
+                    }
+                };
+                Expr {
+                    kind: ExprKind::Const(ConstRef::Named(i as u32)),
+                    ty: Type::Scalar(ty),
+                    span,
+                }
+            }
+            Some(ExternConst::Float(v)) => Expr::lit(Lit::Float(v), Scalar::F32, span),
+            Some(ExternConst::Bool(b)) => Expr::lit(Lit::Bool(b), Scalar::Bool, span),
+            None => self.poison(span, format!("the value of host constant `{name}` was not captured")),
+        }
+    }
+
     /// Evaluates an integer expression at compile time where it is made of constants.
     fn const_eval(&self, e: &Expr) -> ConstVal {
         use crate::ast::BinOp::*;
@@ -701,8 +772,9 @@ fn int_fits(v: i128, s: Scalar) -> bool {
 }
 
 impl FnCtx {
-    fn new(ret: Type, is_kernel: bool) -> FnCtx {
+    fn new(ret: Type, is_kernel: bool, externs: Vec<(String, crate::ast::ExternConst)>) -> FnCtx {
         FnCtx {
+            externs,
             locals: Vec::new(),
             scopes: vec![HashMap::new()],
             loop_depth: 0,

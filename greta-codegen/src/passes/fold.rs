@@ -53,7 +53,7 @@ fn scope(body: Vec<Stmt>, span: ir::Span) -> Stmt {
 }
 
 /// The literal value of an integer-typed expression, with constants resolved.
-fn int_value(e: &Expr, cx: &FoldCx) -> Option<i128> {
+pub(super) fn int_value(e: &Expr, cx: &FoldCx) -> Option<i128> {
     match e.kind {
         ExprKind::Lit(Lit::Int(v)) => Some(v),
         ExprKind::Lit(Lit::Bool(b)) => Some(b as i128),

@@ -2,7 +2,7 @@
 //! arrays or vector lanes, so that every such index becomes a literal (registers cannot be
 //! addressed at run time without spilling to scratch memory).
 
-use super::fold::{fold_stmts, FoldCx};
+use super::fold::{fold_stmts, int_value, FoldCx};
 use crate::diag::Diagnostic;
 use crate::ir::{self, Expr, ExprKind, Lit, LocalId, Stmt, StmtKind};
 
@@ -24,7 +24,7 @@ pub fn unroll_stmts(stmts: &mut Vec<Stmt>, cx: &FoldCx, diags: &mut Vec<Diagnost
                 body,
                 unroll: true,
             } if indexes_registers_with(body, *local) => {
-                let bounds = (start.as_int_lit(), end.as_int_lit(), step.as_int_lit());
+                let bounds = (int_value(start, cx), int_value(end, cx), int_value(step, cx));
                 let (Some(a), Some(b), Some(c)) = bounds else {
                     diags.push(Diagnostic::new(span, "this loop indexes registers but its bounds are not compile-time constants after specialisation"));
                     out.push(s);

@@ -1,0 +1,110 @@
+//! `greta bench-kernels`: device-time of the decode kernels on Llama-2-7B shapes, as
+//! achieved bandwidth and as a fraction of the device's measured copy bandwidth.
+//! Timing uses events after a warm-up, reports the median of many runs, and rotates among
+//! enough copies of the weights that the L2 cache cannot serve them.
+
+use crate::kernels::{matvec, matvec_spec};
+use crate::quant::gpu::{pack, GpuFormat};
+use crate::quant::random_blocks;
+use crate::runtime::{Buffer, Device, Error, Result};
+use crate::selftest::cases::matvec_grid;
+use crate::selftest::graph::median;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// Bytes of weights rotated through: several times any L2 (H100: 50 MB, MI300X: 256 MB
+/// of Infinity Cache is above that, so the rotation is sized to at least 512 MB).
+const ROTATION_BYTES: usize = 512 << 20;
+
+/// One measured kernel.
+#[derive(Clone, Debug)]
+pub struct BenchRow {
+    pub name: String,
+    pub shape: String,
+    /// Median device time per launch, microseconds.
+    pub us: f64,
+    /// Bytes the kernel must move (weights + vectors).
+    pub bytes: usize,
+}
+
+impl BenchRow {
+    /// Achieved bandwidth in GB/s.
+    pub fn gbps(&self) -> f64 {
+        self.bytes as f64 / (self.us * 1e3)
+    }
+}
+
+/// Device-to-device copy bandwidth in GB/s (bytes read + written), median of `reps`.
+pub fn copy_bandwidth(dev: &Device, bytes: usize, reps: usize) -> Result<f64> {
+    let src: Buffer<u8> = dev.alloc(bytes)?;
+    let mut dst: Buffer<u8> = dev.alloc(bytes)?;
+    dev.copy(&src, &mut dst)?;
+    let mut ms: Vec<f64> = (0..reps).map(|_| dev.time(|d| d.copy(&src, &mut dst))).collect::<Result<_>>()?;
+    Ok(2.0 * bytes as f64 / (median(&mut ms) * 1e6))
+}
+
+/// Times `matvec` for one format and shape.
+pub fn bench_matvec(dev: &Device, fmt: GpuFormat, rows: usize, cols: usize, norm: bool, reps: usize) -> Result<BenchRow> {
+    let ty = fmt.ggml();
+    let mut rng = StdRng::seed_from_u64(rows as u64 * 31 + cols as u64);
+    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), &mut rng).map_err(|e| Error::Backend(e.to_string()))?;
+    let packed = pack(ty, rows, cols, &blocks).map_err(|e| Error::Backend(e.to_string()))?;
+    let weight_bytes = packed.len() * 4;
+    let copies = ROTATION_BYTES.div_ceil(weight_bytes).clamp(2, 64);
+    let weights: Vec<Buffer<u32>> = (0..copies).map(|_| dev.upload(&packed)).collect::<Result<_>>()?;
+    let x = dev.upload(&crate::selftest::random_f32(&mut rng, cols, 1.0))?;
+    let nw = dev.upload(&vec![1.0f32; cols])?;
+    let mut y = dev.alloc::<f32>(rows)?;
+    let spec = matvec_spec(fmt, norm, matvec::STORE);
+    let grid = matvec_grid(rows, dev.target().wave);
+    let mut run = |d: &Device, w: &Buffer<u32>, y: &mut Buffer<f32>| {
+        d.launch(
+            matvec::matvec::definition(),
+            &spec,
+            grid.into(),
+            &[w.into(), (&x).into(), (&nw).into(), y.into(), (rows as u32).into(), (cols as u32).into(), 1e-5f32.into()],
+        )
+    };
+    for w in &weights {
+        run(dev, w, &mut y)?;
+    }
+    let mut ms = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let w = &weights[i % copies];
+        ms.push(dev.time(|d| run(d, w, &mut y))?);
+    }
+    Ok(BenchRow {
+        name: format!("matvec {}", ty.name()),
+        shape: format!("{cols}->{rows}{}", if norm { " +norm" } else { "" }),
+        us: median(&mut ms) * 1e3,
+        bytes: weight_bytes + cols * 4 * (1 + norm as usize) + rows * 4,
+    })
+}
+
+/// The Llama-2-7B decode shapes: (label, rows, cols).
+pub const LLAMA2_7B_SHAPES: [(&str, usize, usize); 5] = [
+    ("qkv", 12288, 4096),
+    ("o", 4096, 4096),
+    ("gate+up", 22016, 4096),
+    ("down", 4096, 11008),
+    ("lm_head", 32000, 4096),
+];
+
+/// Formats the benchmark table against the copy bandwidth.
+pub fn table(rows: &[BenchRow], copy_gbps: f64) -> String {
+    let mut s = format!(
+        "device copy bandwidth (read+write): {copy_gbps:.0} GB/s\n{:<16} {:<20} {:>10} {:>10} {:>8}\n",
+        "kernel", "shape", "us", "GB/s", "of copy"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<16} {:<20} {:>10.2} {:>10.0} {:>7.1}%\n",
+            r.name,
+            r.shape,
+            r.us,
+            r.gbps(),
+            100.0 * r.gbps() / copy_gbps
+        ));
+    }
+    s
+}
