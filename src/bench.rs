@@ -3,11 +3,10 @@
 //! Timing uses events after a warm-up, reports the median of many runs, and rotates among
 //! enough copies of the weights that the L2 cache cannot serve them.
 
-use crate::kernels::{matvec, matvec_spec};
+use crate::kernels::matvec::{self, Matvec, Rope};
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
 use crate::runtime::{Buffer, Device, Error, Result};
-use crate::selftest::cases::matvec_grid;
 use crate::selftest::graph::median;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -39,30 +38,63 @@ pub fn copy_bandwidth(dev: &Device, bytes: usize, reps: usize) -> Result<f64> {
     let src: Buffer<u8> = dev.alloc(bytes)?;
     let mut dst: Buffer<u8> = dev.alloc(bytes)?;
     dev.copy(&src, &mut dst)?;
-    let mut ms: Vec<f64> = (0..reps).map(|_| dev.time(|d| d.copy(&src, &mut dst))).collect::<Result<_>>()?;
+    let mut ms: Vec<f64> = (0..reps)
+        .map(|_| dev.time(|d| d.copy(&src, &mut dst)))
+        .collect::<Result<_>>()?;
     Ok(2.0 * bytes as f64 / (median(&mut ms) * 1e6))
 }
 
-/// Times `matvec` for one format and shape.
-pub fn bench_matvec(dev: &Device, fmt: GpuFormat, rows: usize, cols: usize, norm: bool, reps: usize) -> Result<BenchRow> {
+/// Launches timed together per sample: the GPU stays busy, as in a replayed graph, so host
+/// submission gaps do not count.
+const BATCH: usize = 10;
+
+/// Times `matvec` for one format and shape at `rows_per_wave`.
+pub fn bench_matvec(
+    dev: &Device,
+    fmt: GpuFormat,
+    rows: usize,
+    cols: usize,
+    norm: bool,
+    rows_per_wave: u32,
+    reps: usize,
+) -> Result<BenchRow> {
     let ty = fmt.ggml();
     let mut rng = StdRng::seed_from_u64(rows as u64 * 31 + cols as u64);
-    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), &mut rng).map_err(|e| Error::Backend(e.to_string()))?;
+    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), &mut rng)
+        .map_err(|e| Error::Backend(e.to_string()))?;
     let packed = pack(ty, rows, cols, &blocks).map_err(|e| Error::Backend(e.to_string()))?;
     let weight_bytes = packed.len() * 4;
     let copies = ROTATION_BYTES.div_ceil(weight_bytes).clamp(2, 64);
-    let weights: Vec<Buffer<u32>> = (0..copies).map(|_| dev.upload(&packed)).collect::<Result<_>>()?;
+    let weights: Vec<Buffer<u32>> = (0..copies)
+        .map(|_| dev.upload(&packed))
+        .collect::<Result<_>>()?;
     let x = dev.upload(&crate::selftest::random_f32(&mut rng, cols, 1.0))?;
     let nw = dev.upload(&vec![1.0f32; cols])?;
     let mut y = dev.alloc::<f32>(rows)?;
-    let spec = matvec_spec(fmt, norm, matvec::STORE);
-    let grid = matvec_grid(rows, dev.target().wave);
-    let mut run = |d: &Device, w: &Buffer<u32>, y: &mut Buffer<f32>| {
-        d.launch(
-            matvec::matvec::definition(),
-            &spec,
-            grid.into(),
-            &[w.into(), (&x).into(), (&nw).into(), y.into(), (rows as u32).into(), (cols as u32).into(), 1e-5f32.into()],
+    let mv = Matvec {
+        rows_per_wave,
+        ..Matvec::new(fmt, norm, matvec::STORE)
+    };
+    let rope = Rope {
+        q_rows: 0,
+        head_dim: 2,
+        ctx: 1,
+        base: 1e4,
+    };
+    let run = |d: &Device, w: &Buffer<u32>, y: &mut Buffer<f32>| {
+        mv.launch(
+            d,
+            w,
+            w,
+            &x,
+            &nw,
+            y,
+            None,
+            rows as u32,
+            0,
+            cols as u32,
+            1e-5,
+            rope,
         )
     };
     for w in &weights {
@@ -70,11 +102,13 @@ pub fn bench_matvec(dev: &Device, fmt: GpuFormat, rows: usize, cols: usize, norm
     }
     let mut ms = Vec::with_capacity(reps);
     for i in 0..reps {
-        let w = &weights[i % copies];
-        ms.push(dev.time(|d| run(d, w, &mut y))?);
+        let sample = dev.time(|d| {
+            (0..BATCH).try_for_each(|k| run(d, &weights[(i * BATCH + k) % copies], &mut y))
+        })?;
+        ms.push(sample / BATCH as f64);
     }
     Ok(BenchRow {
-        name: format!("matvec {}", ty.name()),
+        name: format!("matvec {} r{rows_per_wave}", ty.name()),
         shape: format!("{cols}->{rows}{}", if norm { " +norm" } else { "" }),
         us: median(&mut ms) * 1e3,
         bytes: weight_bytes + cols * 4 * (1 + norm as usize) + rows * 4,

@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target};
 use greta::kernels::{builtins, BuiltinKernel};
-use greta::runtime::cache::KernelCache;
 use greta::quant::gpu::GpuFormat;
+use greta::runtime::cache::KernelCache;
 use greta::runtime::{BackendKind, Device};
 use std::path::PathBuf;
 
@@ -54,6 +54,9 @@ enum Command {
         /// Timed launches per kernel (the median is reported).
         #[arg(long, default_value_t = 200)]
         reps: usize,
+        /// Rows each wavefront computes at a time (several values compare variants).
+        #[arg(long, value_delimiter = ',', default_value = "2")]
+        rows_per_wave: Vec<u32>,
     },
     /// List the devices each backend finds.
     Devices,
@@ -184,17 +187,33 @@ fn main() -> Result<()> {
                 );
             }
         }
-        Command::BenchKernels { backend, reps } => {
+        Command::BenchKernels {
+            backend,
+            reps,
+            rows_per_wave,
+        } => {
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
             println!("device: {}", dev.describe());
             let copy = greta::bench::copy_bandwidth(&dev, 1 << 30, 20)?;
             let mut rows = Vec::new();
-            for fmt in [GpuFormat::Q4K, GpuFormat::Q6K] {
-                for (_, r, c) in greta::bench::LLAMA2_7B_SHAPES {
-                    rows.push(greta::bench::bench_matvec(&dev, fmt, r, c, false, reps)?);
+            for rpw in rows_per_wave {
+                for fmt in [GpuFormat::Q4K, GpuFormat::Q6K] {
+                    for (_, r, c) in greta::bench::LLAMA2_7B_SHAPES {
+                        rows.push(greta::bench::bench_matvec(
+                            &dev, fmt, r, c, false, rpw, reps,
+                        )?);
+                    }
                 }
+                rows.push(greta::bench::bench_matvec(
+                    &dev,
+                    GpuFormat::Q4K,
+                    4096,
+                    4096,
+                    true,
+                    rpw,
+                    reps,
+                )?);
             }
-            rows.push(greta::bench::bench_matvec(&dev, GpuFormat::Q4K, 4096, 4096, true, reps)?);
             print!("{}", greta::bench::table(&rows, copy));
         }
         Command::Devices => {

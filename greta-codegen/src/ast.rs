@@ -78,7 +78,9 @@ impl ExternValue for bool {
 /// kernel refers to a host `const` item.
 pub fn is_constant_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Kernel entry point or device helper.

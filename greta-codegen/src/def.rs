@@ -20,7 +20,12 @@ pub struct DeviceDef {
 
 impl DeviceDef {
     /// Builds the definition from the macro's embedded AST.
-    pub fn from_macro(json: &str, file: &str, callees: &[DeviceRef], externs: &[(&str, ExternConst)]) -> DeviceDef {
+    pub fn from_macro(
+        json: &str,
+        file: &str,
+        callees: &[DeviceRef],
+        externs: &[(&str, ExternConst)],
+    ) -> DeviceDef {
         DeviceDef {
             ast: embedded_ast(json, file, externs),
             callees: callees.to_vec(),
@@ -38,7 +43,12 @@ pub struct KernelDef {
 
 impl KernelDef {
     /// Builds the definition from the macro's embedded AST and its direct callees.
-    pub fn from_macro(json: &str, file: &str, callees: &[DeviceRef], externs: &[(&str, ExternConst)]) -> KernelDef {
+    pub fn from_macro(
+        json: &str,
+        file: &str,
+        callees: &[DeviceRef],
+        externs: &[(&str, ExternConst)],
+    ) -> KernelDef {
         let mut devices = DeviceFns::new();
         let mut pending: Vec<DeviceRef> = callees.to_vec();
         while let Some(get) = pending.pop() {

@@ -328,6 +328,10 @@ pub enum Builtin {
     Tanh,
     Sin,
     Cos,
+    /// sin(pi * x): exact argument reduction, no large-argument slow path.
+    SinPi,
+    /// cos(pi * x).
+    CosPi,
     Fma,
     Min,
     Max,

@@ -103,7 +103,11 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     if let (Some(ast), true) = (&ast, errors.is_empty()) {
         let report = greta_codegen::check(ast);
         for (name, span) in &report.externs {
-            let span = cv.spans.get(span.id as usize).copied().unwrap_or_else(Span::call_site);
+            let span = cv
+                .spans
+                .get(span.id as usize)
+                .copied()
+                .unwrap_or_else(Span::call_site);
             let id = format_ident!("{}", name, span = span);
             externs.push(quote_spanned! {span=>
                 (#name, ::greta::codegen::ast::ExternValue::extern_const(#id))
@@ -196,7 +200,13 @@ fn kernel_module(
     let name = &func.sig.ident;
     let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let callees = callee_refs(ast);
-    let def = definition_body(quote!(KernelDef), json, &callees, externs, &name.to_string());
+    let def = definition_body(
+        quote!(KernelDef),
+        json,
+        &callees,
+        externs,
+        &name.to_string(),
+    );
     let launch = ast.map(launch_fn).unwrap_or_default();
     quote! {
         #(#docs)*
@@ -214,7 +224,12 @@ fn kernel_module(
     }
 }
 
-fn device_module(func: &syn::ItemFn, json: Option<String>, arity: &[TokenStream], externs: &[TokenStream]) -> TokenStream {
+fn device_module(
+    func: &syn::ItemFn,
+    json: Option<String>,
+    arity: &[TokenStream],
+    externs: &[TokenStream],
+) -> TokenStream {
     let vis = &func.vis;
     let name = &func.sig.ident;
     let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
@@ -223,7 +238,13 @@ fn device_module(func: &syn::ItemFn, json: Option<String>, arity: &[TokenStream]
         .as_deref()
         .and_then(|j| greta_codegen::ast::from_json(j).ok());
     let callees = callee_refs(ast.as_ref());
-    let def = definition_body(quote!(DeviceDef), json, &callees, externs, &name.to_string());
+    let def = definition_body(
+        quote!(DeviceDef),
+        json,
+        &callees,
+        externs,
+        &name.to_string(),
+    );
     quote! {
         #(#docs)*
         #[allow(non_snake_case, dead_code)]

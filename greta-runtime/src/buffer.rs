@@ -85,6 +85,11 @@ impl<T: Element> Buffer<T> {
         &self.raw
     }
 
+    /// Another handle to the same memory, viewed as elements of `U` (whole elements only).
+    pub fn view<U: Element>(&self) -> Buffer<U> {
+        Buffer::from_raw(self.raw.clone(), self.bytes() / std::mem::size_of::<U>())
+    }
+
     /// The same memory viewed as elements of another type (sizes must divide evenly).
     pub fn reinterpret<U: Element>(self) -> Result<Buffer<U>, crate::Error> {
         let bytes = self.bytes();

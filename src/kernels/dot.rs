@@ -84,8 +84,16 @@ pub fn prologue(
         for pass in 0..(n + per_pass - 1) / per_pass {
             let i = pass * per_pass + thread_idx() * 4;
             let valid = i < n;
-            let v = if valid { x.load_vec::<4>(i / 4) } else { f32x4::splat(0.0) };
-            let g = if valid && norm { nw.load_vec::<4>(i / 4) } else { f32x4::splat(1.0) };
+            let v = if valid {
+                x.load_vec::<4>(i / 4)
+            } else {
+                f32x4::splat(0.0)
+            };
+            let g = if valid && norm {
+                nw.load_vec::<4>(i / 4)
+            } else {
+                f32x4::splat(1.0)
+            };
             let v0 = v[0] * scale * g[0];
             let v1 = v[1] * scale * g[1];
             let v2 = v[2] * scale * g[2];
@@ -100,7 +108,8 @@ pub fn prologue(
             let q1 = floor(v1 * inv + 0.5) as i32;
             let q2 = floor(v2 * inv + 0.5) as i32;
             let q3 = floor(v3 * inv + 0.5) as i32;
-            let packed = (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | ((q3 & 0xff) << 24);
+            let packed =
+                (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | ((q3 & 0xff) << 24);
             let mut sum = q0 + q1 + q2 + q3;
             sum += shfl_xor(sum, 1);
             sum += shfl_xor(sum, 2);
@@ -139,144 +148,98 @@ pub fn q4k_scale_min(a: u32, b: u32, c: u32, j: u32) -> u32 {
     }
 }
 
-/// Q4_K: group `g` (64 values, sub-blocks 2g and 2g+1) of super-block `sb` against input
-/// units `u` and `u+1`.
-#[device]
-pub fn dot_q4k(w: &[u32], sb: u32, g: u32, u: u32, xq: &[i32], dx: &[f32], sx: &[f32]) -> f32 {
-    let h = w.load_vec::<4>(sb * 9);
-    let q0 = w.load_vec::<4>(sb * 9 + 1 + 2 * g);
-    let q1 = w.load_vec::<4>(sb * 9 + 2 + 2 * g);
-    let xa = xq.load_vec::<4>(2 * u);
-    let xb = xq.load_vec::<4>(2 * u + 1);
-    let xc = xq.load_vec::<4>(2 * u + 2);
-    let xd = xq.load_vec::<4>(2 * u + 3);
-    let mut dot0 = 0;
-    let mut dot1 = 0;
-    for k in 0..4 {
-        dot0 = dp4a((q0[k] & 0x0f0f0f0f) as i32, xa[k], dot0);
-        dot0 = dp4a((q1[k] & 0x0f0f0f0f) as i32, xb[k], dot0);
-        dot1 = dp4a(((q0[k] >> 4) & 0x0f0f0f0f) as i32, xc[k], dot1);
-        dot1 = dp4a(((q1[k] >> 4) & 0x0f0f0f0f) as i32, xd[k], dot1);
-    }
-    let sm0 = q4k_scale_min(h[1], h[2], h[3], 2 * g);
-    let sm1 = q4k_scale_min(h[1], h[2], h[3], 2 * g + 1);
-    let d = f16_lo(h[0]);
-    let dmin = f16_hi(h[0]);
-    let main = ((sm0 & 0xff) as f32) * dx[u] * (dot0 as f32) + ((sm1 & 0xff) as f32) * dx[u + 1] * (dot1 as f32);
-    let offset = ((sm0 >> 8) as f32) * sx[u] + ((sm1 >> 8) as f32) * sx[u + 1];
-    d * main - dmin * offset
-}
-
 /// Signed byte `k` (0..4) of a word.
 #[device]
 pub fn sbyte(word: u32, k: u32) -> i32 {
     ((word << (24 - 8 * k)) as i32) >> 24
 }
 
-/// Q6_K: item `k` of super-block `sb` (half `k/2`, 16 lanes starting at `16*(k%2)`: four
-/// runs of 16 values, 32 apart), against input units `u..u+4`.
+/// Number of 16-byte vectors a work item of `fmt` reads (of the four `fetch_vec` offers).
 #[device]
-pub fn dot_q6k(w: &[u32], sb: u32, k: u32, u: u32, d: f32, xq: &[i32], dx: &[f32], s16: &[i32]) -> f32 {
-    let n = k / 2;
-    let half = k % 2;
-    let base = sb * 13;
-    let la = w.load_vec::<4>(base + 4 * n + half);
-    let lb = w.load_vec::<4>(base + 4 * n + 2 + half);
-    let qh = w.load_vec::<4>(base + 8 + 2 * n + half);
-    let sc = w.load_vec::<4>(base + 12);
-    let sc_lo = if n == 0 { sc[0] } else { sc[2] };
-    let sc_hi = if n == 0 { sc[1] } else { sc[3] };
-    let x0 = xq.load_vec::<4>(2 * u + half);
-    let x1 = xq.load_vec::<4>(2 * (u + 1) + half);
-    let x2 = xq.load_vec::<4>(2 * (u + 2) + half);
-    let x3 = xq.load_vec::<4>(2 * (u + 3) + half);
-    let mut d0 = 0;
-    let mut d1 = 0;
-    let mut d2 = 0;
-    let mut d3 = 0;
-    for j in 0..4 {
-        let a = la[j];
-        let b = lb[j];
-        let h = qh[j];
-        d0 = dp4a(((a & 0x0f0f0f0f) | ((h & 0x03030303) << 4)) as i32, x0[j], d0);
-        d1 = dp4a(((b & 0x0f0f0f0f) | ((h & 0x0c0c0c0c) << 2)) as i32, x1[j], d1);
-        d2 = dp4a((((a >> 4) & 0x0f0f0f0f) | (h & 0x30303030)) as i32, x2[j], d2);
-        d3 = dp4a((((b >> 4) & 0x0f0f0f0f) | ((h >> 2) & 0x30303030)) as i32, x3[j], d3);
-    }
-    // Values are stored as q + 32: subtract 32 times each run's input sum.
-    let r0 = (sbyte(sc_lo, half) as f32) * dx[u] * ((d0 - 32 * s16[2 * u + half]) as f32);
-    let r1 = (sbyte(sc_lo, half + 2) as f32) * dx[u + 1] * ((d1 - 32 * s16[2 * (u + 1) + half]) as f32);
-    let r2 = (sbyte(sc_hi, half) as f32) * dx[u + 2] * ((d2 - 32 * s16[2 * (u + 2) + half]) as f32);
-    let r3 = (sbyte(sc_hi, half + 2) as f32) * dx[u + 3] * ((d3 - 32 * s16[2 * (u + 3) + half]) as f32);
-    d * (r0 + r1 + r2 + r3)
-}
-
-/// Q8_0, Q4_0 and Q4_1: block `b` of the tensor against input unit `u`; `sw` is the
-/// block's scale word (f16 `d`, and `m` in the high half for Q4_1).
-#[device]
-pub fn dot_legacy(fmt: u32, w: &[u32], b: u32, u: u32, sw: u32, xq: &[i32], dx: &[f32], sx: &[f32]) -> f32 {
-    let xa = xq.load_vec::<4>(2 * u);
-    let xb = xq.load_vec::<4>(2 * u + 1);
-    let mut dot = 0;
-    if fmt == Q8_0 {
-        let r0 = w.load_vec::<4>(2 * b);
-        let r1 = w.load_vec::<4>(2 * b + 1);
-        for k in 0..4 {
-            dot = dp4a(r0[k] as i32, xa[k], dot);
-            dot = dp4a(r1[k] as i32, xb[k], dot);
-        }
+pub fn item_vectors(fmt: u32) -> u32 {
+    if fmt == F16 || fmt == Q4_0 || fmt == Q4_1 {
+        1
+    } else if fmt == Q4K {
+        3
+    } else if fmt == Q6K {
+        4
     } else {
-        let r = w.load_vec::<4>(b);
-        for k in 0..4 {
-            dot = dp4a((r[k] & 0x0f0f0f0f) as i32, xa[k], dot);
-            dot = dp4a(((r[k] >> 4) & 0x0f0f0f0f) as i32, xb[k], dot);
-        }
-    }
-    let d = f16_lo(sw);
-    let base = d * dx[u] * (dot as f32);
-    if fmt == Q8_0 {
-        base
-    } else if fmt == Q4_0 {
-        base - 8.0 * d * sx[u]
-    } else {
-        base + f16_hi(sw) * sx[u]
+        2
     }
 }
 
-/// Float formats: values `8*it .. 8*it+8` of row `row` against `x` (normalised on the fly).
+/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
+/// arithmetic so that kernels can issue the next item's loads before using the current
+/// one (and the first item's before the prologue).
 #[device]
-pub fn dot_float(fmt: u32, w: &[u32], row: u32, cols: u32, it: u32, x: &[f32], nw: &[f32], norm: bool, scale: f32) -> f32 {
-    let xa = x.load_vec::<4>(2 * it);
-    let xb = x.load_vec::<4>(2 * it + 1);
-    let ga = if norm { nw.load_vec::<4>(2 * it) } else { f32x4::splat(1.0) };
-    let gb = if norm { nw.load_vec::<4>(2 * it + 1) } else { f32x4::splat(1.0) };
-    let mut acc = 0.0;
-    if fmt == F16 {
-        let v = w.load_vec::<4>(row * (cols / 8) + it);
-        for k in 0..2 {
-            acc += f16_lo(v[k]) * xa[2 * k] * ga[2 * k] + f16_hi(v[k]) * xa[2 * k + 1] * ga[2 * k + 1];
-            acc += f16_lo(v[k + 2]) * xb[2 * k] * gb[2 * k] + f16_hi(v[k + 2]) * xb[2 * k + 1] * gb[2 * k + 1];
+pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    if fmt == F32 {
+        w.load_vec::<4>(row * (cols / 4) + 2 * it + k)
+    } else if fmt == F16 {
+        w.load_vec::<4>(row * (cols / 8) + it)
+    } else if fmt == Q8_0 {
+        w.load_vec::<4>(2 * (row * (cols / 32) + it) + k)
+    } else if fmt <= Q4_1 {
+        w.load_vec::<4>(row * (cols / 32) + it)
+    } else if fmt == Q4K {
+        // Header, then the two 16-byte halves of group `it % 4`.
+        let sb = row * (cols / 256) + it / 4;
+        if k == 0 {
+            w.load_vec::<4>(sb * 9)
+        } else {
+            w.load_vec::<4>(sb * 9 + 2 * (it % 4) + k)
         }
     } else {
-        let base = row * (cols / 4) + 2 * it;
-        let va = w.load_vec::<4>(base);
-        let vb = w.load_vec::<4>(base + 1);
-        for k in 0..4 {
-            acc += f32::from_bits(va[k]) * xa[k] * ga[k] + f32::from_bits(vb[k]) * xb[k] * gb[k];
+        // Low-nibble halves a and b, high bits, scales of half `(it % 4) / 2`.
+        let sb = row * (cols / 256) + it / 4;
+        let n = (it % 4) / 2;
+        let half = it % 2;
+        let base = sb * 13;
+        if k == 0 {
+            w.load_vec::<4>(base + 4 * n + half)
+        } else if k == 1 {
+            w.load_vec::<4>(base + 4 * n + 2 + half)
+        } else if k == 2 {
+            w.load_vec::<4>(base + 8 + 2 * n + half)
+        } else {
+            w.load_vec::<4>(base + 12)
         }
     }
-    acc * scale
 }
 
-/// Dot product of work item `it` of weight row `row` (`rows x cols`, format `fmt`) with
-/// the prologue's input.
+/// The scale of work item `it` of row `row` from the scale region: the f16 `d` in the low
+/// half (and Q4_1's `m` in the high half); 0 for formats without one.
 #[device]
-pub fn dot_item(
+pub fn fetch_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, it: u32) -> u32 {
+    if fmt <= F16 || fmt == Q4K {
+        0
+    } else if fmt <= Q4_1 {
+        let blocks = cols / 32;
+        let b = row * blocks + it;
+        let record_words = if fmt == Q8_0 { 8 } else { 4 };
+        let region = rows * blocks * record_words;
+        if fmt == Q4_1 {
+            w[region + b]
+        } else {
+            (w[region + b / 2] >> (16 * (b % 2))) & 0xffff
+        }
+    } else {
+        let sbs = cols / 256;
+        let sb = row * sbs + it / 4;
+        (w[rows * sbs * 52 + sb / 2] >> (16 * (sb % 2))) & 0xffff
+    }
+}
+
+/// Dot product of one fetched work item (vectors `v0..v3`, scale word `sw`) with the
+/// prologue's input; `it` is the item's index within its row.
+#[device]
+pub fn dot_fetched(
     fmt: u32,
-    w: &[u32],
-    rows: u32,
-    cols: u32,
-    row: u32,
+    v0: u32x4,
+    v1: u32x4,
+    v2: u32x4,
+    v3: u32x4,
+    sw: u32,
     it: u32,
     xq: &[i32],
     dx: &[f32],
@@ -288,24 +251,129 @@ pub fn dot_item(
     scale: f32,
 ) -> f32 {
     if fmt <= F16 {
-        dot_float(fmt, w, row, cols, it, x, nw, norm, scale)
+        let xa = x.load_vec::<4>(2 * it);
+        let xb = x.load_vec::<4>(2 * it + 1);
+        let ga = if norm {
+            nw.load_vec::<4>(2 * it)
+        } else {
+            f32x4::splat(1.0)
+        };
+        let gb = if norm {
+            nw.load_vec::<4>(2 * it + 1)
+        } else {
+            f32x4::splat(1.0)
+        };
+        let mut acc = 0.0;
+        if fmt == F16 {
+            for k in 0..2 {
+                acc += f16_lo(v0[k]) * xa[2 * k] * ga[2 * k]
+                    + f16_hi(v0[k]) * xa[2 * k + 1] * ga[2 * k + 1];
+                acc += f16_lo(v0[k + 2]) * xb[2 * k] * gb[2 * k]
+                    + f16_hi(v0[k + 2]) * xb[2 * k + 1] * gb[2 * k + 1];
+            }
+        } else {
+            for k in 0..4 {
+                acc +=
+                    f32::from_bits(v0[k]) * xa[k] * ga[k] + f32::from_bits(v1[k]) * xb[k] * gb[k];
+            }
+        }
+        acc * scale
     } else if fmt <= Q4_1 {
-        let blocks = cols / 32;
-        let b = row * blocks + it;
-        let record_words = if fmt == Q8_0 { 8 } else { 4 };
-        let scale_region = rows * blocks * record_words;
-        let sw = if fmt == Q4_1 { w[scale_region + b] } else { w[scale_region + b / 2] >> (16 * (b % 2)) };
-        dot_legacy(fmt, w, b, it, sw, xq, dx, sx)
+        let u = it;
+        let xa = xq.load_vec::<4>(2 * u);
+        let xb = xq.load_vec::<4>(2 * u + 1);
+        let mut dot = 0;
+        for k in 0..4 {
+            if fmt == Q8_0 {
+                dot = dp4a(v0[k] as i32, xa[k], dot);
+                dot = dp4a(v1[k] as i32, xb[k], dot);
+            } else {
+                dot = dp4a((v0[k] & 0x0f0f0f0f) as i32, xa[k], dot);
+                dot = dp4a(((v0[k] >> 4) & 0x0f0f0f0f) as i32, xb[k], dot);
+            }
+        }
+        let d = f16_lo(sw);
+        let main = d * dx[u] * (dot as f32);
+        if fmt == Q8_0 {
+            main
+        } else if fmt == Q4_0 {
+            main - 8.0 * d * sx[u]
+        } else {
+            main + f16_hi(sw) * sx[u]
+        }
     } else if fmt == Q4K {
-        let sb = row * (cols / 256) + it / 4;
-        dot_q4k(w, sb, it % 4, 2 * it, xq, dx, sx)
+        // Group g holds sub-blocks 2g (low nibbles) and 2g+1 (high nibbles): input units
+        // u and u+1.
+        let g = it % 4;
+        let u = 2 * it;
+        let xa = xq.load_vec::<4>(2 * u);
+        let xb = xq.load_vec::<4>(2 * u + 1);
+        let xc = xq.load_vec::<4>(2 * u + 2);
+        let xd = xq.load_vec::<4>(2 * u + 3);
+        let mut dot0 = 0;
+        let mut dot1 = 0;
+        for k in 0..4 {
+            dot0 = dp4a((v1[k] & 0x0f0f0f0f) as i32, xa[k], dot0);
+            dot0 = dp4a((v2[k] & 0x0f0f0f0f) as i32, xb[k], dot0);
+            dot1 = dp4a(((v1[k] >> 4) & 0x0f0f0f0f) as i32, xc[k], dot1);
+            dot1 = dp4a(((v2[k] >> 4) & 0x0f0f0f0f) as i32, xd[k], dot1);
+        }
+        let sm0 = q4k_scale_min(v0[1], v0[2], v0[3], 2 * g);
+        let sm1 = q4k_scale_min(v0[1], v0[2], v0[3], 2 * g + 1);
+        let main = ((sm0 & 0xff) as f32) * dx[u] * (dot0 as f32)
+            + ((sm1 & 0xff) as f32) * dx[u + 1] * (dot1 as f32);
+        let offset = ((sm0 >> 8) as f32) * sx[u] + ((sm1 >> 8) as f32) * sx[u + 1];
+        f16_lo(v0[0]) * main - f16_hi(v0[0]) * offset
     } else {
-        let sbs = cols / 256;
-        let sb = row * sbs + it / 4;
-        let scale_region = rows * sbs * 52;
-        let dw = w[scale_region + sb / 2];
-        let d = if sb % 2 == 0 { f16_lo(dw) } else { f16_hi(dw) };
-        let k = it % 4;
-        dot_q6k(w, sb, k, (it / 4) * 8 + 4 * (k / 2), d, xq, dx, s16)
+        // Q6_K item: four runs of 16 values, 32 apart, from units u..u+4; stored values
+        // are q + 32, so each run subtracts 32 times its input sum.
+        let n = (it % 4) / 2;
+        let half = it % 2;
+        let u = (it / 4) * 8 + 4 * n;
+        let sc_lo = if n == 0 { v3[0] } else { v3[2] };
+        let sc_hi = if n == 0 { v3[1] } else { v3[3] };
+        let x0 = xq.load_vec::<4>(2 * u + half);
+        let x1 = xq.load_vec::<4>(2 * (u + 1) + half);
+        let x2 = xq.load_vec::<4>(2 * (u + 2) + half);
+        let x3 = xq.load_vec::<4>(2 * (u + 3) + half);
+        let mut d0 = 0;
+        let mut d1 = 0;
+        let mut d2 = 0;
+        let mut d3 = 0;
+        for j in 0..4 {
+            let a = v0[j];
+            let b = v1[j];
+            let h = v2[j];
+            d0 = dp4a(
+                ((a & 0x0f0f0f0f) | ((h & 0x03030303) << 4)) as i32,
+                x0[j],
+                d0,
+            );
+            d1 = dp4a(
+                ((b & 0x0f0f0f0f) | ((h & 0x0c0c0c0c) << 2)) as i32,
+                x1[j],
+                d1,
+            );
+            d2 = dp4a(
+                (((a >> 4) & 0x0f0f0f0f) | (h & 0x30303030)) as i32,
+                x2[j],
+                d2,
+            );
+            d3 = dp4a(
+                (((b >> 4) & 0x0f0f0f0f) | ((h >> 2) & 0x30303030)) as i32,
+                x3[j],
+                d3,
+            );
+        }
+        let r0 = (sbyte(sc_lo, half) as f32) * dx[u] * ((d0 - 32 * s16[2 * u + half]) as f32);
+        let r1 = (sbyte(sc_lo, half + 2) as f32)
+            * dx[u + 1]
+            * ((d1 - 32 * s16[2 * (u + 1) + half]) as f32);
+        let r2 =
+            (sbyte(sc_hi, half) as f32) * dx[u + 2] * ((d2 - 32 * s16[2 * (u + 2) + half]) as f32);
+        let r3 = (sbyte(sc_hi, half + 2) as f32)
+            * dx[u + 3]
+            * ((d3 - 32 * s16[2 * (u + 3) + half]) as f32);
+        f16_lo(sw) * (r0 + r1 + r2 + r3)
     }
 }

@@ -1,54 +1,410 @@
-//! Matrix-vector products for decode: `y = W x` over GGUF weights in every supported
-//! format, with the RMSNorm of `x` fused into the prologue and a store or residual-add
-//! epilogue.
+//! Matrix-vector products for decode over GGUF weights in every supported format, with
+//! the RMSNorm of the input fused into the prologue and the epilogues a decode step needs:
+//! store, residual add, SwiGLU, and QKV with RoPE and the KV-cache write.
+//!
+//! Each wavefront owns `ROWS` rows at a time and walks their work items; the loads of the
+//! next item are issued before the current one is used, and the first item's loads before
+//! the prologue, so the norm and the quantisation of the input overlap memory traffic.
+//! Blocks stride over the rows.
 
-use super::dot::{dot_item, items_per_row, prologue};
+use super::dot::{dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, prologue};
 use crate::kernel;
 
-/// Epilogue: overwrite `y`.
+/// Epilogue: `y[r] = (W x)[r]`.
 pub const STORE: u32 = 0;
-/// Epilogue: `y += W x` (residual connection).
+/// Epilogue: `y[r] += (W x)[r]` (residual connection).
 pub const ADD: u32 = 1;
+/// Epilogue: rows are interleaved gate/up pairs; `y[i] = silu(gate_i) * up_i`.
+pub const SWIGLU: u32 = 2;
+/// Epilogue: rows are Q then K (matrix A) then V (matrix B); RoPE on Q and K pairs at the
+/// position in `pos[0]`, Q to `y`, K and V into the f16 caches at that position.
+pub const QKV: u32 = 3;
 
-/// `y (=|+=) W · (NORM ? rmsnorm(x, nw) : x)` for a `rows x cols` matrix of format `FMT`.
-/// Each wavefront computes `ROWS` rows at a time (independent loads in flight); blocks
-/// stride over the rows. `XCAP` bounds `cols` for the shared int8 copy of `x`.
+/// Stacked matrices A (`rows_a x cols`, format `FMT`) and B (`rows_b x cols`, format
+/// `FMT_B`) times `NORM ? rmsnorm(x, nw) : x`, with epilogue `EPI`. `XCAP` bounds `cols`
+/// for the shared int8 copy of the input. For `QKV`, `q_rows` is the number of Q rows in A,
+/// `head_dim` the head size, `ctx` the cache length and `rope_base` the RoPE frequency
+/// base; other epilogues ignore them and the cache buffers.
 #[kernel]
-pub fn matvec<const FMT: u32, const NORM: u32, const EPI: u32, const ROWS: u32, const XCAP: u32, const BLOCK: u32>(
-    w: &[u32],
+pub fn matvec<
+    const FMT: u32,
+    const FMT_B: u32,
+    const NORM: u32,
+    const EPI: u32,
+    const ROWS: u32,
+    const XCAP: u32,
+    const BLOCK: u32,
+>(
+    wa: &[u32],
+    wb: &[u32],
     x: &[f32],
     nw: &[f32],
     y: &mut [f32],
-    rows: u32,
+    kc: &mut [f16],
+    vc: &mut [f16],
+    pos: &[u32],
+    rows_a: u32,
+    rows_b: u32,
     cols: u32,
     eps: f32,
+    q_rows: u32,
+    head_dim: u32,
+    ctx: u32,
+    rope_base: f32,
 ) {
     let xq = shared!([i32; XCAP / 4]);
     let dx = shared!([f32; XCAP / 32]);
     let sx = shared!([f32; XCAP / 32]);
     let s16 = shared!([i32; XCAP / 16]);
-    let scale = prologue(FMT, x, nw, NORM == 1, eps, cols, xq, dx, sx, s16);
+    let rows = rows_a + rows_b;
     let waves = BLOCK / WAVE;
     let items = items_per_row(FMT, cols);
+    let per_lane = (items + WAVE - 1) / WAVE;
     let stride = grid_dim() * waves * ROWS;
-    for base in ((block_idx() * waves + wave_id()) * ROWS..rows).step_by(stride) {
-        let mut acc = [0.0f32; ROWS];
-        for it in (lane_id()..items).step_by(WAVE) {
+    let first = (block_idx() * waves + wave_id()) * ROWS;
+    let groups = if first < rows {
+        (rows - first + stride - 1) / stride
+    } else {
+        0
+    };
+    let steps = groups * per_lane;
+    let mut scale = 1.0;
+    let mut cur = [u32x4::splat(0); 4 * ROWS];
+    let mut cur_s = [0u32; ROWS];
+    let mut acc = [0.0f32; ROWS];
+    // Iteration s issues the loads of step s and consumes step s - 1.
+    for s in 0..steps + 1 {
+        let mut nxt = [u32x4::splat(0); 4 * ROWS];
+        let mut nxt_s = [0u32; ROWS];
+        if s < steps {
+            let base = first + (s / per_lane) * stride;
+            let it = lane_id() + (s % per_lane) * WAVE;
             for r in 0..ROWS {
-                if base + r < rows {
-                    acc[r] += dot_item(FMT, w, rows, cols, base + r, it, xq, dx, sx, s16, x, nw, NORM == 1, scale);
+                let row = base + r;
+                if it < items && row < rows {
+                    let in_a = row < rows_a;
+                    let fmt = if FMT == FMT_B {
+                        FMT
+                    } else if in_a {
+                        FMT
+                    } else {
+                        FMT_B
+                    };
+                    let local = if in_a { row } else { row - rows_a };
+                    for k in 0..4 {
+                        if k < item_vectors(fmt) {
+                            nxt[4 * r + k] = if in_a {
+                                fetch_vec(fmt, wa, cols, local, it, k)
+                            } else {
+                                fetch_vec(fmt, wb, cols, local, it, k)
+                            };
+                        }
+                    }
+                    nxt_s[r] = if in_a {
+                        fetch_scale(fmt, wa, rows_a, cols, local, it)
+                    } else {
+                        fetch_scale(fmt, wb, rows_b, cols, local, it)
+                    };
                 }
             }
         }
-        for r in 0..ROWS {
-            let total = wave_sum(acc[r]);
-            let row = base + r;
-            if lane_id() == 0 && row < rows {
-                if EPI == ADD {
-                    y[row] = y[row] + total;
-                } else {
-                    y[row] = total;
+        if s == 0 {
+            // Every thread passes here exactly once, so the prologue's barriers see the
+            // whole block; step 0's loads are already in flight.
+            scale = prologue(FMT, x, nw, NORM == 1, eps, cols, xq, dx, sx, s16);
+        } else {
+            let t = s - 1;
+            let base = first + (t / per_lane) * stride;
+            let it = lane_id() + (t % per_lane) * WAVE;
+            for r in 0..ROWS {
+                let row = base + r;
+                if it < items && row < rows {
+                    let fmt = if FMT == FMT_B {
+                        FMT
+                    } else if row < rows_a {
+                        FMT
+                    } else {
+                        FMT_B
+                    };
+                    acc[r] += dot_fetched(
+                        fmt,
+                        cur[4 * r],
+                        cur[4 * r + 1],
+                        cur[4 * r + 2],
+                        cur[4 * r + 3],
+                        cur_s[r],
+                        it,
+                        xq,
+                        dx,
+                        sx,
+                        s16,
+                        x,
+                        nw,
+                        NORM == 1,
+                        scale,
+                    );
                 }
+            }
+            if t % per_lane == per_lane - 1 {
+                for r in 0..ROWS {
+                    acc[r] = wave_sum(acc[r]);
+                }
+                if lane_id() == 0 {
+                    if EPI == STORE || EPI == ADD {
+                        for r in 0..ROWS {
+                            if base + r < rows {
+                                if EPI == ADD {
+                                    y[base + r] = y[base + r] + acc[r];
+                                } else {
+                                    y[base + r] = acc[r];
+                                }
+                            }
+                        }
+                    } else {
+                        for p in 0..ROWS / 2 {
+                            let row = base + 2 * p;
+                            if row < rows {
+                                let a = acc[2 * p];
+                                let b = acc[2 * p + 1];
+                                if EPI == SWIGLU {
+                                    y[row / 2] = a / (1.0 + exp(-a)) * b;
+                                } else {
+                                    qkv_epilogue(
+                                        row, a, b, y, kc, vc, pos[0], rows_a, q_rows, head_dim,
+                                        ctx, rope_base,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                for r in 0..ROWS {
+                    acc[r] = 0.0;
+                }
+            }
+        }
+        for k in 0..4 * ROWS {
+            cur[k] = nxt[k];
+        }
+        for r in 0..ROWS {
+            cur_s[r] = nxt_s[r];
+        }
+    }
+}
+
+/// Finishes the pair of rows `(row, row + 1)` of a QKV product: rotates Q and K pairs by
+/// RoPE at position `p` (GGUF Llama convention: adjacent pairs, angle
+/// `p * base^(-2i/head_dim)`), writes Q to `q`, K and V into the caches (layout
+/// `[kv_head][ctx][head_dim]`).
+#[crate::device]
+fn qkv_epilogue(
+    row: u32,
+    a: f32,
+    b: f32,
+    q: &mut [f32],
+    kc: &mut [f16],
+    vc: &mut [f16],
+    p: u32,
+    rows_a: u32,
+    q_rows: u32,
+    head_dim: u32,
+    ctx: u32,
+    rope_base: f32,
+) {
+    if row >= rows_a {
+        let v = row - rows_a;
+        let at = ((v / head_dim) * ctx + p) * head_dim + v % head_dim;
+        vc[at] = a as f16;
+        vc[at + 1] = b as f16;
+        return;
+    }
+    // The angle in half-turns, reduced exactly to [0, 2) before sinpi/cospi.
+    let i = (row % head_dim) / 2;
+    let freq = exp2(-(2.0 * (i as f32) / (head_dim as f32)) * log2(rope_base));
+    let turns = (p as f32) * freq * 0.15915494;
+    let half_turns = 2.0 * (turns - floor(turns));
+    let c = cospi(half_turns);
+    let s = sinpi(half_turns);
+    let ra = a * c - b * s;
+    let rb = a * s + b * c;
+    if row < q_rows {
+        q[row] = ra;
+        q[row + 1] = rb;
+    } else {
+        let k = row - q_rows;
+        let at = ((k / head_dim) * ctx + p) * head_dim + k % head_dim;
+        kc[at] = ra as f16;
+        kc[at + 1] = rb as f16;
+    }
+}
+
+/// How to launch `matvec`: formats, prologue, epilogue, rows per wavefront.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matvec {
+    pub fmt: crate::quant::gpu::GpuFormat,
+    /// Format of the second stacked matrix (the same as `fmt` when there is none).
+    pub fmt_b: crate::quant::gpu::GpuFormat,
+    pub norm: bool,
+    pub epilogue: u32,
+    pub rows_per_wave: u32,
+}
+
+/// RoPE and KV-cache geometry for the `QKV` epilogue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rope {
+    /// Number of Q rows (n_head * head_dim) at the start of matrix A.
+    pub q_rows: u32,
+    pub head_dim: u32,
+    /// Positions the caches hold.
+    pub ctx: u32,
+    /// RoPE frequency base.
+    pub base: f32,
+}
+
+/// Threads per block of `matvec`.
+pub const BLOCK_THREADS: u32 = 256;
+/// Largest input length the built-in specialisations accept.
+pub const XCAP: u32 = 16384;
+
+impl Matvec {
+    /// A plain product of one matrix.
+    pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: u32) -> Matvec {
+        Matvec {
+            fmt,
+            fmt_b: fmt,
+            norm,
+            epilogue,
+            rows_per_wave: 2,
+        }
+    }
+
+    /// The specialisation values, in the kernel's generic order.
+    pub fn spec(&self) -> Vec<crate::codegen::SpecValue> {
+        let float = self.fmt.code() <= super::dot::F16;
+        let xcap = if float { 32 } else { XCAP };
+        [
+            self.fmt.code(),
+            self.fmt_b.code(),
+            self.norm as u32,
+            self.epilogue,
+            self.rows_per_wave,
+            xcap,
+            BLOCK_THREADS,
+        ]
+        .map(|v| crate::codegen::SpecValue::Const(v as i128))
+        .to_vec()
+    }
+
+    /// Blocks for `rows` rows on a device of wavefront `wave`.
+    pub fn grid(&self, rows: u32, wave: u32) -> u32 {
+        rows.div_ceil(BLOCK_THREADS / wave * self.rows_per_wave)
+    }
+
+    /// Checks the shapes the kernel relies on, naming the problem.
+    pub fn check(&self, rows_a: u32, rows_b: u32, cols: u32) -> Result<(), crate::runtime::Error> {
+        let bad = |m: String| {
+            Err(crate::runtime::Error::Launch {
+                kernel: "matvec".into(),
+                message: m,
+            })
+        };
+        for f in [self.fmt, self.fmt_b] {
+            if cols as usize % f.column_multiple() != 0 {
+                return bad(format!(
+                    "{cols} columns is not a multiple of {} for {}",
+                    f.column_multiple(),
+                    f.ggml()
+                ));
+            }
+        }
+        if self.fmt.block_elems().max(64) != self.fmt_b.block_elems().max(64) && rows_b > 0 {
+            return bad(format!(
+                "stacked {} and {} matrices split rows differently",
+                self.fmt.ggml(),
+                self.fmt_b.ggml()
+            ));
+        }
+        if self.fmt.code() > super::dot::F16 && cols > XCAP {
+            return bad(format!(
+                "{cols} columns exceed the shared input capacity {XCAP}"
+            ));
+        }
+        if matches!(self.epilogue, SWIGLU | QKV) && (self.rows_per_wave % 2 != 0 || rows_a % 2 != 0)
+        {
+            return bad("paired epilogues need even row counts and rows per wavefront".into());
+        }
+        Ok(())
+    }
+
+    /// Launches on `dev`. Buffers an epilogue does not use may be any buffer of their type.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch(
+        &self,
+        dev: &crate::runtime::Device,
+        wa: &crate::runtime::Buffer<u32>,
+        wb: &crate::runtime::Buffer<u32>,
+        x: &crate::runtime::Buffer<f32>,
+        nw: &crate::runtime::Buffer<f32>,
+        y: &mut crate::runtime::Buffer<f32>,
+        cache: Option<(
+            &mut crate::runtime::Buffer<half::f16>,
+            &mut crate::runtime::Buffer<half::f16>,
+            &crate::runtime::Buffer<u32>,
+        )>,
+        rows_a: u32,
+        rows_b: u32,
+        cols: u32,
+        eps: f32,
+        rope: Rope,
+    ) -> Result<(), crate::runtime::Error> {
+        self.check(rows_a, rows_b, cols)?;
+        let grid = self.grid(rows_a + rows_b, dev.target().wave);
+        let spec = self.spec();
+        let scalars = |args: &mut Vec<crate::runtime::Arg<'_>>| {
+            args.extend::<[crate::runtime::Arg<'_>; 8]>([
+                rows_a.into(),
+                rows_b.into(),
+                cols.into(),
+                eps.into(),
+                rope.q_rows.into(),
+                rope.head_dim.into(),
+                rope.ctx.into(),
+                rope.base.into(),
+            ])
+        };
+        match cache {
+            Some((kc, vc, pos)) => {
+                let mut args = vec![
+                    wa.into(),
+                    wb.into(),
+                    x.into(),
+                    nw.into(),
+                    y.into(),
+                    kc.into(),
+                    vc.into(),
+                    pos.into(),
+                ];
+                scalars(&mut args);
+                dev.launch(matvec::definition(), &spec, grid.into(), &args)
+            }
+            None => {
+                // Without the QKV epilogue the cache parameters are never touched: views of
+                // the weights stand in for them.
+                let mut kc = wa.view::<half::f16>();
+                let mut vc = wb.view::<half::f16>();
+                let pos = wa.view::<u32>();
+                let mut args = vec![
+                    wa.into(),
+                    wb.into(),
+                    x.into(),
+                    nw.into(),
+                    y.into(),
+                    (&mut kc).into(),
+                    (&mut vc).into(),
+                    (&pos).into(),
+                ];
+                scalars(&mut args);
+                dev.launch(matvec::definition(), &spec, grid.into(), &args)
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod norm;
 
 use crate::codegen::{KernelDef, Scalar, SpecValue};
 use crate::quant::gpu::GpuFormat;
+use matvec::Matvec;
 
 /// A built-in kernel and the specialisations that `greta emit/check/selftest` use.
 pub struct BuiltinKernel {
@@ -49,24 +50,17 @@ pub fn builtins() -> Vec<BuiltinKernel> {
             def: matvec::matvec::definition,
             variants: GpuFormat::ALL
                 .iter()
-                .map(|f| matvec_spec(*f, true, matvec::STORE))
-                .chain([matvec_spec(GpuFormat::Q4K, false, matvec::ADD)])
+                .map(|f| Matvec::new(*f, true, matvec::STORE).spec())
+                .chain([
+                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(),
+                    Matvec {
+                        fmt_b: GpuFormat::Q6K,
+                        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
+                    }
+                    .spec(),
+                ])
                 .collect(),
         },
     ]
-}
-
-/// Rows each wavefront of `matvec` computes at a time.
-pub const MATVEC_ROWS: u32 = 2;
-/// Threads per block of `matvec`.
-pub const MATVEC_BLOCK: u32 = 256;
-/// Largest input length the built-in `matvec` specialisations accept.
-pub const MATVEC_XCAP: u32 = 16384;
-
-/// The `matvec` specialisation for a weight format, norm prologue and epilogue.
-pub fn matvec_spec(fmt: GpuFormat, norm: bool, epilogue: u32) -> Vec<SpecValue> {
-    let xcap = if fmt.code() <= dot::F16 { 32 } else { MATVEC_XCAP };
-    [fmt.code(), norm as u32, epilogue, MATVEC_ROWS, xcap, MATVEC_BLOCK]
-        .map(|v| SpecValue::Const(v as i128))
-        .to_vec()
 }

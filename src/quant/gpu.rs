@@ -27,7 +27,11 @@ pub enum LayoutError {
     #[error("the GPU kernels do not read {0} weights; supported: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K")]
     Unsupported(GgmlType),
     #[error("{ty} rows of {cols} values: the GPU kernels need a multiple of {multiple}")]
-    Columns { ty: GgmlType, cols: usize, multiple: usize },
+    Columns {
+        ty: GgmlType,
+        cols: usize,
+        multiple: usize,
+    },
     #[error("{ty} tensor of {rows}x{cols} needs {expected} bytes, got {got}")]
     Size {
         ty: GgmlType,
@@ -149,7 +153,10 @@ pub fn pack(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Result<Vec<u
     match fmt {
         GpuFormat::F32 | GpuFormat::F16 | GpuFormat::Q4K => records.copy_from_slice(data),
         GpuFormat::Q8_0 => split::<BlockQ8_0>(data, records, scales, rb, sb, |b| {
-            (bytemuck::bytes_of(&b.qs).to_vec(), b.d.to_le_bytes().to_vec())
+            (
+                bytemuck::bytes_of(&b.qs).to_vec(),
+                b.d.to_le_bytes().to_vec(),
+            )
         }),
         GpuFormat::Q4_0 => split::<BlockQ4_0>(data, records, scales, rb, sb, |b| {
             (b.qs.to_vec(), b.d.to_le_bytes().to_vec())
@@ -166,7 +173,10 @@ pub fn pack(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Result<Vec<u
             (r, b.d.to_le_bytes().to_vec())
         }),
     }
-    Ok(out.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect())
+    Ok(out
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .collect())
 }
 
 /// Splits every block into its record and its scale bytes.
@@ -198,22 +208,39 @@ mod tests {
         for fmt in GpuFormat::ALL {
             let (rows, cols) = (3, 512);
             let n_blocks = rows * cols / fmt.block_elems();
-            let data = crate::quant::random_blocks(fmt.ggml(), n_blocks, &mut rng).expect("random blocks");
+            let data =
+                crate::quant::random_blocks(fmt.ggml(), n_blocks, &mut rng).expect("random blocks");
             let packed = pack(fmt.ggml(), rows, cols, &data).expect("pack");
             let bytes: &[u8] = bytemuck::cast_slice(&packed);
-            assert_eq!(bytes.len(), data.len().div_ceil(4) * 4, "{fmt:?} adds no bytes");
+            assert_eq!(
+                bytes.len(),
+                data.len().div_ceil(4) * 4,
+                "{fmt:?} adds no bytes"
+            );
             let mut sorted_in = data.clone();
             let mut sorted_out = bytes[..data.len()].to_vec();
             sorted_in.sort_unstable();
             sorted_out.sort_unstable();
-            assert_eq!(sorted_in, sorted_out, "{fmt:?} is a permutation of the bytes");
+            assert_eq!(
+                sorted_in, sorted_out,
+                "{fmt:?} is a permutation of the bytes"
+            );
         }
     }
 
     #[test]
     fn bad_shapes_are_refused() {
-        assert!(matches!(pack(GgmlType::Q4K, 1, 128, &[0; 72]), Err(LayoutError::Columns { .. })));
-        assert!(matches!(pack(GgmlType::Q8_0, 1, 32, &[0; 33]), Err(LayoutError::Size { .. })));
-        assert!(matches!(pack(GgmlType::Q5K, 1, 256, &[0; 176]), Err(LayoutError::Unsupported(_))));
+        assert!(matches!(
+            pack(GgmlType::Q4K, 1, 128, &[0; 72]),
+            Err(LayoutError::Columns { .. })
+        ));
+        assert!(matches!(
+            pack(GgmlType::Q8_0, 1, 32, &[0; 33]),
+            Err(LayoutError::Size { .. })
+        ));
+        assert!(matches!(
+            pack(GgmlType::Q5K, 1, 256, &[0; 176]),
+            Err(LayoutError::Unsupported(_))
+        ));
     }
 }

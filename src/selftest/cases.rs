@@ -1,7 +1,8 @@
 //! Cases and f64 references of the built-in kernels.
 
 use super::{compare, random_f32, Case, Comparison, Tolerance};
-use crate::kernels::{elementwise, gemv, matvec, matvec_spec, norm, MATVEC_BLOCK, MATVEC_ROWS};
+use crate::kernels::matvec::{self, Matvec, Rope};
+use crate::kernels::{elementwise, gemv, norm};
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::{dot_row, random_blocks};
 use crate::runtime::{Device, Result};
@@ -57,14 +58,231 @@ pub fn all() -> Vec<Case> {
         ));
     }
     for fmt in GpuFormat::ALL {
-        let tol = if fmt.code() <= crate::kernels::dot::F16 { F32 } else { Q8_INPUT };
+        let tol = if fmt.code() <= crate::kernels::dot::F16 {
+            F32
+        } else {
+            Q8_INPUT
+        };
         let name = fmt.ggml().name();
-        for (rows, cols, norm, add) in [(37usize, 512usize, true, false), (130, 1536, false, true), (8, 256, true, true)] {
-            let shape = format!("{name} {rows}x{cols}{}{}", if norm { " norm" } else { "" }, if add { " +=" } else { "" });
-            v.push(Case::new("matvec", shape, tol, move |d, r| matvec_case(d, r, fmt, rows, cols, norm, add)));
+        for (rows, cols, norm, add) in [
+            (37usize, 512usize, true, false),
+            (130, 1536, false, true),
+            (8, 256, true, true),
+        ] {
+            let shape = format!(
+                "{name} {rows}x{cols}{}{}",
+                if norm { " norm" } else { "" },
+                if add { " +=" } else { "" }
+            );
+            v.push(Case::new("matvec", shape, tol, move |d, r| {
+                matvec_case(d, r, fmt, rows, cols, norm, add)
+            }));
+        }
+        if fmt.code() > crate::kernels::dot::F16 {
+            v.push(Case::new(
+                "matvec",
+                format!("{name} swiglu 96x512"),
+                tol,
+                move |d, r| swiglu_case(d, r, fmt, 96, 512),
+            ));
         }
     }
+    for (qk, vf, heads, kv, hd, cols, p) in [
+        (
+            GpuFormat::Q4K,
+            GpuFormat::Q6K,
+            4usize,
+            2usize,
+            64usize,
+            256usize,
+            5u32,
+        ),
+        (GpuFormat::Q4_1, GpuFormat::Q4_1, 9, 3, 64, 576, 37),
+        (GpuFormat::F16, GpuFormat::F16, 2, 2, 32, 128, 0),
+    ] {
+        let shape = format!("qkv {}+{} {heads}/{kv}x{hd} pos {p}", qk.ggml(), vf.ggml());
+        let tol = if qk == GpuFormat::F16 {
+            F16_OUT
+        } else {
+            Q8_INPUT
+        };
+        v.push(Case::new("matvec", shape, tol, move |d, r| {
+            qkv_case(d, r, qk, vf, heads, kv, hd, cols, p)
+        }));
+    }
     v
+}
+
+/// Geometry for epilogues that do not rotate.
+const NO_ROPE: Rope = Rope {
+    q_rows: 0,
+    head_dim: 2,
+    ctx: 1,
+    base: 10000.0,
+};
+
+/// Random valid blocks for a `rows x cols` tensor, and their GPU packing.
+fn random_weights(
+    rng: &mut StdRng,
+    fmt: GpuFormat,
+    rows: usize,
+    cols: usize,
+) -> Result<(Vec<u8>, Vec<u32>)> {
+    let ty = fmt.ggml();
+    let bad = |e: &dyn std::fmt::Display| crate::runtime::Error::Backend(e.to_string());
+    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), rng).map_err(|e| bad(&e))?;
+    let packed = pack(ty, rows, cols, &blocks).map_err(|e| bad(&e))?;
+    Ok((blocks, packed))
+}
+
+/// Row-by-row f64 dot products of GGUF blocks with `x`.
+fn reference_rows(fmt: GpuFormat, blocks: &[u8], rows: usize, x: &[f32]) -> Result<Vec<f64>> {
+    blocks
+        .chunks(blocks.len() / rows)
+        .map(|row| {
+            dot_row(fmt.ggml(), row, x).map_err(|e| crate::runtime::Error::Backend(e.to_string()))
+        })
+        .collect()
+}
+
+/// RMSNorm in f64, rounded to f32 as the kernel's input would be.
+fn reference_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let ms = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+    let s = 1.0 / (ms + eps as f64).sqrt();
+    x.iter()
+        .zip(w)
+        .map(|(v, g)| (*v as f64 * s * *g as f64) as f32)
+        .collect()
+}
+
+/// SwiGLU over interleaved gate/up rows.
+fn swiglu_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    fmt: GpuFormat,
+    n_ff: usize,
+    cols: usize,
+) -> Result<Comparison> {
+    let (blocks, packed) = random_weights(rng, fmt, 2 * n_ff, cols)?;
+    let x = random_f32(rng, cols, 2.0);
+    let nw = random_f32(rng, cols, 1.5);
+    let xin = reference_norm(&x, &nw, 1e-5);
+    let dots = reference_rows(fmt, &blocks, 2 * n_ff, &xin)?;
+    let want: Vec<f64> = dots
+        .chunks(2)
+        .map(|p| p[0] / (1.0 + (-p[0]).exp()) * p[1])
+        .collect();
+    let dw = dev.upload(&packed)?;
+    let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
+    let mut y = dev.upload(&vec![f32::NAN; n_ff])?;
+    let mv = Matvec::new(fmt, true, matvec::SWIGLU);
+    mv.launch(
+        dev,
+        &dw,
+        &dw,
+        &dx,
+        &dnw,
+        &mut y,
+        None,
+        2 * n_ff as u32,
+        0,
+        cols as u32,
+        1e-5,
+        NO_ROPE,
+    )?;
+    Ok(compare(&dev.download(&y)?, &want))
+}
+
+/// QKV with RoPE at position `p`: Q from the output vector, K and V read back from the
+/// caches at that position (everything else in the caches must stay untouched).
+#[allow(clippy::too_many_arguments)]
+fn qkv_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    fmt_qk: GpuFormat,
+    fmt_v: GpuFormat,
+    n_head: usize,
+    n_kv: usize,
+    head_dim: usize,
+    cols: usize,
+    p: u32,
+) -> Result<Comparison> {
+    let (q_rows, kv_rows) = (n_head * head_dim, n_kv * head_dim);
+    let ctx = p as usize + 3;
+    let base = 10000.0f32;
+    let (qk_blocks, qk_packed) = random_weights(rng, fmt_qk, q_rows + kv_rows, cols)?;
+    let (v_blocks, v_packed) = random_weights(rng, fmt_v, kv_rows, cols)?;
+    let x = random_f32(rng, cols, 2.0);
+    let nw = random_f32(rng, cols, 1.5);
+    let xin = reference_norm(&x, &nw, 1e-5);
+    let qk = reference_rows(fmt_qk, &qk_blocks, q_rows + kv_rows, &xin)?;
+    let v = reference_rows(fmt_v, &v_blocks, kv_rows, &xin)?;
+    let mut rotated = qk.clone();
+    for (r, pair) in rotated.chunks_mut(2).enumerate() {
+        let i = (2 * r % head_dim) / 2;
+        let angle = p as f64 * (base as f64).powf(-2.0 * i as f64 / head_dim as f64);
+        let (a, b) = (pair[0], pair[1]);
+        pair[0] = a * angle.cos() - b * angle.sin();
+        pair[1] = a * angle.sin() + b * angle.cos();
+    }
+    let (dqk, dv) = (dev.upload(&qk_packed)?, dev.upload(&v_packed)?);
+    let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
+    let mut q = dev.upload(&vec![f32::NAN; q_rows])?;
+    let sentinel = half::f16::from_f32(-7.0);
+    let mut kc = dev.upload(&vec![sentinel; n_kv * ctx * head_dim])?;
+    let mut vc = dev.upload(&vec![sentinel; n_kv * ctx * head_dim])?;
+    let pos = dev.upload(&[p])?;
+    let mv = Matvec {
+        fmt_b: fmt_v,
+        ..Matvec::new(fmt_qk, true, matvec::QKV)
+    };
+    let rope = Rope {
+        q_rows: q_rows as u32,
+        head_dim: head_dim as u32,
+        ctx: ctx as u32,
+        base,
+    };
+    let rows_a = (q_rows + kv_rows) as u32;
+    mv.launch(
+        dev,
+        &dqk,
+        &dv,
+        &dx,
+        &dnw,
+        &mut q,
+        Some((&mut kc, &mut vc, &pos)),
+        rows_a,
+        kv_rows as u32,
+        cols as u32,
+        1e-5,
+        rope,
+    )?;
+    let (kh, vh) = (dev.download(&kc)?, dev.download(&vc)?);
+    let mut got: Vec<f32> = dev.download(&q)?;
+    let mut want: Vec<f64> = rotated[..q_rows].to_vec();
+    for h in 0..n_kv {
+        for slot in 0..ctx {
+            let at = (h * ctx + slot) * head_dim;
+            if slot == p as usize {
+                got.extend(
+                    kh[at..at + head_dim]
+                        .iter()
+                        .chain(&vh[at..at + head_dim])
+                        .map(|v| v.to_f32()),
+                );
+                want.extend(&rotated[q_rows + h * head_dim..][..head_dim]);
+                want.extend(&v[h * head_dim..][..head_dim]);
+            } else if kh[at..at + head_dim]
+                .iter()
+                .chain(&vh[at..at + head_dim])
+                .any(|v| *v != sentinel)
+            {
+                got.push(f32::NAN);
+                want.push(0.0);
+            }
+        }
+    }
+    Ok(compare(&got, &want))
 }
 
 /// Results of kernels that quantise their input to int8 per 32 values.
@@ -72,12 +290,6 @@ const Q8_INPUT: Tolerance = Tolerance {
     nmse: 1e-4,
     max_rel: 2e-2,
 };
-
-/// Blocks of `matvec` for `rows` rows.
-pub fn matvec_grid(rows: usize, wave: u32) -> u32 {
-    let rows_per_block = (MATVEC_BLOCK / wave * MATVEC_ROWS) as usize;
-    rows.div_ceil(rows_per_block) as u32
-}
 
 fn matvec_case(
     dev: &Device,
@@ -88,36 +300,39 @@ fn matvec_case(
     norm: bool,
     add: bool,
 ) -> Result<Comparison> {
-    let ty = fmt.ggml();
-    let bad = |e: &dyn std::fmt::Display| crate::runtime::Error::Backend(e.to_string());
-    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), rng).map_err(|e| bad(&e))?;
-    let packed = pack(ty, rows, cols, &blocks).map_err(|e| bad(&e))?;
+    let (blocks, packed) = random_weights(rng, fmt, rows, cols)?;
     let x = random_f32(rng, cols, 2.0);
     let nw = random_f32(rng, cols, 1.5);
     let y0 = random_f32(rng, rows, 1.0);
     let eps = 1e-5f32;
-    let xin: Vec<f32> = if norm {
-        let ms = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / cols as f64;
-        let s = 1.0 / (ms + eps as f64).sqrt();
-        x.iter().zip(&nw).map(|(v, g)| (*v as f64 * s * *g as f64) as f32).collect()
+    let xin = if norm {
+        reference_norm(&x, &nw, eps)
     } else {
         x.clone()
     };
-    let row_bytes = blocks.len() / rows;
-    let mut want = Vec::with_capacity(rows);
-    for (r, row) in blocks.chunks(row_bytes).enumerate() {
-        let dot = dot_row(ty, row, &xin).map_err(|e| bad(&e))?;
-        want.push(if add { y0[r] as f64 + dot } else { dot });
-    }
+    let dots = reference_rows(fmt, &blocks, rows, &xin)?;
+    let want: Vec<f64> = dots
+        .iter()
+        .zip(&y0)
+        .map(|(d, y)| if add { *y as f64 + d } else { *d })
+        .collect();
     let dw = dev.upload(&packed)?;
     let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
     let mut y = dev.upload(&if add { y0 } else { vec![f32::NAN; rows] })?;
-    let spec = matvec_spec(fmt, norm, if add { matvec::ADD } else { matvec::STORE });
-    dev.launch(
-        matvec::matvec::definition(),
-        &spec,
-        matvec_grid(rows, dev.target().wave).into(),
-        &[(&dw).into(), (&dx).into(), (&dnw).into(), (&mut y).into(), (rows as u32).into(), (cols as u32).into(), eps.into()],
+    let mv = Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE });
+    mv.launch(
+        dev,
+        &dw,
+        &dw,
+        &dx,
+        &dnw,
+        &mut y,
+        None,
+        rows as u32,
+        0,
+        cols as u32,
+        eps,
+        NO_ROPE,
     )?;
     Ok(compare(&dev.download(&y)?, &want))
 }

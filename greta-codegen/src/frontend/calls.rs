@@ -53,6 +53,8 @@ fn builtin_by_name(name: &str) -> Option<(Builtin, Sig)> {
         "tanh" => (Tanh, Sig::FloatUnary),
         "sin" => (Sin, Sig::FloatUnary),
         "cos" => (Cos, Sig::FloatUnary),
+        "sinpi" => (SinPi, Sig::FloatUnary),
+        "cospi" => (CosPi, Sig::FloatUnary),
         "floor" => (Floor, Sig::FloatUnary),
         "is_nan" => (IsNan, Sig::FloatPredicate),
         "is_finite" => (IsFinite, Sig::FloatPredicate),
@@ -669,7 +671,10 @@ impl<'a> Lowerer<'a> {
             Some(t) => self.lower_type(t),
             None => Type::Void,
         };
-        let saved = std::mem::replace(&mut self.fcx, FnCtx::new(ret.clone(), false, f.externs.clone()));
+        let saved = std::mem::replace(
+            &mut self.fcx,
+            FnCtx::new(ret.clone(), false, f.externs.clone()),
+        );
         let params = f.params.iter().map(|p| self.bind_device_param(p)).collect();
         let body = self.lower_fn_body(&f.body, &ret);
         let locals = std::mem::take(&mut self.fcx.locals);

@@ -192,7 +192,9 @@ impl Lowerer<'_> {
                 };
             }
             // Device functions see `BLOCK` but not the calling kernel's own parameters.
-            let visible = |c: &crate::ir::NamedConst| &c.name == name && (self.fcx.is_kernel || name == "BLOCK");
+            let visible = |c: &crate::ir::NamedConst| {
+                &c.name == name && (self.fcx.is_kernel || name == "BLOCK")
+            };
             if let Some(i) = self.consts.iter().position(visible) {
                 return Expr {
                     kind: ExprKind::Const(ConstRef::Named(i as u32)),

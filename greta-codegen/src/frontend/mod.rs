@@ -629,7 +629,13 @@ impl<'a> Lowerer<'a> {
                 span,
             };
         }
-        match self.fcx.externs.iter().find(|(n, _)| n == name).map(|(_, v)| *v) {
+        match self
+            .fcx
+            .externs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+        {
             Some(ExternConst::Int(ty, value)) => {
                 let i = match self.consts.iter().position(|c| c.name == name) {
                     Some(i) => i,
@@ -651,7 +657,10 @@ impl<'a> Lowerer<'a> {
             }
             Some(ExternConst::Float(v)) => Expr::lit(Lit::Float(v), Scalar::F32, span),
             Some(ExternConst::Bool(b)) => Expr::lit(Lit::Bool(b), Scalar::Bool, span),
-            None => self.poison(span, format!("the value of host constant `{name}` was not captured")),
+            None => self.poison(
+                span,
+                format!("the value of host constant `{name}` was not captured"),
+            ),
         }
     }
 

@@ -741,6 +741,8 @@ impl<'k> FnPrinter<'k> {
             Builtin::Tanh => format!("tanhf({})", a[0]),
             Builtin::Sin => format!("sinf({})", a[0]),
             Builtin::Cos => format!("cosf({})", a[0]),
+            Builtin::SinPi => format!("sinpif({})", a[0]),
+            Builtin::CosPi => format!("cospif({})", a[0]),
             Builtin::Floor => format!("floorf({})", a[0]),
             Builtin::Fma => format!("fmaf({}, {}, {})", a[0], a[1], a[2]),
             Builtin::Min => format!("greta_min({}, {})", a[0], a[1]),

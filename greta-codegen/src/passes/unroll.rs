@@ -24,7 +24,11 @@ pub fn unroll_stmts(stmts: &mut Vec<Stmt>, cx: &FoldCx, diags: &mut Vec<Diagnost
                 body,
                 unroll: true,
             } if indexes_registers_with(body, *local) => {
-                let bounds = (int_value(start, cx), int_value(end, cx), int_value(step, cx));
+                let bounds = (
+                    int_value(start, cx),
+                    int_value(end, cx),
+                    int_value(step, cx),
+                );
                 let (Some(a), Some(b), Some(c)) = bounds else {
                     diags.push(Diagnostic::new(span, "this loop indexes registers but its bounds are not compile-time constants after specialisation"));
                     out.push(s);
