@@ -48,14 +48,14 @@ pub fn copy_bandwidth(dev: &Device, bytes: usize, reps: usize) -> Result<f64> {
 /// submission gaps do not count.
 const BATCH: usize = 10;
 
-/// Times `matvec` for one format and shape at `rows_per_wave`.
+/// Times `matvec` for one format and shape with the launch shape of `variant`.
 pub fn bench_matvec(
     dev: &Device,
     fmt: GpuFormat,
     rows: usize,
     cols: usize,
     norm: bool,
-    rows_per_wave: u32,
+    variant: Matvec,
     reps: usize,
 ) -> Result<BenchRow> {
     let ty = fmt.ggml();
@@ -72,8 +72,11 @@ pub fn bench_matvec(
     let nw = dev.upload(&vec![1.0f32; cols])?;
     let mut y = dev.alloc::<f32>(rows)?;
     let mv = Matvec {
-        rows_per_wave,
-        ..Matvec::new(fmt, norm, matvec::STORE)
+        fmt,
+        fmt_b: fmt,
+        norm,
+        epilogue: matvec::STORE,
+        ..variant
     };
     let rope = Rope {
         q_rows: 0,
@@ -108,7 +111,7 @@ pub fn bench_matvec(
         ms.push(sample / BATCH as f64);
     }
     Ok(BenchRow {
-        name: format!("matvec {} r{rows_per_wave}", ty.name()),
+        name: format!("matvec {} r{}b{}u{}", ty.name(), mv.rows_per_wave, mv.block, mv.blocks_per_unit),
         shape: format!("{cols}->{rows}{}", if norm { " +norm" } else { "" }),
         us: median(&mut ms) * 1e3,
         bytes: weight_bytes + cols * 4 * (1 + norm as usize) + rows * 4,
@@ -124,6 +127,21 @@ pub const LLAMA2_7B_SHAPES: [(&str, usize, usize); 5] = [
     ("lm_head", 32000, 4096),
 ];
 
+/// Every Llama-2-7B shape in Q4_K and Q6_K, plus the norm-fused 4096x4096 Q4_K, for each
+/// launch variant.
+pub fn matvec_sweep(dev: &Device, variants: &[Matvec], reps: usize) -> Result<Vec<BenchRow>> {
+    let mut rows = Vec::new();
+    for v in variants {
+        for fmt in [GpuFormat::Q4K, GpuFormat::Q6K] {
+            for (_, r, c) in LLAMA2_7B_SHAPES {
+                rows.push(bench_matvec(dev, fmt, r, c, false, *v, reps)?);
+            }
+        }
+        rows.push(bench_matvec(dev, GpuFormat::Q4K, 4096, 4096, true, *v, reps)?);
+    }
+    Ok(rows)
+}
+
 /// Formats the benchmark table against the copy bandwidth.
 pub fn table(rows: &[BenchRow], copy_gbps: f64) -> String {
     let mut s = format!(
@@ -132,7 +150,7 @@ pub fn table(rows: &[BenchRow], copy_gbps: f64) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<16} {:<20} {:>10.2} {:>10.0} {:>7.1}%\n",
+            "{:<24} {:<20} {:>10.2} {:>10.0} {:>7.1}%\n",
             r.name,
             r.shape,
             r.us,

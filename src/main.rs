@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target};
 use greta::kernels::{builtins, BuiltinKernel};
+use greta::kernels::matvec::Matvec;
 use greta::quant::gpu::GpuFormat;
 use greta::runtime::cache::KernelCache;
 use greta::runtime::{BackendKind, Device};
@@ -57,6 +58,12 @@ enum Command {
         /// Rows each wavefront computes at a time (several values compare variants).
         #[arg(long, value_delimiter = ',', default_value = "2")]
         rows_per_wave: Vec<u32>,
+        /// Threads per block (several values compare variants).
+        #[arg(long, value_delimiter = ',', default_value = "256")]
+        block: Vec<u32>,
+        /// Resident blocks per compute unit the grid is sized for.
+        #[arg(long, value_delimiter = ',', default_value = "4")]
+        blocks_per_unit: Vec<u32>,
     },
     /// List the devices each backend finds.
     Devices,
@@ -191,29 +198,26 @@ fn main() -> Result<()> {
             backend,
             reps,
             rows_per_wave,
+            block,
+            blocks_per_unit,
         } => {
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
             println!("device: {}", dev.describe());
             let copy = greta::bench::copy_bandwidth(&dev, 1 << 30, 20)?;
-            let mut rows = Vec::new();
-            for rpw in rows_per_wave {
-                for fmt in [GpuFormat::Q4K, GpuFormat::Q6K] {
-                    for (_, r, c) in greta::bench::LLAMA2_7B_SHAPES {
-                        rows.push(greta::bench::bench_matvec(
-                            &dev, fmt, r, c, false, rpw, reps,
-                        )?);
+            let mut variants = Vec::new();
+            for &rows_per_wave in &rows_per_wave {
+                for &block in &block {
+                    for &blocks_per_unit in &blocks_per_unit {
+                        variants.push(Matvec {
+                            rows_per_wave,
+                            block,
+                            blocks_per_unit,
+                            ..Matvec::new(GpuFormat::Q4K, false, 0)
+                        });
                     }
                 }
-                rows.push(greta::bench::bench_matvec(
-                    &dev,
-                    GpuFormat::Q4K,
-                    4096,
-                    4096,
-                    true,
-                    rpw,
-                    reps,
-                )?);
             }
+            let rows = greta::bench::matvec_sweep(&dev, &variants, reps)?;
             print!("{}", greta::bench::table(&rows, copy));
         }
         Command::Devices => {

@@ -178,6 +178,9 @@ pub enum StmtKind {
     Return(Option<Expr>),
     /// Block-wide barrier (`__syncthreads`).
     Barrier,
+    /// Device-wide memory fence (`__threadfence`): this thread's earlier writes are
+    /// visible to every block before its later ones.
+    Fence,
     /// A nested scope (one copy of an unrolled loop body, or a branch kept by folding).
     Scope(Vec<Stmt>),
     /// An expression evaluated for its effect (a call or an atomic).
@@ -433,7 +436,11 @@ pub fn walk_stmts_mut(stmts: &mut [Stmt], f: &mut dyn FnMut(&mut Expr)) {
             }
             StmtKind::Scope(body) => walk_stmts_mut(body, f),
             StmtKind::Return(Some(e)) => walk_expr_mut(e, f),
-            StmtKind::Return(None) | StmtKind::Break | StmtKind::Continue | StmtKind::Barrier => {}
+            StmtKind::Return(None)
+            | StmtKind::Break
+            | StmtKind::Continue
+            | StmtKind::Barrier
+            | StmtKind::Fence => {}
         }
     }
 }

@@ -146,7 +146,11 @@ pub fn for_each_expr(stmts: &[Stmt], f: &mut dyn FnMut(&Expr)) {
             }
             StmtKind::Scope(body) => for_each_expr(body, f),
             StmtKind::Return(Some(e)) => crate::ir::walk_expr(e, f),
-            StmtKind::Return(None) | StmtKind::Break | StmtKind::Continue | StmtKind::Barrier => {}
+            StmtKind::Return(None)
+            | StmtKind::Break
+            | StmtKind::Continue
+            | StmtKind::Barrier
+            | StmtKind::Fence => {}
         }
     }
 }
@@ -253,7 +257,7 @@ fn definite_assignment(
                 return true;
             }
             StmtKind::Break | StmtKind::Continue => return true,
-            StmtKind::Barrier => {}
+            StmtKind::Barrier | StmtKind::Fence => {}
         }
     }
     false

@@ -29,6 +29,8 @@ pub trait Backend: Send + Sync {
     fn target(&self) -> Target;
     /// A one-line description (device name, architecture).
     fn describe(&self) -> String;
+    /// Compute units that run blocks concurrently (SMs, CUs, CPU threads), for sizing grids.
+    fn compute_units(&self) -> u32;
     fn alloc(&self, bytes: usize) -> Result<RawBuffer>;
     fn write(&self, dst: &RawBuffer, offset: usize, src: &[u8]) -> Result<()>;
     fn read(&self, src: &RawBuffer, offset: usize, dst: &mut [u8]) -> Result<()>;
@@ -79,6 +81,11 @@ impl Device {
     /// One-line description.
     pub fn describe(&self) -> String {
         self.backend.describe()
+    }
+
+    /// Compute units that run blocks concurrently (SMs, CUs, CPU threads).
+    pub fn compute_units(&self) -> u32 {
+        self.backend.compute_units()
     }
 
     /// The backend, for backend-specific operations.

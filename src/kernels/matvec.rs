@@ -62,34 +62,30 @@ pub fn matvec<
     let per_lane = (items + WAVE - 1) / WAVE;
     let stride = grid_dim() * waves * ROWS;
     let first = (block_idx() * waves + wave_id()) * ROWS;
-    let groups = if first < rows {
-        (rows - first + stride - 1) / stride
-    } else {
-        0
-    };
+    let groups = if first < rows { (rows - first + stride - 1) / stride } else { 0 };
     let steps = groups * per_lane;
     let mut scale = 1.0;
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
     let mut acc = [0.0f32; ROWS];
+    // Row group and slot of the step being fetched and of the one being consumed (counters
+    // instead of divisions by `per_lane` in the loop).
+    let mut fetch_base = first;
+    let mut fetch_slot = 0;
+    let mut use_base = first;
+    let mut use_slot = 0;
     // Iteration s issues the loads of step s and consumes step s - 1.
     for s in 0..steps + 1 {
         let mut nxt = [u32x4::splat(0); 4 * ROWS];
         let mut nxt_s = [0u32; ROWS];
         if s < steps {
-            let base = first + (s / per_lane) * stride;
-            let it = lane_id() + (s % per_lane) * WAVE;
+            let base = fetch_base;
+            let it = lane_id() + fetch_slot * WAVE;
             for r in 0..ROWS {
                 let row = base + r;
                 if it < items && row < rows {
                     let in_a = row < rows_a;
-                    let fmt = if FMT == FMT_B {
-                        FMT
-                    } else if in_a {
-                        FMT
-                    } else {
-                        FMT_B
-                    };
+                    let fmt = if FMT == FMT_B { FMT } else if in_a { FMT } else { FMT_B };
                     let local = if in_a { row } else { row - rows_a };
                     for k in 0..4 {
                         if k < item_vectors(fmt) {
@@ -107,15 +103,19 @@ pub fn matvec<
                     };
                 }
             }
+            fetch_slot += 1;
+            if fetch_slot == per_lane {
+                fetch_slot = 0;
+                fetch_base += stride;
+            }
         }
         if s == 0 {
             // Every thread passes here exactly once, so the prologue's barriers see the
             // whole block; step 0's loads are already in flight.
             scale = prologue(FMT, x, nw, NORM == 1, eps, cols, xq, dx, sx, s16);
         } else {
-            let t = s - 1;
-            let base = first + (t / per_lane) * stride;
-            let it = lane_id() + (t % per_lane) * WAVE;
+            let base = use_base;
+            let it = lane_id() + use_slot * WAVE;
             for r in 0..ROWS {
                 let row = base + r;
                 if it < items && row < rows {
@@ -145,7 +145,10 @@ pub fn matvec<
                     );
                 }
             }
-            if t % per_lane == per_lane - 1 {
+            use_slot += 1;
+            if use_slot == per_lane {
+                use_slot = 0;
+                use_base += stride;
                 for r in 0..ROWS {
                     acc[r] = wave_sum(acc[r]);
                 }
@@ -247,6 +250,10 @@ pub struct Matvec {
     pub norm: bool,
     pub epilogue: u32,
     pub rows_per_wave: u32,
+    /// Threads per block.
+    pub block: u32,
+    /// Resident blocks per compute unit the grid is sized for.
+    pub blocks_per_unit: u32,
 }
 
 /// RoPE and KV-cache geometry for the `QKV` epilogue.
@@ -261,8 +268,6 @@ pub struct Rope {
     pub base: f32,
 }
 
-/// Threads per block of `matvec`.
-pub const BLOCK_THREADS: u32 = 256;
 /// Largest input length the built-in specialisations accept.
 pub const XCAP: u32 = 16384;
 
@@ -275,6 +280,8 @@ impl Matvec {
             norm,
             epilogue,
             rows_per_wave: 2,
+            block: 256,
+            blocks_per_unit: 4,
         }
     }
 
@@ -289,15 +296,17 @@ impl Matvec {
             self.epilogue,
             self.rows_per_wave,
             xcap,
-            BLOCK_THREADS,
+            self.block,
         ]
         .map(|v| crate::codegen::SpecValue::Const(v as i128))
         .to_vec()
     }
 
-    /// Blocks for `rows` rows on a device of wavefront `wave`.
-    pub fn grid(&self, rows: u32, wave: u32) -> u32 {
-        rows.div_ceil(BLOCK_THREADS / wave * self.rows_per_wave)
+    /// Blocks for `rows` rows: enough to fill the device once, each striding over row
+    /// groups so that the prologue is paid once per block, not once per row group.
+    pub fn grid(&self, rows: u32, dev: &crate::runtime::Device) -> u32 {
+        let per_block = self.block / dev.target().wave * self.rows_per_wave;
+        rows.div_ceil(per_block).min(dev.compute_units() * self.blocks_per_unit).max(1)
     }
 
     /// Checks the shapes the kernel relies on, naming the problem.
@@ -358,7 +367,7 @@ impl Matvec {
         rope: Rope,
     ) -> Result<(), crate::runtime::Error> {
         self.check(rows_a, rows_b, cols)?;
-        let grid = self.grid(rows_a + rows_b, dev.target().wave);
+        let grid = self.grid(rows_a + rows_b, dev);
         let spec = self.spec();
         let scalars = |args: &mut Vec<crate::runtime::Arg<'_>>| {
             args.extend::<[crate::runtime::Arg<'_>; 8]>([

@@ -240,6 +240,12 @@ impl Lowerer<'_> {
                 }
                 None => return,
             },
+            ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "fence" => {
+                if !args.is_empty() {
+                    self.error(span, "`fence()` takes no arguments");
+                }
+                StmtKind::Fence
+            }
             ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "barrier" => {
                 if !args.is_empty() {
                     self.error(span, "`barrier()` takes no arguments");

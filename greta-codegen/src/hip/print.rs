@@ -418,6 +418,7 @@ impl<'k> FnPrinter<'k> {
                 self.line(&format!("return {v};"));
             }
             StmtKind::Barrier => self.line("__syncthreads();"),
+            StmtKind::Fence => self.line("__threadfence();"),
             StmtKind::Scope(body) => self.block("", body),
             StmtKind::Eval(e) => {
                 let v = self.expr(e);

@@ -132,6 +132,10 @@ impl Backend for CpuBackend {
         )
     }
 
+    fn compute_units(&self) -> u32 {
+        rayon::current_num_threads() as u32
+    }
+
     fn alloc(&self, bytes: usize) -> Result<RawBuffer> {
         Ok(RawBuffer::new(Arc::new(HostMemory::new(bytes))))
     }

@@ -229,6 +229,10 @@ impl Backend for CudaBackend {
         )
     }
 
+    fn compute_units(&self) -> u32 {
+        self.sms as u32
+    }
+
     fn alloc(&self, bytes: usize) -> Result<RawBuffer> {
         self.bind()?;
         // A zero-byte request still gets a valid (distinct) allocation.
