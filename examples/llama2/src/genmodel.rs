@@ -52,7 +52,9 @@ pub enum GenModelError {
         block: usize,
     },
     /// The vocabulary is too small for the fixed tokens.
-    #[error("a vocabulary of {n_vocab} tokens cannot hold the {FIXED_TOKENS} special and byte tokens")]
+    #[error(
+        "a vocabulary of {n_vocab} tokens cannot hold the {FIXED_TOKENS} special and byte tokens"
+    )]
     VocabTooSmall { n_vocab: usize },
     /// A `--type` name that is neither a recipe nor a supported weight type.
     #[error("unknown model type '{0}' (known: q4_k_m, {types})", types = WEIGHT_TYPES.map(|t| t.name().to_lowercase()).join(", "))]
@@ -517,16 +519,20 @@ fn synthetic_vocab(n: usize) -> (Vec<String>, Vec<f32>, Vec<i32>) {
     let mut types = vec![UNKNOWN, CONTROL, CONTROL];
     tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
     types.resize(tokens.len(), BYTE);
-    let fillers = std::iter::once("▁".to_owned()).chain(
-        (0..).flat_map(|k| {
-            let word = letters(k);
-            [format!("▁{word}"), word]
-        }),
-    );
+    let fillers = std::iter::once("▁".to_owned()).chain((0..).flat_map(|k| {
+        let word = letters(k);
+        [format!("▁{word}"), word]
+    }));
     tokens.extend(fillers.take(n.saturating_sub(tokens.len())));
     types.resize(tokens.len(), NORMAL);
     let scores = (0..tokens.len())
-        .map(|i| if i < FIXED_TOKENS { 0.0 } else { -((i - FIXED_TOKENS) as f32) })
+        .map(|i| {
+            if i < FIXED_TOKENS {
+                0.0
+            } else {
+                -((i - FIXED_TOKENS) as f32)
+            }
+        })
         .collect();
     (tokens, scores, types)
 }
@@ -543,4 +549,56 @@ fn letters(mut k: usize) -> String {
     }
     word.reverse();
     String::from_utf8(word).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn words_count_in_bijective_base_26() {
+        let words: Vec<String> = [0, 1, 25, 26, 27, 51, 52, 701, 702].map(letters).to_vec();
+        assert_eq!(words, ["a", "b", "z", "aa", "ab", "az", "ba", "zz", "aaa"]);
+    }
+
+    #[test]
+    fn synthetic_vocab_has_fixed_tokens_then_distinct_pieces() {
+        let (tokens, scores, types) = synthetic_vocab(1000);
+        assert_eq!(
+            (tokens.len(), scores.len(), types.len()),
+            (1000, 1000, 1000)
+        );
+        assert_eq!(&tokens[..4], ["<unk>", "<s>", "</s>", "<0x00>"]);
+        assert_eq!(tokens[258], "<0xFF>");
+        assert_eq!(&tokens[259..263], ["▁", "▁a", "a", "▁b"]);
+        assert_eq!(&types[..4], [2, 3, 3, 6]);
+        assert_eq!((types[258], types[259]), (6, 1));
+        assert!(scores[260] > scores[261]);
+        assert_eq!(tokens.iter().collect::<HashSet<_>>().len(), 1000);
+    }
+
+    #[test]
+    fn chunks_tile_every_tensor_in_whole_blocks() {
+        let config = LlamaConfig {
+            n_vocab: 40_000,
+            ..Preset::Tiny.config()
+        };
+        let plan = ModelPlan::new(config, Recipe::Q4KM, false).unwrap();
+        let chunks = plan.chunks();
+        for (i, t) in plan.tensors().iter().enumerate() {
+            let mine: Vec<&Chunk> = chunks.iter().filter(|c| c.tensor == i).collect();
+            let lens: Vec<usize> = mine.iter().map(|c| c.len).collect();
+            assert_eq!(
+                lens.iter().sum::<usize>() as u64,
+                t.bytes,
+                "{}",
+                t.spec.name
+            );
+            assert!(lens.iter().all(|l| l % t.ggml_type.block_bytes() == 0));
+            assert!(mine.iter().enumerate().all(|(k, c)| c.index == k));
+        }
+        // The 40000-row embedding table (Q4_K) spans several chunks.
+        assert!(chunks.iter().filter(|c| c.tensor == 0).count() > 1);
+    }
 }

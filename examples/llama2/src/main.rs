@@ -51,8 +51,8 @@ fn main() -> Result<()> {
 
 fn gen_model(args: &GenModelArgs) -> Result<()> {
     let config = args.shape.apply(&args.preset.config());
-    let plan = ModelPlan::new(config, args.recipe, args.tied_embeddings)
-        .context("invalid model shape")?;
+    let plan =
+        ModelPlan::new(config, args.recipe, args.tied_embeddings).context("invalid model shape")?;
     eprintln!(
         "{}: {} parameters, {} tensors, {:.2} GB of weights ({:.2} bits per weight)",
         args.out.display(),

@@ -35,7 +35,9 @@ pub enum OracleError {
     #[error("token {token} is outside the vocabulary of {n_vocab} tokens")]
     BadToken { token: u32, n_vocab: usize },
     /// A position past the next free one, or past the context length.
-    #[error("position {pos} is not available: {cached} positions are cached, context length {n_ctx}")]
+    #[error(
+        "position {pos} is not available: {cached} positions are cached, context length {n_ctx}"
+    )]
     BadPosition {
         pos: usize,
         cached: usize,
@@ -104,7 +106,9 @@ impl<'a> Oracle<'a> {
             output: decode_all(&weights.output_norm)?,
         };
         let inv_freq = (0..config.rope_dim / 2)
-            .map(|i| f64::from(config.rope_freq_base).powf(-2.0 * i as f64 / config.rope_dim as f64))
+            .map(|i| {
+                f64::from(config.rope_freq_base).powf(-2.0 * i as f64 / config.rope_dim as f64)
+            })
             .collect();
         // Every size below was checked against tensors present in the file, so these
         // allocations are bounded by the file's size.
@@ -149,6 +153,16 @@ impl<'a> Oracle<'a> {
     /// Runs `token` at position `pos` and returns the logits of the next token. `pos` may
     /// be the next free position or an earlier one, which drops the cache from there on.
     pub fn forward(&mut self, token: u32, pos: usize) -> Result<Vec<f32>, OracleError> {
+        self.forward_traced(token, pos, |_, _| {})
+    }
+
+    /// `forward`, showing `on_layer` the residual stream after each block.
+    pub fn forward_traced(
+        &mut self,
+        token: u32,
+        pos: usize,
+        mut on_layer: impl FnMut(usize, &[f32]),
+    ) -> Result<Vec<f32>, OracleError> {
         if pos > self.n_cached || pos >= self.config.n_ctx {
             return Err(OracleError::BadPosition {
                 pos,
@@ -173,12 +187,9 @@ impl<'a> Oracle<'a> {
             ..
         } = self;
         decode_row(&weights.token_embd, token as usize, &mut s.x)?;
-        for ((layer, cache), (attn_norm, ffn_norm)) in weights
-            .layers
-            .iter()
-            .zip(cache.iter_mut())
-            .zip(norms.attn.iter().zip(&norms.ffn))
-        {
+        let blocks = weights.layers.iter().zip(cache.iter_mut());
+        let block_norms = norms.attn.iter().zip(&norms.ffn);
+        for (l, ((layer, cache), (attn_norm, ffn_norm))) in blocks.zip(block_norms).enumerate() {
             rms_norm(&s.x, attn_norm, cfg.rms_eps, &mut s.xn);
             matvec(&layer.attn_q, &s.xn, &mut s.q)?;
             matvec(&layer.attn_k, &s.xn, &mut s.k)?;
@@ -199,6 +210,7 @@ impl<'a> Oracle<'a> {
             }
             matvec(&layer.ffn_down, &s.gate, &mut s.proj)?;
             add(&mut s.x, &s.proj);
+            on_layer(l, &s.x);
         }
         rms_norm(&s.x, &norms.output, cfg.rms_eps, &mut s.xn);
         let mut logits = vec![0.0; cfg.n_vocab];
@@ -274,15 +286,16 @@ fn matvec(w: &TensorView, x: &[f32], out: &mut [f32]) -> Result<(), OracleError>
         )
 }
 
-/// `a · b` accumulated in f64, in independent lanes so the loop vectorises.
+/// `a · b`: f32 products summed in independent f32 lanes (so the loop vectorises), the
+/// lanes then summed in f64.
 fn dot(a: &[f32], b: &[f32]) -> f64 {
-    const LANES: usize = 8;
+    const LANES: usize = 16;
     let (a_chunks, a_rest) = a.as_chunks::<LANES>();
     let (b_chunks, b_rest) = b.as_chunks::<LANES>();
-    let mut acc = [0f64; LANES];
+    let mut acc = [0f32; LANES];
     for (x, y) in a_chunks.iter().zip(b_chunks) {
         for k in 0..LANES {
-            acc[k] += f64::from(x[k]) * f64::from(y[k]);
+            acc[k] += x[k] * y[k];
         }
     }
     let rest: f64 = a_rest
@@ -290,7 +303,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
         .zip(b_rest)
         .map(|(&x, &y)| f64::from(x) * f64::from(y))
         .sum();
-    acc.iter().sum::<f64>() + rest
+    acc.iter().map(|&v| f64::from(v)).sum::<f64>() + rest
 }
 
 /// `out = x / sqrt(mean(x²) + eps) * w`.
@@ -323,7 +336,10 @@ fn attention(cfg: &LlamaConfig, q: &[f32], cache: &LayerCache, out: &mut [f32]) 
         .enumerate()
         .for_each(|(h, (out, q))| {
             let kv_off = h / group * hd;
-            let keys = cache.k.chunks_exact(kv_dim).map(|k| &k[kv_off..kv_off + hd]);
+            let keys = cache
+                .k
+                .chunks_exact(kv_dim)
+                .map(|k| &k[kv_off..kv_off + hd]);
             let mut scores: Vec<f64> = keys.map(|k| dot(q, k) * scale).collect();
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let mut sum = 0.0;
@@ -332,7 +348,10 @@ fn attention(cfg: &LlamaConfig, q: &[f32], cache: &LayerCache, out: &mut [f32]) 
                 sum += *s;
             }
             let mut acc = vec![0f64; hd];
-            let values = cache.v.chunks_exact(kv_dim).map(|v| &v[kv_off..kv_off + hd]);
+            let values = cache
+                .v
+                .chunks_exact(kv_dim)
+                .map(|v| &v[kv_off..kv_off + hd]);
             for (p, v) in scores.iter().zip(values) {
                 for (a, &v) in acc.iter_mut().zip(v) {
                     *a += p / sum * f64::from(v);
@@ -354,4 +373,93 @@ fn add(x: &mut [f32], y: &[f32]) {
 /// The SiLU activation `x · sigmoid(x)`.
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_rotates_adjacent_pairs_by_position_times_frequency() {
+        let base: f64 = 10000.0;
+        let (pos, head_dim) = (3.0, 4);
+        // Pair i turns by pos * base^(-2i / head_dim): 3 rad, then 3 / 100 rad.
+        let rope: Vec<(f32, f32)> = [0.0, 2.0]
+            .iter()
+            .map(|&two_i: &f64| {
+                let angle = pos * base.powf(-two_i / head_dim as f64);
+                (angle.cos() as f32, angle.sin() as f32)
+            })
+            .collect();
+        let mut v = [1.0, 0.0, 0.0, 2.0, 1.0, 1.0, 0.5, 0.0];
+        apply_rope(&mut v, head_dim, &rope);
+        let (c0, s0) = (3f32.cos(), 3f32.sin());
+        let (c1, s1) = (0.03f32.cos(), 0.03f32.sin());
+        let want = [
+            c0,
+            s0,
+            -2.0 * s1,
+            2.0 * c1,
+            c0 - s0,
+            s0 + c0,
+            0.5 * c1,
+            0.5 * s1,
+        ];
+        for (g, w) in v.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{v:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn rms_norm_scales_to_unit_root_mean_square_times_weight() {
+        let mut out = [0.0; 4];
+        rms_norm(
+            &[3.0, -3.0, 3.0, -3.0],
+            &[1.0, 2.0, 1.0, 0.5],
+            0.0,
+            &mut out,
+        );
+        assert_eq!(out, [1.0, -2.0, 1.0, -0.5]);
+    }
+
+    #[test]
+    fn attention_weights_values_by_softmax_of_scaled_scores_per_kv_group() {
+        // Two query heads share one KV head of width 2; two cached positions.
+        let cfg = LlamaConfig {
+            n_layer: 1,
+            n_embd: 4,
+            n_head: 2,
+            n_head_kv: 1,
+            n_ff: 4,
+            n_ctx: 8,
+            n_vocab: 4,
+            head_dim: 2,
+            rope_dim: 2,
+            rope_freq_base: 10000.0,
+            rms_eps: 1e-5,
+        };
+        let cache = LayerCache {
+            k: vec![1.0, 0.0, 0.0, 1.0],
+            v: vec![10.0, 0.0, 0.0, 20.0],
+        };
+        let s = 2f64.sqrt();
+        // Head 0 scores (s, 0) / sqrt(2) = (1, 0); head 1 scores (0, 0).
+        let q = [s as f32, 0.0, 0.0, 0.0];
+        let mut out = [0.0; 4];
+        attention(&cfg, &q, &cache, &mut out);
+        let p = 1.0 / (1.0 + (-1f64).exp());
+        let want = [10.0 * p, 20.0 * (1.0 - p), 5.0, 10.0];
+        for (g, w) in out.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{out:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn dot_covers_whole_lanes_and_the_remainder() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32).collect();
+        let b = vec![2.0; 37];
+        assert_eq!(dot(&a, &b), 2.0 * (36.0 * 37.0 / 2.0));
+        assert_eq!(silu(0.0), 0.0);
+        assert!((silu(2.0) - 2.0 / (1.0 + (-2f32).exp())).abs() < 1e-7);
+    }
 }

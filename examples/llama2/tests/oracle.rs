@@ -72,7 +72,10 @@ fn rewinding_the_cache_repeats_the_same_logits() {
         .enumerate()
         .map(|(pos, &t)| oracle.forward(t, pos).unwrap())
         .collect();
-    assert_ne!(first[1], first[2], "different contexts give different logits");
+    assert_ne!(
+        first[1], first[2],
+        "different contexts give different logits"
+    );
     assert_eq!(oracle.forward(tokens[2], 2).unwrap(), first[2]);
     assert_eq!(oracle.n_cached(), 3);
     oracle.reset();
@@ -92,10 +95,20 @@ fn bad_tokens_and_positions_are_refused() {
     let config = LlamaConfig::from_gguf(&g).unwrap();
     let mut oracle = Oracle::new(&g, &config).unwrap();
     let err = oracle.forward(config.n_vocab as u32, 0).unwrap_err();
-    assert!(matches!(err, OracleError::BadToken { token: 512, .. }), "{err}");
+    assert!(
+        matches!(err, OracleError::BadToken { token: 512, .. }),
+        "{err}"
+    );
     let err = oracle.forward(1, 1).unwrap_err();
     assert!(
-        matches!(err, OracleError::BadPosition { pos: 1, cached: 0, .. }),
+        matches!(
+            err,
+            OracleError::BadPosition {
+                pos: 1,
+                cached: 0,
+                ..
+            }
+        ),
         "{err}"
     );
     for pos in 0..config.n_ctx {

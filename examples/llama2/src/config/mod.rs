@@ -37,7 +37,10 @@ pub enum ConfigError {
         reason: String,
     },
     /// Neither the tokenizer nor the architecture metadata gives the vocabulary size.
-    #[error("{path}: no vocabulary size: neither 'tokenizer.ggml.tokens' nor '{}' is present", keys::VOCAB_SIZE)]
+    #[error(
+        "{path}: no vocabulary size: neither 'tokenizer.ggml.tokens' nor '{}' is present",
+        keys::VOCAB_SIZE
+    )]
     NoVocabSize { path: String },
     /// A model feature the forward pass does not implement.
     #[error("{path}: {feature} is not supported")]
@@ -213,8 +216,7 @@ impl LlamaConfig {
                 &format!("must divide the query head count {}", self.n_head),
             ));
         }
-        if self.rope_dim == 0 || self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2)
-        {
+        if self.rope_dim == 0 || self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2) {
             return Err(bad(
                 path,
                 keys::ROPE_DIMENSION_COUNT,

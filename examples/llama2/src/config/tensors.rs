@@ -120,8 +120,8 @@ impl TensorSpec {
 impl LlamaConfig {
     /// The tensor of `role` (in block `layer` for per-layer roles) with its expected shape.
     pub fn tensor_spec(&self, role: Role, layer: Option<usize>) -> TensorSpec {
-        let [embd, ff, vocab, kv] = [self.n_embd, self.n_ff, self.n_vocab, self.kv_dim()]
-            .map(|n| n as u64);
+        let [embd, ff, vocab, kv] =
+            [self.n_embd, self.n_ff, self.n_vocab, self.kv_dim()].map(|n| n as u64);
         let dims = match role {
             Role::AttnNorm | Role::FfnNorm | Role::OutputNorm => vec![embd],
             Role::TokenEmbd | Role::Output => vec![embd, vocab],
@@ -214,10 +214,12 @@ impl<'a> LlamaWeights<'a> {
         }
         let load = |role: Role, layer: Option<usize>| -> Result<TensorView<'a>, ConfigError> {
             let spec = config.tensor_spec(role, layer);
-            let view = g.tensor(&spec.name).map_err(|_| ConfigError::MissingTensor {
-                path: path.clone(),
-                tensor: spec.name.clone(),
-            })?;
+            let view = g
+                .tensor(&spec.name)
+                .map_err(|_| ConfigError::MissingTensor {
+                    path: path.clone(),
+                    tensor: spec.name.clone(),
+                })?;
             if view.dims != spec.dims.as_slice() {
                 return Err(ConfigError::BadShape {
                     path: path.clone(),

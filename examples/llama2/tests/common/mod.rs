@@ -45,8 +45,12 @@ fn required(path: PathBuf, script: &str) -> PathBuf {
 /// The bytes of a generated model of shape `config` (untied head), made in memory.
 pub fn generated(config: LlamaConfig, recipe: Recipe, seed: u64) -> Vec<u8> {
     let plan = ModelPlan::new(config, recipe, false).unwrap();
-    plan.write(GgufWriter::with_writer("generated.gguf", Vec::new()), seed, |_| {})
-        .unwrap()
+    plan.write(
+        GgufWriter::with_writer("generated.gguf", Vec::new()),
+        seed,
+        |_| {},
+    )
+    .unwrap()
 }
 
 /// Little-endian GGUF bytes assembled field by field, valid or not.
