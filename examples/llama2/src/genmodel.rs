@@ -398,7 +398,7 @@ impl ModelPlan {
     /// The exact size of the file `write` produces, found by writing it with zero tensor
     /// data into a byte counter.
     pub fn file_size(&self) -> Result<u64, GenModelError> {
-        let mut out = GgufWriter::with_writer("size estimate", ByteCounter(0));
+        let mut out = GgufWriter::with_writer("file size", ByteCounter(0));
         self.declare(&mut out)?;
         let zeros = vec![0u8; CHUNK_BYTES];
         let mut left = self.tensor_bytes() as usize;

@@ -8,7 +8,7 @@
 use greta::quant::{dequantize, GgmlType, QuantError};
 use rayon::prelude::*;
 
-use crate::config::{ConfigError, LlamaConfig, LlamaWeights};
+use crate::config::{ConfigError, LayerWeights, LlamaConfig, LlamaWeights};
 use crate::gguf::{Gguf, TensorView};
 
 /// Rows each rayon task computes: enough to amortise the task and its row buffer, few
@@ -92,17 +92,16 @@ impl<'a> Oracle<'a> {
     /// Checks the model's tensors against `config` and prepares an empty KV cache.
     pub fn new<B: AsRef<[u8]>>(g: &'a Gguf<B>, config: &LlamaConfig) -> Result<Self, OracleError> {
         let weights = LlamaWeights::from_gguf(g, config)?;
+        let per_layer = |pick: fn(&LayerWeights<'a>) -> TensorView<'a>| {
+            weights
+                .layers
+                .iter()
+                .map(|l| decode_all(&pick(l)))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let norms = Norms {
-            attn: weights
-                .layers
-                .iter()
-                .map(|l| decode_all(&l.attn_norm))
-                .collect::<Result<_, _>>()?,
-            ffn: weights
-                .layers
-                .iter()
-                .map(|l| decode_all(&l.ffn_norm))
-                .collect::<Result<_, _>>()?,
+            attn: per_layer(|l| l.attn_norm)?,
+            ffn: per_layer(|l| l.ffn_norm)?,
             output: decode_all(&weights.output_norm)?,
         };
         let inv_freq = (0..config.rope_dim / 2)
