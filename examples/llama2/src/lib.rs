@@ -1,4 +1,8 @@
-//! Llama-family inference on GRETA: GGUF model files and tokenizers.
+//! Llama-family inference on GRETA: GGUF model files, tokenizers, model configuration, a
+//! plain-Rust reference forward pass, and a generator of random models.
 
+pub mod config;
+pub mod genmodel;
 pub mod gguf;
+pub mod oracle;
 pub mod tokenizer;

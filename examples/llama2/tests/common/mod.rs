@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use llama2::config::LlamaConfig;
+use llama2::genmodel::{ModelPlan, Recipe};
+use llama2::gguf::GgufWriter;
+
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -36,6 +40,17 @@ fn required(path: PathBuf, script: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The bytes of a generated model of shape `config` (untied head), made in memory.
+pub fn generated(config: LlamaConfig, recipe: Recipe, seed: u64) -> Vec<u8> {
+    let plan = ModelPlan::new(config, recipe, false).unwrap();
+    plan.write(
+        GgufWriter::with_writer("generated.gguf", Vec::new()),
+        seed,
+        |_| {},
+    )
+    .unwrap()
 }
 
 /// Little-endian GGUF bytes assembled field by field, valid or not.
