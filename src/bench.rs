@@ -142,6 +142,47 @@ pub fn matvec_sweep(dev: &Device, variants: &[Matvec], reps: usize) -> Result<Ve
     Ok(rows)
 }
 
+/// Times `attention` on the Llama-2-7B shape (32 KV heads of 128, no grouping) at
+/// sequence length `len` in a 4096-position cache.
+pub fn bench_attention(dev: &Device, len: u32, reps: usize) -> Result<BenchRow> {
+    let att = crate::kernels::attention::Attention {
+        head_dim: 128,
+        group: 1,
+        n_kv: 32,
+        ctx: 4096,
+        chunk: 256,
+    };
+    let cache_elems = (att.n_kv * att.ctx * att.head_dim) as usize;
+    let used_bytes = 2 * (att.n_kv * len * att.head_dim) as usize * 2;
+    let copies = ROTATION_BYTES.div_ceil(used_bytes).clamp(2, 16);
+    let fill = vec![half::f16::from_f32(0.01); cache_elems];
+    let caches: Vec<(Buffer<half::f16>, Buffer<half::f16>)> =
+        (0..copies).map(|_| Ok((dev.upload(&fill)?, dev.upload(&fill)?))).collect::<Result<_>>()?;
+    let q = dev.upload(&vec![0.5f32; (att.n_kv * att.head_dim) as usize])?;
+    let pos = dev.upload(&[len - 1])?;
+    let mut scratch = att.scratch(dev)?;
+    let mut out = dev.alloc::<f32>((att.n_kv * att.head_dim) as usize)?;
+    for (k, v) in &caches {
+        att.launch(dev, &q, k, v, &pos, &mut scratch, &mut out)?;
+    }
+    let mut ms = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let sample = dev.time(|d| {
+            (0..BATCH).try_for_each(|j| {
+                let (k, v) = &caches[(i * BATCH + j) % copies];
+                att.launch(d, &q, k, v, &pos, &mut scratch, &mut out)
+            })
+        })?;
+        ms.push(sample / BATCH as f64);
+    }
+    Ok(BenchRow {
+        name: "attention f16 kv".into(),
+        shape: format!("32x128 ctx {len}"),
+        us: median(&mut ms) * 1e3,
+        bytes: used_bytes + 2 * (att.n_kv * att.head_dim) as usize * 4,
+    })
+}
+
 /// Formats the benchmark table against the copy bandwidth.
 pub fn table(rows: &[BenchRow], copy_gbps: f64) -> String {
     let mut s = format!(

@@ -217,7 +217,10 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            let rows = greta::bench::matvec_sweep(&dev, &variants, reps)?;
+            let mut rows = greta::bench::matvec_sweep(&dev, &variants, reps)?;
+            for len in [128, 1024, 4096] {
+                rows.push(greta::bench::bench_attention(&dev, len, reps)?);
+            }
             print!("{}", greta::bench::table(&rows, copy));
         }
         Command::Devices => {

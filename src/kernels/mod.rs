@@ -1,6 +1,7 @@
 //! The standard kernel library, written in the DSL, and the registry of built-in kernels
 //! with the specialisations the tools emit, check and test.
 
+pub mod attention;
 pub mod dot;
 pub mod elementwise;
 pub mod gemv;
@@ -61,6 +62,13 @@ pub fn builtins() -> Vec<BuiltinKernel> {
                     .spec(),
                 ])
                 .collect(),
+        },
+        BuiltinKernel {
+            def: attention::attention::definition,
+            variants: vec![
+                [128, 1, 256, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
+                [64, 3, 256, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
+            ],
         },
     ]
 }

@@ -2,6 +2,7 @@
 
 use super::{compare, random_f32, Case, Comparison, Tolerance};
 use crate::kernels::matvec::{self, Matvec, Rope};
+use crate::kernels::attention::Attention;
 use crate::kernels::{elementwise, gemv, norm};
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::{dot_row, random_blocks};
@@ -279,6 +280,49 @@ fn qkv_case(
             {
                 got.push(f32::NAN);
                 want.push(0.0);
+            }
+        }
+    }
+    Ok(compare(&got, &want))
+}
+
+/// Attention over an f16 cache against the f64 softmax reference. Cache slots at or past
+/// the current length hold NaN, so reading one fails the case; two launches with different
+/// lengths check that the combine counters are left at zero.
+fn attention_case(dev: &Device, rng: &mut StdRng, att: Attention, lens: [u32; 2]) -> Result<Comparison> {
+    let (d, g, n_kv, ctx) = (att.head_dim as usize, att.group as usize, att.n_kv as usize, att.ctx as usize);
+    let n_q = n_kv * g;
+    let kf: Vec<f32> = random_f32(rng, n_kv * ctx * d, 1.0);
+    let vf: Vec<f32> = random_f32(rng, n_kv * ctx * d, 1.0);
+    let q = random_f32(rng, n_q * d, 1.0);
+    let (dq, mut scratch) = (dev.upload(&q)?, att.scratch(dev)?);
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    for len in lens {
+        let cache = |src: &[f32]| -> Vec<half::f16> {
+            src.iter()
+                .enumerate()
+                .map(|(i, v)| if (i / d) % ctx < len as usize { half::f16::from_f32(*v) } else { half::f16::NAN })
+                .collect()
+        };
+        let (k16, v16) = (cache(&kf), cache(&vf));
+        let (dk, dv) = (dev.upload(&k16)?, dev.upload(&v16)?);
+        let pos = dev.upload(&[len - 1])?;
+        let mut out = dev.upload(&vec![f32::NAN; n_q * d])?;
+        att.launch(dev, &dq, &dk, &dv, &pos, &mut scratch, &mut out)?;
+        got.extend(dev.download(&out)?);
+        let scale = 1.0 / (d as f64).sqrt();
+        for hq in 0..n_q {
+            let h = hq / g;
+            let row = |c: &[half::f16], t: usize| -> Vec<f64> { c[(h * ctx + t) * d..][..d].iter().map(|v| v.to_f64()).collect() };
+            let scores: Vec<f64> = (0..len as usize)
+                .map(|t| row(&k16, t).iter().zip(&q[hq * d..][..d]).map(|(k, q)| k * *q as f64).sum::<f64>() * scale)
+                .collect();
+            let m = scores.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+            let p: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let l: f64 = p.iter().sum();
+            for dd in 0..d {
+                want.push((0..len as usize).map(|t| p[t] * row(&v16, t)[dd]).sum::<f64>() / l);
             }
         }
     }
