@@ -144,13 +144,13 @@ pub fn matvec_sweep(dev: &Device, variants: &[Matvec], reps: usize) -> Result<Ve
 
 /// Times `attention` on the Llama-2-7B shape (32 KV heads of 128, no grouping) at
 /// sequence length `len` in a 4096-position cache.
-pub fn bench_attention(dev: &Device, len: u32, reps: usize) -> Result<BenchRow> {
+pub fn bench_attention(dev: &Device, len: u32, chunk: u32, reps: usize) -> Result<BenchRow> {
     let att = crate::kernels::attention::Attention {
         head_dim: 128,
         group: 1,
         n_kv: 32,
         ctx: 4096,
-        chunk: 256,
+        chunk,
     };
     let cache_elems = (att.n_kv * att.ctx * att.head_dim) as usize;
     let used_bytes = 2 * (att.n_kv * len * att.head_dim) as usize * 2;
@@ -176,7 +176,8 @@ pub fn bench_attention(dev: &Device, len: u32, reps: usize) -> Result<BenchRow> 
         ms.push(sample / BATCH as f64);
     }
     Ok(BenchRow {
-        name: "attention f16 kv".into(),
+        name: format!("attention ch{chunk}"),
+
         shape: format!("32x128 ctx {len}"),
         us: median(&mut ms) * 1e3,
         bytes: used_bytes + 2 * (att.n_kv * att.head_dim) as usize * 4,

@@ -218,9 +218,12 @@ fn main() -> Result<()> {
                 }
             }
             let mut rows = greta::bench::matvec_sweep(&dev, &variants, reps)?;
-            for len in [128, 1024, 4096] {
-                rows.push(greta::bench::bench_attention(&dev, len, reps)?);
+            for chunk in [128, 256] {
+                for len in [128, 1024, 4096] {
+                    rows.push(greta::bench::bench_attention(&dev, len, chunk, reps)?);
+                }
             }
+
             print!("{}", greta::bench::table(&rows, copy));
         }
         Command::Devices => {

@@ -47,19 +47,28 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
     }
     barrier();
 
-    // Scores: D/8 lanes share one position, eight dimensions (one 16-byte load) each.
+    // D/8 lanes share one position, eight dimensions (one 16-byte load) each. Every K and
+    // V vector this thread needs is loaded up front: one burst of independent loads.
     let lanes = D / 8;
     let group = tid / lanes;
     let dd = (tid % lanes) * 8;
+    let mut keys = [f16x8::splat(0.0); CH / (BLOCK / (D / 8))];
+    let mut values = [f16x8::splat(0.0); CH / (BLOCK / (D / 8))];
+    for j in 0..CH / (BLOCK / (D / 8)) {
+        let t = start + j * (BLOCK / (D / 8)) + group;
+        if t < len {
+            keys[j] = kc.load_vec::<8>(((h * ctx + t) * D + dd) / 8);
+            values[j] = vc.load_vec::<8>(((h * ctx + t) * D + dd) / 8);
+        }
+    }
     let per_pass = BLOCK / lanes;
-    for t0 in (0..CH).step_by(per_pass) {
-        let t = start + t0 + group;
-        let valid = t < len;
-        let kv = if valid { kc.load_vec::<8>(((h * ctx + t) * D + dd) / 8) } else { f16x8::splat(0.0) };
+    for j in 0..CH / (BLOCK / (D / 8)) {
+        let t0 = j * per_pass;
+        let valid = start + t0 + group < len;
         for g in 0..G {
             let mut part = 0.0;
             for k in 0..8 {
-                part += (kv[k] as f32) * qs[g * D + dd + k];
+                part += (keys[j][k] as f32) * qs[g * D + dd + k];
             }
             let mut o = lanes / 2;
             while o > 0 {
@@ -96,19 +105,20 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
 
     // Weighted sum of V: the same lane layout as the scores, accumulated per head.
     let mut acc = [0.0f32; 8 * G];
-    for t0 in (0..CH).step_by(per_pass) {
-        let t = start + t0 + group;
-        if t < len {
-            let v = vc.load_vec::<8>(((h * ctx + t) * D + dd) / 8);
+    for j in 0..CH / (BLOCK / (D / 8)) {
+        let t0 = j * per_pass;
+        if start + t0 + group < len {
             for g in 0..G {
                 let p = scores[g * CH + t0 + group];
                 for k in 0..8 {
-                    acc[8 * g + k] += p * (v[k] as f32);
+                    acc[8 * g + k] += p * (values[j][k] as f32);
                 }
             }
         }
     }
     let slot = h * G;
+    // A sequence that fits one chunk needs no combine: normalise and write the output.
+    let single = chunks == 1;
     for g in 0..G {
         for k in 0..8 {
             red[group * D + dd + k] = acc[8 * g + k];
@@ -119,14 +129,22 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
             for r in 0..per_pass {
                 o += red[r * D + tid];
             }
-            part_o[((slot + g) * max_chunks + c) * D + tid] = o;
+            if single {
+                out[(slot + g) * D + tid] = o / stats[2 * g + 1];
+            } else {
+                part_o[((slot + g) * max_chunks + c) * D + tid] = o;
+            }
         }
-        if tid == 0 {
+        if tid == 0 && !single {
             part_ml[((slot + g) * max_chunks + c) * 2] = stats[2 * g];
             part_ml[((slot + g) * max_chunks + c) * 2 + 1] = stats[2 * g + 1];
         }
         barrier();
     }
+    if single {
+        return;
+    }
+
 
     // The last chunk block of this KV head merges every chunk's partial: each writer fences
     // its partials before the block's arrival is counted.

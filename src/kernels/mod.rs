@@ -66,8 +66,9 @@ pub fn builtins() -> Vec<BuiltinKernel> {
         BuiltinKernel {
             def: attention::attention::definition,
             variants: vec![
-                [128, 1, 256, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
-                [64, 3, 256, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
+                [128, 1, 128, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
+                [64, 3, 128, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
+
             ],
         },
     ]

@@ -111,8 +111,23 @@ pub fn all() -> Vec<Case> {
             qkv_case(d, r, qk, vf, heads, kv, hd, cols, p)
         }));
     }
+    for (att, lens) in [
+        (Attention { head_dim: 128, group: 1, n_kv: 2, ctx: 1024, chunk: 256 }, [1u32, 257]),
+        (Attention { head_dim: 128, group: 1, n_kv: 2, ctx: 1024, chunk: 256 }, [256, 1024]),
+        (Attention { head_dim: 64, group: 3, n_kv: 3, ctx: 600, chunk: 256 }, [37, 513]),
+    ] {
+        let shape = format!("d{} g{} len {}+{}", att.head_dim, att.group, lens[0], lens[1]);
+        v.push(Case::new("attention", shape, F32_ATTENTION, move |d, r| attention_case(d, r, att, lens)));
+    }
     v
 }
+
+/// f32 attention over f16 keys and values: softmax and sums in f32.
+const F32_ATTENTION: Tolerance = Tolerance {
+    nmse: 1e-8,
+    max_rel: 1e-4,
+};
+
 
 /// Geometry for epilogues that do not rotate.
 const NO_ROPE: Rope = Rope {
