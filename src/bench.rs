@@ -111,7 +111,13 @@ pub fn bench_matvec(
         ms.push(sample / BATCH as f64);
     }
     Ok(BenchRow {
-        name: format!("matvec {} r{}b{}u{}", ty.name(), mv.rows_per_wave, mv.block, mv.blocks_per_unit),
+        name: format!(
+            "matvec {} r{}b{}u{}",
+            ty.name(),
+            mv.rows_per_wave,
+            mv.block,
+            mv.blocks_per_unit
+        ),
         shape: format!("{cols}->{rows}{}", if norm { " +norm" } else { "" }),
         us: median(&mut ms) * 1e3,
         bytes: weight_bytes + cols * 4 * (1 + norm as usize) + rows * 4,
@@ -137,7 +143,15 @@ pub fn matvec_sweep(dev: &Device, variants: &[Matvec], reps: usize) -> Result<Ve
                 rows.push(bench_matvec(dev, fmt, r, c, false, *v, reps)?);
             }
         }
-        rows.push(bench_matvec(dev, GpuFormat::Q4K, 4096, 4096, true, *v, reps)?);
+        rows.push(bench_matvec(
+            dev,
+            GpuFormat::Q4K,
+            4096,
+            4096,
+            true,
+            *v,
+            reps,
+        )?);
     }
     Ok(rows)
 }
@@ -156,8 +170,9 @@ pub fn bench_attention(dev: &Device, len: u32, chunk: u32, reps: usize) -> Resul
     let used_bytes = 2 * (att.n_kv * len * att.head_dim) as usize * 2;
     let copies = ROTATION_BYTES.div_ceil(used_bytes).clamp(2, 16);
     let fill = vec![half::f16::from_f32(0.01); cache_elems];
-    let caches: Vec<(Buffer<half::f16>, Buffer<half::f16>)> =
-        (0..copies).map(|_| Ok((dev.upload(&fill)?, dev.upload(&fill)?))).collect::<Result<_>>()?;
+    let caches: Vec<(Buffer<half::f16>, Buffer<half::f16>)> = (0..copies)
+        .map(|_| Ok((dev.upload(&fill)?, dev.upload(&fill)?)))
+        .collect::<Result<_>>()?;
     let q = dev.upload(&vec![0.5f32; (att.n_kv * att.head_dim) as usize])?;
     let pos = dev.upload(&[len - 1])?;
     let mut scratch = att.scratch(dev)?;

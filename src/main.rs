@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target};
-use greta::kernels::{builtins, BuiltinKernel};
 use greta::kernels::matvec::Matvec;
+use greta::kernels::{builtins, BuiltinKernel};
 use greta::quant::gpu::GpuFormat;
 use greta::runtime::cache::KernelCache;
 use greta::runtime::{BackendKind, Device};

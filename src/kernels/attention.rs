@@ -76,7 +76,11 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
                 o = o / 2;
             }
             if tid % lanes == 0 {
-                scores[g * CH + t0 + group] = if valid { part * scale } else { f32::NEG_INFINITY };
+                scores[g * CH + t0 + group] = if valid {
+                    part * scale
+                } else {
+                    f32::NEG_INFINITY
+                };
             }
         }
     }
@@ -144,7 +148,6 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
     if single {
         return;
     }
-
 
     // The last chunk block of this KV head merges every chunk's partial: each writer fences
     // its partials before the block's arrival is counted.
@@ -219,7 +222,10 @@ impl Attention {
     }
 
     /// Allocates the scratch (counters zeroed).
-    pub fn scratch(&self, dev: &crate::runtime::Device) -> Result<AttentionScratch, crate::runtime::Error> {
+    pub fn scratch(
+        &self,
+        dev: &crate::runtime::Device,
+    ) -> Result<AttentionScratch, crate::runtime::Error> {
         let slots = (self.n_kv * self.group * self.max_chunks()) as usize;
         Ok(AttentionScratch {
             part_o: dev.alloc(slots * self.head_dim as usize)?,
@@ -241,10 +247,16 @@ impl Attention {
         out: &mut crate::runtime::Buffer<f32>,
     ) -> Result<(), crate::runtime::Error> {
         let lanes = self.head_dim / 8;
-        if self.head_dim % 8 != 0 || dev.target().wave % lanes != 0 || self.chunk % (ATTENTION_BLOCK / lanes) != 0 {
+        if self.head_dim % 8 != 0
+            || dev.target().wave % lanes != 0
+            || self.chunk % (ATTENTION_BLOCK / lanes) != 0
+        {
             return Err(crate::runtime::Error::Launch {
                 kernel: "attention".into(),
-                message: format!("unsupported head size {} or chunk {}", self.head_dim, self.chunk),
+                message: format!(
+                    "unsupported head size {} or chunk {}",
+                    self.head_dim, self.chunk
+                ),
             });
         }
         let scale = 1.0 / (self.head_dim as f32).sqrt();

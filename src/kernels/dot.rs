@@ -377,3 +377,65 @@ pub fn dot_fetched(
         f16_lo(sw) * (r0 + r1 + r2 + r3)
     }
 }
+
+/// One value `col` of weight row `row` (`rows x cols`, format `fmt`), dequantised: the
+/// embedding lookup reads a row of the token table this way.
+#[device]
+pub fn dequant_value(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, col: u32) -> f32 {
+    if fmt == F32 {
+        f32::from_bits(w[row * cols + col])
+    } else if fmt == F16 {
+        let word = w[(row * cols + col) / 2];
+        if col % 2 == 0 {
+            f16_lo(word)
+        } else {
+            f16_hi(word)
+        }
+    } else if fmt <= Q4_1 {
+        let blocks = cols / 32;
+        let b = row * blocks + col / 32;
+        let i = col % 32;
+        let sw = fetch_scale(fmt, w, rows, cols, row, col / 32);
+        let d = f16_lo(sw);
+        if fmt == Q8_0 {
+            d * (sbyte(w[8 * b + i / 4], i % 4) as f32)
+        } else {
+            // Value i in the low nibble of byte i, value i + 16 in its high nibble.
+            let byte = (w[4 * b + (i % 16) / 4] >> (8 * (i % 4))) & 0xff;
+            let q = if i < 16 { byte & 0xf } else { byte >> 4 };
+            if fmt == Q4_0 {
+                d * ((q as f32) - 8.0)
+            } else {
+                d * (q as f32) + f16_hi(sw)
+            }
+        }
+    } else if fmt == Q4K {
+        let sb = row * (cols / 256) + col / 256;
+        let e = col % 256;
+        let j = e / 32;
+        let g = e / 64;
+        let l = e % 32;
+        let hw = w[sb * 36];
+        let sm = q4k_scale_min(w[sb * 36 + 1], w[sb * 36 + 2], w[sb * 36 + 3], j);
+        let byte = (w[sb * 36 + 4 + (32 * g + l) / 4] >> (8 * (l % 4))) & 0xff;
+        let q = if j % 2 == 0 { byte & 0xf } else { byte >> 4 };
+        f16_lo(hw) * ((sm & 0xff) as f32) * (q as f32) - f16_hi(hw) * ((sm >> 8) as f32)
+    } else {
+        let sbs = cols / 256;
+        let sb = row * sbs + col / 256;
+        let e = col % 256;
+        let n = e / 128;
+        let r = (e % 128) / 32;
+        let l = e % 32;
+        let base = sb * 52;
+        let ql_at = 64 * n + 32 * (r % 2) + l;
+        let ql = (w[base + ql_at / 4] >> (8 * (ql_at % 4))) & 0xff;
+        let lo = if r < 2 { ql & 0xf } else { ql >> 4 };
+        let qh_at = 128 + 32 * n + l;
+        let hi = ((w[base + qh_at / 4] >> (8 * (qh_at % 4))) >> (2 * r)) & 3;
+        let sc_at = 192 + e / 16;
+        let sc = sbyte(w[base + sc_at / 4], sc_at % 4);
+        let d = f16_lo(fetch_scale(fmt, w, rows, cols, row, col / 64));
+        d * (sc as f32) * (((lo | (hi << 4)) as f32) - 32.0)
+    }
+}

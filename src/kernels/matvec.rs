@@ -62,7 +62,11 @@ pub fn matvec<
     let per_lane = (items + WAVE - 1) / WAVE;
     let stride = grid_dim() * waves * ROWS;
     let first = (block_idx() * waves + wave_id()) * ROWS;
-    let groups = if first < rows { (rows - first + stride - 1) / stride } else { 0 };
+    let groups = if first < rows {
+        (rows - first + stride - 1) / stride
+    } else {
+        0
+    };
     let steps = groups * per_lane;
     let mut scale = 1.0;
     let mut cur = [u32x4::splat(0); 4 * ROWS];
@@ -85,7 +89,13 @@ pub fn matvec<
                 let row = base + r;
                 if it < items && row < rows {
                     let in_a = row < rows_a;
-                    let fmt = if FMT == FMT_B { FMT } else if in_a { FMT } else { FMT_B };
+                    let fmt = if FMT == FMT_B {
+                        FMT
+                    } else if in_a {
+                        FMT
+                    } else {
+                        FMT_B
+                    };
                     let local = if in_a { row } else { row - rows_a };
                     for k in 0..4 {
                         if k < item_vectors(fmt) {
@@ -306,7 +316,9 @@ impl Matvec {
     /// groups so that the prologue is paid once per block, not once per row group.
     pub fn grid(&self, rows: u32, dev: &crate::runtime::Device) -> u32 {
         let per_block = self.block / dev.target().wave * self.rows_per_wave;
-        rows.div_ceil(per_block).min(dev.compute_units() * self.blocks_per_unit).max(1)
+        rows.div_ceil(per_block)
+            .min(dev.compute_units() * self.blocks_per_unit)
+            .max(1)
     }
 
     /// Checks the shapes the kernel relies on, naming the problem.

@@ -2,6 +2,7 @@
 //! with the specialisations the tools emit, check and test.
 
 pub mod attention;
+pub mod decode;
 pub mod dot;
 pub mod elementwise;
 pub mod gemv;
@@ -64,11 +65,30 @@ pub fn builtins() -> Vec<BuiltinKernel> {
                 .collect(),
         },
         BuiltinKernel {
+            def: decode::embed::definition,
+            variants: GpuFormat::ALL
+                .iter()
+                .map(|f| vec![Const(f.code() as i128)])
+                .collect(),
+        },
+        BuiltinKernel {
+            def: decode::argmax::definition,
+            variants: vec![vec![Const(1024)]],
+        },
+        BuiltinKernel {
+            def: decode::stats::definition,
+            variants: vec![vec![Const(1024)]],
+        },
+        BuiltinKernel {
             def: attention::attention::definition,
-            variants: vec![
-                [128, 1, 128, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
-                [64, 3, 128, attention::ATTENTION_BLOCK].map(|v| Const(v as i128)).to_vec(),
 
+            variants: vec![
+                [128, 1, 128, attention::ATTENTION_BLOCK]
+                    .map(|v| Const(v as i128))
+                    .to_vec(),
+                [64, 3, 128, attention::ATTENTION_BLOCK]
+                    .map(|v| Const(v as i128))
+                    .to_vec(),
             ],
         },
     ]

@@ -1,9 +1,9 @@
 //! Cases and f64 references of the built-in kernels.
 
 use super::{compare, random_f32, Case, Comparison, Tolerance};
-use crate::kernels::matvec::{self, Matvec, Rope};
 use crate::kernels::attention::Attention;
-use crate::kernels::{elementwise, gemv, norm};
+use crate::kernels::matvec::{self, Matvec, Rope};
+use crate::kernels::{decode, elementwise, gemv, norm};
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::{dot_row, random_blocks};
 use crate::runtime::{Device, Result};
@@ -112,14 +112,141 @@ pub fn all() -> Vec<Case> {
         }));
     }
     for (att, lens) in [
-        (Attention { head_dim: 128, group: 1, n_kv: 2, ctx: 1024, chunk: 256 }, [1u32, 257]),
-        (Attention { head_dim: 128, group: 1, n_kv: 2, ctx: 1024, chunk: 256 }, [256, 1024]),
-        (Attention { head_dim: 64, group: 3, n_kv: 3, ctx: 600, chunk: 256 }, [37, 513]),
+        (
+            Attention {
+                head_dim: 128,
+                group: 1,
+                n_kv: 2,
+                ctx: 1024,
+                chunk: 256,
+            },
+            [1u32, 257],
+        ),
+        (
+            Attention {
+                head_dim: 128,
+                group: 1,
+                n_kv: 2,
+                ctx: 1024,
+                chunk: 256,
+            },
+            [256, 1024],
+        ),
+        (
+            Attention {
+                head_dim: 64,
+                group: 3,
+                n_kv: 3,
+                ctx: 600,
+                chunk: 256,
+            },
+            [37, 513],
+        ),
     ] {
-        let shape = format!("d{} g{} len {}+{}", att.head_dim, att.group, lens[0], lens[1]);
-        v.push(Case::new("attention", shape, F32_ATTENTION, move |d, r| attention_case(d, r, att, lens)));
+        let shape = format!(
+            "d{} g{} len {}+{}",
+            att.head_dim, att.group, lens[0], lens[1]
+        );
+        v.push(Case::new("attention", shape, F32_ATTENTION, move |d, r| {
+            attention_case(d, r, att, lens)
+        }));
+    }
+    for fmt in GpuFormat::ALL {
+        let shape = format!("{} 7x512", fmt.ggml().name());
+        v.push(Case::new("embed", shape, F32, move |d, r| {
+            embed_case(d, r, fmt, 7, 512)
+        }));
+    }
+    for n in [3usize, 32000, 49152] {
+        v.push(Case::new("argmax", format!("n={n}"), F32, move |d, r| {
+            argmax_case(d, r, n)
+        }));
+        v.push(Case::new("stats", format!("n={n}"), F32, move |d, r| {
+            stats_case(d, r, n.max(8))
+        }));
     }
     v
+}
+
+/// Embedding lookup of one row of a random table against the reference dequantiser.
+fn embed_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    fmt: GpuFormat,
+    rows: usize,
+    cols: usize,
+) -> Result<Comparison> {
+    let (blocks, packed) = random_weights(rng, fmt, rows, cols)?;
+    let token = (rows - 2) as u32;
+    let row_bytes = blocks.len() / rows;
+    let mut want32 = vec![0f32; cols];
+    crate::quant::dequantize(
+        fmt.ggml(),
+        &blocks[token as usize * row_bytes..][..row_bytes],
+        &mut want32,
+    )
+    .map_err(|e| crate::runtime::Error::Backend(e.to_string()))?;
+    let (dw, tok) = (dev.upload(&packed)?, dev.upload(&[token])?);
+    let mut out = dev.upload(&vec![f32::NAN; cols])?;
+    dev.launch(
+        decode::embed::definition(),
+        &[crate::codegen::SpecValue::Const(fmt.code() as i128)],
+        (cols as u32).div_ceil(256).into(),
+        &[
+            (&dw).into(),
+            (&tok).into(),
+            (&mut out).into(),
+            (rows as u32).into(),
+            (cols as u32).into(),
+        ],
+    )?;
+    let want: Vec<f64> = want32.iter().map(|v| *v as f64).collect();
+    Ok(compare(&dev.download(&out)?, &want))
+}
+
+/// Argmax with the maximum planted twice (the first index must win), plus the token
+/// history and position update.
+fn argmax_case(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
+    let mut logits = random_f32(rng, n, 10.0);
+    let (a, b) = (n / 3, 2 * n / 3);
+    logits[a] = 50.0;
+    logits[b] = 50.0;
+    let p = 5u32;
+    let dl = dev.upload(&logits)?;
+    let mut tok = dev.upload(&[u32::MAX])?;
+    let mut history = dev.upload(&vec![u32::MAX; 8])?;
+    let mut pos = dev.upload(&[p])?;
+    decode::argmax::launch::<1024>(dev, 1, &dl, n as u32, &mut tok, &mut history, &mut pos)?;
+    let got = [
+        dev.download(&tok)?[0],
+        dev.download(&history)?[p as usize],
+        dev.download(&pos)?[0],
+    ];
+    let want = [a as f64, a as f64, (p + 1) as f64];
+    Ok(compare(&got.map(|v| v as f32), &want))
+}
+
+/// Statistics over finite values with NaN and infinities planted.
+fn stats_case(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
+    let mut x = random_f32(rng, n, 5.0);
+    x[n / 2] = f32::NAN;
+    x[n / 5] = f32::INFINITY;
+    x[n - 1] = f32::NEG_INFINITY;
+    let finite: Vec<f64> = x
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|v| *v as f64)
+        .collect();
+    let want = [
+        finite.iter().fold(f64::INFINITY, |a, b| a.min(*b)),
+        finite.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b)),
+        finite.iter().sum(),
+        3.0,
+    ];
+    let dx = dev.upload(&x)?;
+    let mut out = dev.upload(&[f32::NAN; 4])?;
+    decode::stats::launch::<1024>(dev, 1, &dx, n as u32, &mut out)?;
+    Ok(compare(&dev.download(&out)?, &want))
 }
 
 /// f32 attention over f16 keys and values: softmax and sums in f32.
@@ -127,7 +254,6 @@ const F32_ATTENTION: Tolerance = Tolerance {
     nmse: 1e-8,
     max_rel: 1e-4,
 };
-
 
 /// Geometry for epilogues that do not rotate.
 const NO_ROPE: Rope = Rope {
@@ -304,8 +430,18 @@ fn qkv_case(
 /// Attention over an f16 cache against the f64 softmax reference. Cache slots at or past
 /// the current length hold NaN, so reading one fails the case; two launches with different
 /// lengths check that the combine counters are left at zero.
-fn attention_case(dev: &Device, rng: &mut StdRng, att: Attention, lens: [u32; 2]) -> Result<Comparison> {
-    let (d, g, n_kv, ctx) = (att.head_dim as usize, att.group as usize, att.n_kv as usize, att.ctx as usize);
+fn attention_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    att: Attention,
+    lens: [u32; 2],
+) -> Result<Comparison> {
+    let (d, g, n_kv, ctx) = (
+        att.head_dim as usize,
+        att.group as usize,
+        att.n_kv as usize,
+        att.ctx as usize,
+    );
     let n_q = n_kv * g;
     let kf: Vec<f32> = random_f32(rng, n_kv * ctx * d, 1.0);
     let vf: Vec<f32> = random_f32(rng, n_kv * ctx * d, 1.0);
@@ -317,7 +453,13 @@ fn attention_case(dev: &Device, rng: &mut StdRng, att: Attention, lens: [u32; 2]
         let cache = |src: &[f32]| -> Vec<half::f16> {
             src.iter()
                 .enumerate()
-                .map(|(i, v)| if (i / d) % ctx < len as usize { half::f16::from_f32(*v) } else { half::f16::NAN })
+                .map(|(i, v)| {
+                    if (i / d) % ctx < len as usize {
+                        half::f16::from_f32(*v)
+                    } else {
+                        half::f16::NAN
+                    }
+                })
                 .collect()
         };
         let (k16, v16) = (cache(&kf), cache(&vf));
@@ -329,15 +471,32 @@ fn attention_case(dev: &Device, rng: &mut StdRng, att: Attention, lens: [u32; 2]
         let scale = 1.0 / (d as f64).sqrt();
         for hq in 0..n_q {
             let h = hq / g;
-            let row = |c: &[half::f16], t: usize| -> Vec<f64> { c[(h * ctx + t) * d..][..d].iter().map(|v| v.to_f64()).collect() };
+            let row = |c: &[half::f16], t: usize| -> Vec<f64> {
+                c[(h * ctx + t) * d..][..d]
+                    .iter()
+                    .map(|v| v.to_f64())
+                    .collect()
+            };
             let scores: Vec<f64> = (0..len as usize)
-                .map(|t| row(&k16, t).iter().zip(&q[hq * d..][..d]).map(|(k, q)| k * *q as f64).sum::<f64>() * scale)
+                .map(|t| {
+                    row(&k16, t)
+                        .iter()
+                        .zip(&q[hq * d..][..d])
+                        .map(|(k, q)| k * *q as f64)
+                        .sum::<f64>()
+                        * scale
+                })
                 .collect();
             let m = scores.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
             let p: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let l: f64 = p.iter().sum();
             for dd in 0..d {
-                want.push((0..len as usize).map(|t| p[t] * row(&v16, t)[dd]).sum::<f64>() / l);
+                want.push(
+                    (0..len as usize)
+                        .map(|t| p[t] * row(&v16, t)[dd])
+                        .sum::<f64>()
+                        / l,
+                );
             }
         }
     }
