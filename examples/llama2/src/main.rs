@@ -3,10 +3,20 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use greta::runtime::{BackendKind, Device};
 use indicatif::{ProgressBar, ProgressStyle};
+use llama2::config::LlamaConfig;
+use llama2::engine::Engine;
 use llama2::genmodel::{ModelPlan, Preset, Recipe, ShapeOverrides};
+use llama2::gguf::Gguf;
+use llama2::sampling::SamplingParams;
+use llama2::tokenizer::{ChatMessage, EncodeOptions, Tokenizer};
+use std::io::Write;
+
+/// The model the commands use when none is named.
+const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Parser)]
 #[command(name = "llama2", version, about = "Llama-family inference on GRETA")]
@@ -17,8 +27,98 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt, streaming tokens to stdout.
+    Run(RunArgs),
+    /// Run decode steps kernel by kernel, printing per-layer statistics of every output and
+    /// stopping at the first NaN or infinity.
+    Trace(TraceArgs),
+    /// Measure prompt and generation throughput, time to first token, per-layer latency.
+    Bench(BenchArgs),
+    /// Compare the engine's logits with the plain-Rust reference forward pass.
+    CheckLogits(CheckArgs),
     /// Write a GGUF model of any Llama shape with random but valid weights.
     GenModel(GenModelArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// GGUF model file.
+    #[arg(short, long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// auto (CUDA, then HIP, then CPU), cuda, hip or cpu.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// KV-cache positions (at most the model's context length).
+    #[arg(long, default_value_t = 4096)]
+    ctx: usize,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt.
+    #[arg(short, long, default_value = "What is the capital of France?")]
+    prompt: String,
+    /// Wrap the prompt in the model's chat template as a user message.
+    #[arg(long)]
+    chat: bool,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Sampling temperature (0: greedy, decided on the device).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Check every kernel's output for NaN/Inf during decoding (runs without the graph).
+    #[arg(long)]
+    trace: bool,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(short, long, default_value = "Hello")]
+    prompt: String,
+    /// Decode steps to trace.
+    #[arg(short = 'n', long, default_value_t = 2)]
+    steps: usize,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt tokens (pp).
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Generated tokens (tg).
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Print JSON instead of a markdown table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(short, long, default_value = "The capital of France is")]
+    prompt: String,
+    /// Steps compared (prompt tokens first, then greedy tokens).
+    #[arg(short = 'n', long, default_value_t = 8)]
+    steps: usize,
 }
 
 #[derive(Args)]
@@ -45,8 +145,156 @@ struct GenModelArgs {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => run(&args),
+        Command::Trace(args) => trace(&args),
+        Command::Bench(args) => bench(&args),
+        Command::CheckLogits(args) => check_logits(&args),
         Command::GenModel(args) => gen_model(&args),
     }
+}
+
+/// A memory-mapped model with its configuration and tokenizer.
+struct Loaded {
+    gguf: Gguf,
+    config: LlamaConfig,
+    tokenizer: Tokenizer,
+}
+
+fn load(path: &std::path::Path) -> Result<Loaded> {
+    if !path.exists() && path == std::path::Path::new(DEFAULT_MODEL) {
+        bail!("{} not found: run `bash scripts/fetch-model.sh` first", path.display());
+    }
+    let gguf = Gguf::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let config = LlamaConfig::from_gguf(&gguf)?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    Ok(Loaded { gguf, config, tokenizer })
+}
+
+/// Opens the device and uploads the model with a progress bar.
+fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
+    let dev = Device::open(args.backend.parse::<BackendKind>()?)?;
+    eprintln!("device: {}", dev.describe());
+    let total: u64 = m.gguf.tensors().map(|t| t.bytes.len() as u64).sum();
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("upload {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec}").context("progress bar template")?,
+    );
+    let e = Engine::new(dev, &m.gguf, &m.config, args.ctx, |n| bar.inc(n))?;
+    bar.finish_and_clear();
+    Ok(e)
+}
+
+fn prompt_tokens(m: &Loaded, prompt: &str, chat: bool) -> Vec<u32> {
+    let text = if chat {
+        if let Some(notice) = m.tokenizer.chat_template().notice() {
+            eprintln!("{notice}");
+        }
+        m.tokenizer.chat_template().render(&[ChatMessage::user(prompt)], true)
+    } else {
+        prompt.to_string()
+    };
+    m.tokenizer.encode(
+        &text,
+        EncodeOptions {
+            add_special: !chat,
+            parse_special: true,
+        },
+    )
+}
+
+fn run(args: &RunArgs) -> Result<()> {
+    let m = load(&args.model.model)?;
+    let mut engine = engine(&args.model, &m)?;
+    let tokens = prompt_tokens(&m, &args.prompt, args.chat);
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+    };
+    if args.trace {
+        let mut tracer = llama2::trace::Tracer::new(&engine)?;
+        for (pos, &t) in tokens.iter().enumerate() {
+            engine.set_state(t, pos)?;
+            tracer.step(&mut engine, |_| {})?;
+        }
+        eprintln!("trace: {} prompt steps, every kernel output finite", tokens.len());
+    }
+    let mut out = std::io::stdout();
+    let mut pending = Vec::new();
+    let r#gen = llama2::generate::generate(&mut engine, &tokens, args.max_tokens, m.tokenizer.eos(), params, |t| {
+        // Stream whole UTF-8 characters: a byte-level token may end mid-character.
+        if let Ok(bytes) = m.tokenizer.piece(t) {
+            pending.extend(bytes);
+            let valid = match std::str::from_utf8(&pending) {
+                Ok(_) => pending.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            let _ = out.write_all(&pending[..valid]);
+            let _ = out.flush();
+            pending.drain(..valid);
+        }
+    })?;
+    println!();
+    eprintln!(
+        "{} prompt tokens, {} generated{}; time to first token {:.1} ms; decode {:.1} tokens/s",
+        r#gen.prompt_tokens,
+        r#gen.tokens.len(),
+        if r#gen.stopped_at_eos { " (end of sequence)" } else { "" },
+        r#gen.time_to_first_token.as_secs_f64() * 1e3,
+        r#gen.decode_tokens_per_second()
+    );
+    Ok(())
+}
+
+fn trace(args: &TraceArgs) -> Result<()> {
+    let m = load(&args.model.model)?;
+    let mut engine = engine(&args.model, &m)?;
+    let mut tracer = llama2::trace::Tracer::new(&engine)?;
+    let tokens = prompt_tokens(&m, &args.prompt, false);
+    let first = *tokens.first().context("empty prompt")?;
+    engine.set_state(first, 0)?;
+    println!("| pos | layer | kernel | min | max | mean | NaN/Inf |\n| ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    for step in 0..args.steps {
+        let pos = engine.position()?;
+        tracer.step(&mut engine, |s| {
+            let layer = s.op.layer().map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+            println!("| {pos} | {layer} | {} | {:.4} | {:.4} | {:.5} | {} |", s.op.name(), s.min, s.max, s.mean, s.non_finite);
+        })?;
+        if let Some(&next) = tokens.get(step + 1) {
+            engine.set_state(next, pos + 1)?;
+        }
+    }
+    eprintln!("traced {} step(s): no NaN or infinity in any kernel output", args.steps);
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let m = load(&args.model.model)?;
+    let mut engine = engine(&args.model, &m)?;
+    let name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let params = m.config.n_params(m.gguf.tensor_info("output.weight").is_none());
+    let report = llama2::bench::run(&mut engine, &name, params, args.prompt_tokens, args.gen_tokens, args.reps)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        print!("{}", report.markdown());
+    }
+    Ok(())
+}
+
+fn check_logits(args: &CheckArgs) -> Result<()> {
+    let m = load(&args.model.model)?;
+    let mut engine = engine(&args.model, &m)?;
+    let mut oracle = llama2::oracle::Oracle::new(&m.gguf, &m.config)?;
+    let tokens = prompt_tokens(&m, &args.prompt, false);
+    let report = llama2::check::compare(&mut engine, &mut oracle, &tokens, args.steps)?;
+    for (i, r) in report.iter().enumerate() {
+        println!("step {i}: token {} nmse {:.3e} argmax engine {} oracle {}", r.token, r.nmse, r.engine_argmax, r.oracle_argmax);
+    }
+    let worst = report.iter().map(|r| r.nmse).fold(0.0, f64::max);
+    println!("worst NMSE over {} steps: {worst:.3e}", report.len());
+    Ok(())
 }
 
 fn gen_model(args: &GenModelArgs) -> Result<()> {

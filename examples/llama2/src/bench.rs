@@ -1,0 +1,131 @@
+//! `llama2 bench`: prompt processing and generation throughput in the manner of
+//! llama-bench (pp512, tg128), time to first token for a short prompt, and the mean decode
+//! latency per transformer block, each repeated and reported as mean and spread.
+
+use crate::engine::{Engine, EngineError};
+use serde_json::json;
+use std::time::Instant;
+
+/// Mean and sample standard deviation of repeated measurements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub stddev: f64,
+}
+
+impl Stat {
+    /// Summarises samples.
+    pub fn of(samples: &[f64]) -> Stat {
+        let n = samples.len().max(1) as f64;
+        let mean = samples.iter().sum::<f64>() / n;
+        let var = if samples.len() > 1 {
+            samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        Stat { mean, stddev: var.sqrt() }
+    }
+}
+
+/// What the benchmark measured.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub model: String,
+    pub device: String,
+    pub params: u64,
+    pub reps: usize,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    /// Prompt tokens per second.
+    pub pp: Stat,
+    /// Generated tokens per second.
+    pub tg: Stat,
+    /// Time to first token for a 3-token prompt, milliseconds.
+    pub ttft_ms: Stat,
+    /// Decode time per transformer block, microseconds.
+    pub layer_us: Stat,
+}
+
+/// Runs the benchmark: `reps` repetitions of each measurement.
+pub fn run(engine: &mut Engine, model: &str, params: u64, prompt_tokens: usize, gen_tokens: usize, reps: usize) -> Result<BenchReport, EngineError> {
+    let ctx = engine.ctx();
+    let prompt_tokens = prompt_tokens.min(ctx.saturating_sub(1)).max(1);
+    let gen_tokens = gen_tokens.min(ctx.saturating_sub(1)).max(1);
+    let vocab = engine.config().n_vocab as u32;
+    let token = |i: usize| (i as u32 * 7919 + 13) % vocab;
+    // Warm-up: compiles every kernel and captures the graph.
+    engine.set_state(token(0), 0)?;
+    engine.step()?;
+    engine.last_token()?;
+    let (mut pp, mut tg, mut ttft, mut layer) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let start = Instant::now();
+        for i in 0..prompt_tokens {
+            engine.set_state(token(i), i)?;
+            engine.step()?;
+        }
+        engine.last_token()?;
+        pp.push(prompt_tokens as f64 / start.elapsed().as_secs_f64());
+
+        engine.set_state(token(1), 0)?;
+        let start = Instant::now();
+        for _ in 0..gen_tokens {
+            engine.step()?;
+        }
+        engine.last_token()?;
+        let secs = start.elapsed().as_secs_f64();
+        tg.push(gen_tokens as f64 / secs);
+        layer.push(secs / gen_tokens as f64 / engine.config().n_layer as f64 * 1e6);
+
+        let start = Instant::now();
+        for i in 0..3 {
+            engine.set_state(token(i), i)?;
+            engine.step()?;
+        }
+        engine.last_token()?;
+        ttft.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(BenchReport {
+        model: model.to_string(),
+        device: engine.device().describe(),
+        params,
+        reps,
+        prompt_tokens,
+        gen_tokens,
+        pp: Stat::of(&pp),
+        tg: Stat::of(&tg),
+        ttft_ms: Stat::of(&ttft),
+        layer_us: Stat::of(&layer),
+    })
+}
+
+impl BenchReport {
+    /// A markdown table like llama-bench's.
+    pub fn markdown(&self) -> String {
+        let row = |test: &str, unit: &str, s: Stat| {
+            format!("| {} | {:.1} M | {} | {test} | {:.2} ± {:.2} {unit} |\n", self.model, self.params as f64 / 1e6, self.device, s.mean, s.stddev)
+        };
+        let mut t = String::from("| model | params | device | test | result |\n| --- | ---: | --- | --- | ---: |\n");
+        t += &row(&format!("pp{}", self.prompt_tokens), "t/s", self.pp);
+        t += &row(&format!("tg{}", self.gen_tokens), "t/s", self.tg);
+        t += &row("ttft (3-token prompt)", "ms", self.ttft_ms);
+        t += &row("decode per layer", "us", self.layer_us);
+        t += &format!("\n{} repetitions; prompts are processed token by token through the decode graph.\n", self.reps);
+        t
+    }
+
+    /// The same as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let s = |x: Stat| json!({ "mean": x.mean, "stddev": x.stddev });
+        json!({
+            "model": self.model,
+            "device": self.device,
+            "params": self.params,
+            "repetitions": self.reps,
+            "pp": { "tokens": self.prompt_tokens, "tokens_per_second": s(self.pp) },
+            "tg": { "tokens": self.gen_tokens, "tokens_per_second": s(self.tg) },
+            "ttft_ms": s(self.ttft_ms),
+            "decode_per_layer_us": s(self.layer_us),
+        })
+    }
+}

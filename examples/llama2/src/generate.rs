@@ -1,0 +1,91 @@
+//! Generation: the prompt is fed token by token through the decode step (graph replays),
+//! then tokens are produced until the end-of-sequence token, the requested count, or a
+//! full context. Greedy decoding keeps the token on the device (the host reads back one
+//! integer per step); sampling reads the logits back.
+
+use crate::engine::{Engine, EngineError};
+use crate::sampling::{Sampler, SamplingParams};
+use std::time::{Duration, Instant};
+
+/// Timings and tokens of one generation.
+#[derive(Clone, Debug, Default)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    /// Prompt tokens processed.
+    pub prompt_tokens: usize,
+    /// From start until the first generated token was known.
+    pub time_to_first_token: Duration,
+    /// Time spent producing the tokens after the first.
+    pub decode_time: Duration,
+    /// Whether generation ended at the end-of-sequence token.
+    pub stopped_at_eos: bool,
+}
+
+impl Generation {
+    /// Generated tokens per second after the first one.
+    pub fn decode_tokens_per_second(&self) -> f64 {
+        let n = self.tokens.len().saturating_sub(1);
+        if n == 0 || self.decode_time.is_zero() {
+            0.0
+        } else {
+            n as f64 / self.decode_time.as_secs_f64()
+        }
+    }
+}
+
+/// Generates up to `max_tokens` after `prompt`, calling `on_token` as each arrives.
+pub fn generate(
+    engine: &mut Engine,
+    prompt: &[u32],
+    max_tokens: usize,
+    eos: Option<u32>,
+    params: SamplingParams,
+    mut on_token: impl FnMut(u32),
+) -> Result<Generation, EngineError> {
+    let start = Instant::now();
+    let mut sampler = Sampler::new(params);
+    let mut out = Generation {
+        prompt_tokens: prompt.len(),
+        ..Generation::default()
+    };
+    let Some((&last, head)) = prompt.split_last() else {
+        return Ok(out);
+    };
+    for (pos, &t) in head.iter().enumerate() {
+        engine.set_state(t, pos)?;
+        engine.step()?;
+    }
+    engine.set_state(last, head.len())?;
+    let mut recent: Vec<u32> = prompt.to_vec();
+    let mut decode_start = None;
+    while out.tokens.len() < max_tokens {
+        engine.step()?;
+        let token = if params.is_greedy() {
+            engine.last_token()?
+        } else {
+            sampler.sample(&engine.logits()?, &recent[recent.len().saturating_sub(64)..])
+        };
+        if decode_start.is_none() {
+            out.time_to_first_token = start.elapsed();
+            decode_start = Some(Instant::now());
+        }
+        if Some(token) == eos {
+            out.stopped_at_eos = true;
+            break;
+        }
+        out.tokens.push(token);
+        recent.push(token);
+        on_token(token);
+        let pos = engine.position()?;
+        if pos >= engine.ctx() {
+            break;
+        }
+        if !params.is_greedy() {
+            // The device's argmax wrote its own choice; the sampled token replaces it.
+            engine.set_state(token, pos)?;
+        }
+
+    }
+    out.decode_time = decode_start.map(|s| s.elapsed()).unwrap_or_default();
+    Ok(out)
+}
