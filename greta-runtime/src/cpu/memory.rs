@@ -21,16 +21,6 @@ impl HostMemory {
         HostMemory { bytes }
     }
 
-    /// Number of bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// True for an empty allocation.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
     fn range(&self, offset: usize, len: usize) -> Result<&[AtomicU8]> {
         offset
             .checked_add(len)
