@@ -315,6 +315,44 @@ fn shared_memory_and_barriers_connect_waves() {
     }
 }
 
+/// A barrier after some threads returned: the waves' remaining threads still meet.
+#[greta::kernel(block = 64)]
+fn barrier_after_exit(x: &[f32], y: &mut [f32]) {
+    let tile = shared!([f32; 64]);
+    let t = thread_idx();
+    if t >= 48 {
+        return;
+    }
+    if t % 2 == 0 {
+        tile[t] = x[t];
+    } else {
+        tile[t] = -x[t];
+    }
+    barrier();
+    y[t] = tile[47 - t];
+}
+
+#[test]
+fn barriers_wait_for_live_threads_only() {
+    let x: Vec<f32> = (0..64).map(|i| i as f32 + 0.5).collect();
+    for wave in WAVES {
+        let dev = device(wave);
+        let xb = dev.upload(&x).unwrap();
+        let mut yb = dev.upload(&[0.0f32; 64]).unwrap();
+        barrier_after_exit::launch(&dev, 1, &xb, &mut yb).unwrap();
+        let got = dev.download(&yb).unwrap();
+        for t in 0..64 {
+            let s = 47usize.wrapping_sub(t);
+            let want = match t {
+                48.. => 0.0,
+                _ if s % 2 == 0 => x[s],
+                _ => -x[s],
+            };
+            assert_eq!(got[t], want, "wave {wave}, thread {t}");
+        }
+    }
+}
+
 /// A wave sum written for 32-lane warps: right on sm_90, wrong at wave 64.
 #[greta::kernel(block = 64)]
 fn sum_written_for_32(x: &[f32], y: &mut [f32]) {

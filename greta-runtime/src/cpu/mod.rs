@@ -40,8 +40,11 @@ pub struct CpuBackend {
     capture: Mutex<Option<Vec<RecordedLaunch>>>,
     /// Compiled code by kernel; the key is the `Arc<Kernel>`'s address, kept valid by
     /// holding the `Arc` beside the code.
-    compiled: Mutex<HashMap<usize, (Arc<Kernel>, Arc<interp::Code>)>>,
+    compiled: Mutex<HashMap<usize, Compiled>>,
 }
+
+/// A kernel and its compiled code.
+type Compiled = (Arc<Kernel>, Arc<interp::Code>);
 
 /// A launch recorded during capture: the graph of the CPU backend is this list.
 struct RecordedLaunch {

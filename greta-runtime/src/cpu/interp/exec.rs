@@ -104,38 +104,32 @@ fn copy_slot(regs: &mut [u64], w: usize, dst: Slot, src: Slot, exec: u64) {
 /// Locks guarding global atomics, striped by address: blocks run on several threads.
 static ATOMIC_LOCKS: [Mutex<()>; 64] = [const { Mutex::new(()) }; 64];
 
-fn atomic_lock(cells: &[AtomicU8], off: usize) -> MutexGuard<'static, ()> {
-    let addr = cells.as_ptr() as usize + off;
+fn atomic_lock(cells: &[AtomicU8]) -> MutexGuard<'static, ()> {
+    let addr = cells.as_ptr() as usize;
     ATOMIC_LOCKS[(addr >> 3) % ATOMIC_LOCKS.len()]
         .lock()
         .unwrap_or_else(|p| p.into_inner())
 }
 
-fn read_cells(cells: &[AtomicU8], off: usize, size: usize) -> u64 {
-    cells[off..off + size]
-        .iter()
-        .enumerate()
-        .fold(0u64, |v, (i, c)| {
-            v | (c.load(Ordering::Relaxed) as u64) << (8 * i)
-        })
-}
-
-fn write_cells(cells: &[AtomicU8], off: usize, size: usize, v: u64) {
-    for (i, c) in cells[off..off + size].iter().enumerate() {
-        c.store((v >> (8 * i)) as u8, Ordering::Relaxed);
+/// The little-endian value of 1, 2, 4 or 8 bytes.
+fn le(b: &[u8]) -> u64 {
+    match *b {
+        [a] => a as u64,
+        [a, b] => u16::from_le_bytes([a, b]) as u64,
+        [a, b, c, d] => u32::from_le_bytes([a, b, c, d]) as u64,
+        _ => u64::from_le_bytes(b.try_into().expect("scalars are 1, 2, 4 or 8 bytes")),
     }
 }
 
-fn read_bytes(bytes: &[u8], off: usize, size: usize) -> u64 {
-    bytes[off..off + size]
-        .iter()
-        .enumerate()
-        .fold(0u64, |v, (i, &b)| v | (b as u64) << (8 * i))
+fn load_cells(cells: &[AtomicU8], out: &mut [u8]) {
+    for (b, c) in out.iter_mut().zip(cells) {
+        *b = c.load(Ordering::Relaxed);
+    }
 }
 
-fn write_bytes(bytes: &mut [u8], off: usize, size: usize, v: u64) {
-    for (i, b) in bytes[off..off + size].iter_mut().enumerate() {
-        *b = (v >> (8 * i)) as u8;
+fn store_cells(cells: &[AtomicU8], bytes: &[u8]) {
+    for (c, b) in cells.iter().zip(bytes) {
+        c.store(*b, Ordering::Relaxed);
     }
 }
 
@@ -147,10 +141,57 @@ enum AccessKind {
     Atomic,
 }
 
-/// Where an access lands: the memory's bytes and the access's byte offset.
-enum Target<'m> {
-    Global(&'m [AtomicU8], usize),
-    Shared(usize),
+/// The memory an access addresses, resolved once per operation.
+struct Region<'m> {
+    /// The buffer's bytes; `None` for shared memory.
+    global: Option<&'m [AtomicU8]>,
+    /// Byte offset of a shared array in the block's shared memory.
+    base: usize,
+    /// Number of whole accesses that fit.
+    count: i128,
+}
+
+impl<'m> Region<'m> {
+    fn new(l: &Launch<'m>, acc: Access) -> Region<'m> {
+        match acc.mem {
+            Mem::Global(p) => {
+                let cells = l.globals[p as usize].expect("buffer parameters are bound to memory");
+                Region {
+                    global: Some(cells),
+                    base: 0,
+                    count: (cells.len() / acc.bytes()) as i128,
+                }
+            }
+            Mem::Shared(s) => Region {
+                global: None,
+                base: l.code.shared_offsets[s as usize],
+                count: (l.kernel.shared[s as usize].bytes() as usize / acc.bytes()) as i128,
+            },
+        }
+    }
+
+    /// The byte offset of access `ix`, or the out-of-bounds message.
+    fn offset(&self, l: &Launch, acc: Access, ix: u64, kind: AccessKind) -> Result<usize, String> {
+        let i = value::int_value(ix, acc.index);
+        if i < 0 || i >= self.count {
+            let what = match kind {
+                AccessKind::Load => "load from",
+                AccessKind::Store => "store to",
+                AccessKind::Atomic => "atomic on",
+            };
+            let unit = if acc.lanes > 1 {
+                format!(" {}x{}", acc.elem, acc.lanes)
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "{what} {} out of bounds (length {}{unit})",
+                place_name(l, acc, ix, None),
+                self.count
+            ));
+        }
+        Ok(self.base + i as usize * acc.bytes())
+    }
 }
 
 impl Block {
@@ -334,16 +375,15 @@ impl Block {
                     }
                 }
                 Op::Repack { dst, src, from, to } => {
+                    let (fs, ts) = (from.0.size() as usize, to.0.size() as usize);
                     for lane in 0..w {
                         let mut bytes = [0u8; 16];
-                        let fs = from.0.size() as usize;
                         for c in 0..from.1 as usize {
                             let v = regs[(src as usize + c) * w + lane];
                             bytes[c * fs..][..fs].copy_from_slice(&v.to_le_bytes()[..fs]);
                         }
-                        let ts = to.0.size() as usize;
                         for c in 0..to.1 as usize {
-                            regs[(dst as usize + c) * w + lane] = read_bytes(&bytes, c * ts, ts);
+                            regs[(dst as usize + c) * w + lane] = le(&bytes[c * ts..][..ts]);
                         }
                     }
                 }
@@ -353,27 +393,25 @@ impl Block {
                     index,
                     at,
                 } => {
-                    let es = acc.elem.size() as usize;
+                    let region = Region::new(l, acc);
+                    let (es, bytes) = (acc.elem.size() as usize, acc.bytes());
                     for lane in lanes(exec) {
-                        let target =
-                            locate(l, acc, regs[index as usize * w + lane], AccessKind::Load)
-                                .map_err(|m| fault(at, lane, m))?;
-                        for c in 0..acc.lanes as usize {
-                            let v = match target {
-                                Target::Global(cells, off) => read_cells(cells, off + c * es, es),
-                                Target::Shared(off) => {
-                                    let off = off + c * es;
-                                    if self.written[off..off + es].contains(&false) {
-                                        return Err(fault(
-                                            at,
-                                            lane,
-                                            uninitialised(l, acc, regs[index as usize * w + lane]),
-                                        ));
-                                    }
-                                    read_bytes(&self.shared, off, es)
+                        let ix = regs[index as usize * w + lane];
+                        let off = region
+                            .offset(l, acc, ix, AccessKind::Load)
+                            .map_err(|m| fault(at, lane, m))?;
+                        let mut buf = [0u8; 16];
+                        match region.global {
+                            Some(cells) => load_cells(&cells[off..off + bytes], &mut buf[..bytes]),
+                            None => {
+                                if self.written[off..off + bytes].contains(&false) {
+                                    return Err(fault(at, lane, uninitialised(l, acc, ix)));
                                 }
-                            };
-                            regs[(dst as usize + c) * w + lane] = v;
+                                buf[..bytes].copy_from_slice(&self.shared[off..off + bytes]);
+                            }
+                        }
+                        for c in 0..acc.lanes as usize {
+                            regs[(dst as usize + c) * w + lane] = le(&buf[c * es..][..es]);
                         }
                     }
                 }
@@ -383,35 +421,35 @@ impl Block {
                     index,
                     at,
                 } => {
-                    let es = acc.elem.size() as usize;
+                    let region = Region::new(l, acc);
+                    let (es, bytes) = (acc.elem.size() as usize, acc.bytes());
+                    let trap = l.trap_non_finite && acc.elem.is_float() && region.global.is_some();
                     for lane in lanes(exec) {
                         let ix = regs[index as usize * w + lane];
-                        let target = locate(l, acc, ix, AccessKind::Store)
+                        let off = region
+                            .offset(l, acc, ix, AccessKind::Store)
                             .map_err(|m| fault(at, lane, m))?;
+                        let mut buf = [0u8; 16];
                         for c in 0..acc.lanes as usize {
                             let v = regs[(src as usize + c) * w + lane];
-                            match target {
-                                Target::Global(cells, off) => {
-                                    if l.trap_non_finite && acc.elem.is_float() {
-                                        let x = value::float_value(v, acc.elem);
-                                        if !x.is_finite() {
-                                            return Err(fault(
-                                                at,
-                                                lane,
-                                                format!(
-                                                    "stored the non-finite value {x} to {}",
-                                                    place_name(l, acc, ix, Some(c))
-                                                ),
-                                            ));
-                                        }
-                                    }
-                                    write_cells(cells, off + c * es, es, v);
-                                }
-                                Target::Shared(off) => {
-                                    let off = off + c * es;
-                                    write_bytes(&mut self.shared, off, es, v);
-                                    self.written[off..off + es].fill(true);
-                                }
+                            if trap && !value::float_value(v, acc.elem).is_finite() {
+                                return Err(fault(
+                                    at,
+                                    lane,
+                                    format!(
+                                        "stored the non-finite value {} to {}",
+                                        value::float_value(v, acc.elem),
+                                        place_name(l, acc, ix, Some(c))
+                                    ),
+                                ));
+                            }
+                            buf[c * es..][..es].copy_from_slice(&v.to_le_bytes()[..es]);
+                        }
+                        match region.global {
+                            Some(cells) => store_cells(&cells[off..off + bytes], &buf[..bytes]),
+                            None => {
+                                self.shared[off..off + bytes].copy_from_slice(&buf[..bytes]);
+                                self.written[off..off + bytes].fill(true);
                             }
                         }
                     }
@@ -424,25 +462,31 @@ impl Block {
                     value,
                     at,
                 } => {
-                    let es = acc.elem.size() as usize;
+                    let region = Region::new(l, acc);
+                    let es = acc.bytes();
                     for lane in lanes(exec) {
                         let ix = regs[index as usize * w + lane];
                         let v = regs[value as usize * w + lane];
-                        let target = locate(l, acc, ix, AccessKind::Atomic)
+                        let off = region
+                            .offset(l, acc, ix, AccessKind::Atomic)
                             .map_err(|m| fault(at, lane, m))?;
-                        let old = match target {
-                            Target::Global(cells, off) => {
-                                let _guard = atomic_lock(cells, off);
-                                let old = read_cells(cells, off, es);
-                                write_cells(cells, off, es, f(old, v));
+                        let old = match region.global {
+                            Some(cells) => {
+                                let cells = &cells[off..off + es];
+                                let _guard = atomic_lock(cells);
+                                let mut buf = [0u8; 8];
+                                load_cells(cells, &mut buf[..es]);
+                                let old = le(&buf[..es]);
+                                store_cells(cells, &f(old, v).to_le_bytes()[..es]);
                                 old
                             }
-                            Target::Shared(off) => {
+                            None => {
                                 if self.written[off..off + es].contains(&false) {
                                     return Err(fault(at, lane, uninitialised(l, acc, ix)));
                                 }
-                                let old = read_bytes(&self.shared, off, es);
-                                write_bytes(&mut self.shared, off, es, f(old, v));
+                                let old = le(&self.shared[off..off + es]);
+                                self.shared[off..off + es]
+                                    .copy_from_slice(&f(old, v).to_le_bytes()[..es]);
                                 old
                             }
                         };
@@ -624,42 +668,73 @@ fn uninitialised(l: &Launch, acc: Access, ix: u64) -> String {
     )
 }
 
-/// Bounds-checks an access; returns where it lands or the error message.
-fn locate<'m>(
-    l: &Launch<'m>,
-    acc: Access,
-    ix: u64,
-    kind: AccessKind,
-) -> Result<Target<'m>, String> {
-    let bytes = acc.bytes();
-    let len_bytes = match acc.mem {
-        Mem::Global(p) => l.globals[p as usize].map_or(0, |c| c.len()),
-        Mem::Shared(s) => l.kernel.shared[s as usize].bytes() as usize,
-    };
-    let count = len_bytes / bytes;
-    let i = value::int_value(ix, acc.index);
-    if i < 0 || i >= count as i128 {
-        let what = match kind {
-            AccessKind::Load => "load from",
-            AccessKind::Store => "store to",
-            AccessKind::Atomic => "atomic on",
-        };
-        let unit = if acc.lanes > 1 {
-            format!(" {}x{}", acc.elem, acc.lanes)
-        } else {
-            String::new()
-        };
-        return Err(format!(
-            "{what} {} out of bounds (length {count}{unit})",
-            place_name(l, acc, ix, None)
-        ));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use greta_codegen::ir::ReduceOp;
+    use greta_codegen::Scalar;
+
+    /// Values whose f32 sum depends on the order of additions.
+    fn order_sensitive(w: usize) -> Vec<u64> {
+        (0..w)
+            .map(|i| {
+                let x: f32 = if i % 3 == 0 { 1e8 } else { 1.0 + i as f32 };
+                (if i % 2 == 0 { x } else { -x }).to_bits() as u64
+            })
+            .collect()
     }
-    let off = i as usize * bytes;
-    Ok(match acc.mem {
-        Mem::Global(p) => Target::Global(
-            l.globals[p as usize].expect("bound buffers have memory"),
-            off,
-        ),
-        Mem::Shared(s) => Target::Shared(l.code.shared_offsets[s as usize] + off),
-    })
+
+    #[test]
+    fn wave_reduce_follows_the_gpu_helper_order() {
+        let r = value::reducer(ReduceOp::Sum, Scalar::F32).unwrap();
+        for w in [32usize, 64] {
+            let v = order_sensitive(w);
+            let f = |b: u64| f32::from_bits(b as u32);
+            let full = full_mask(w);
+            let mut out = vec![0u64; w];
+            wave_reduce(r, &v, &mut out, full, full);
+            let mut cur: Vec<f32> = v.iter().map(|&b| f(b)).collect();
+            let mut o = w / 2;
+            while o > 0 {
+                cur = (0..w).map(|l| cur[l] + cur[l ^ o]).collect();
+                o /= 2;
+            }
+            for l in 0..w {
+                assert_eq!(f(out[l]).to_bits(), cur[l].to_bits(), "butterfly, wave {w}");
+            }
+            let exec = full & !0b1010_0110;
+            wave_reduce(r, &v, &mut out, exec, full);
+            let ascending = lanes(exec).fold(0.0f32, |acc, l| acc + f(v[l]));
+            assert!(out.iter().all(|&b| f(b).to_bits() == ascending.to_bits()));
+            let butterfly_order_matters = lanes(full).fold(0.0f32, |acc, l| acc + f(v[l]));
+            assert_ne!(butterfly_order_matters.to_bits(), cur[0].to_bits());
+        }
+    }
+
+    #[test]
+    fn convergence_ignores_returned_lanes_only() {
+        let code = Code {
+            ops: Vec::new(),
+            locs: Vec::new(),
+            files: Vec::new(),
+            inits: Vec::new(),
+            slots: 0,
+            masks: 1,
+            exited: 0,
+            shared_offsets: Vec::new(),
+            shared_bytes: 0,
+            wave: 32,
+        };
+        let full = full_mask(32);
+        assert_eq!(check_converged(&[0], &code, full, full), Ok(()));
+        assert_eq!(
+            check_converged(&[0b1111], &code, full & !0b1111, full),
+            Ok(())
+        );
+        assert_eq!(
+            check_converged(&[0b1111], &code, full & !0b11111, full),
+            Err(4)
+        );
+        assert_eq!(check_converged(&[0], &code, 0b1, full), Err(1));
+    }
 }
