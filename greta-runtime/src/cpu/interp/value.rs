@@ -6,6 +6,7 @@
 use greta_codegen::ast::{BinOp, UnOp};
 use greta_codegen::ir::{AtomicOp, Builtin, Lit, ReduceOp};
 use greta_codegen::Scalar;
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 /// A pure lane-wise operation with two operands.
@@ -636,8 +637,41 @@ fn from_bool<T: Num>(d: &mut [u64], a: &[u64]) {
     }
 }
 
+/// f16 to f32 over a wave: the slice conversion uses the CPU's F16C instructions.
+fn f16_to_f32(d: &mut [u64], a: &[u64]) {
+    let mut h = [f16::ZERO; 64];
+    let mut f = [0f32; 64];
+    for (h, &a) in h.iter_mut().zip(a) {
+        *h = f16::from_bits(a as u16);
+    }
+    let n = a.len();
+    h[..n].convert_to_f32_slice(&mut f[..n]);
+    for (d, &f) in d.iter_mut().zip(&f[..n]) {
+        *d = f.put();
+    }
+}
+
+/// f32 to f16 over a wave (rounding to nearest even), batched like [`f16_to_f32`].
+fn f32_to_f16(d: &mut [u64], a: &[u64]) {
+    let mut h = [f16::ZERO; 64];
+    let mut f = [0f32; 64];
+    for (f, &a) in f.iter_mut().zip(a) {
+        *f = f32::get(a);
+    }
+    let n = a.len();
+    h[..n].convert_from_f32_slice(&f[..n]);
+    for (d, h) in d.iter_mut().zip(&h[..n]) {
+        *d = h.to_bits() as u64;
+    }
+}
+
 /// Numeric conversion `from as to` (`None` where the DSL has no such cast).
 pub fn cast(from: Scalar, to: Scalar) -> Option<UnFn> {
+    match (from, to) {
+        (Scalar::F16, Scalar::F32) => return Some(f16_to_f32),
+        (Scalar::F32, Scalar::F16) => return Some(f32_to_f16),
+        _ => {}
+    }
     if from == Scalar::Bool {
         return with_num!(to, T => from_bool::<T> as UnFn);
     }
@@ -890,6 +924,13 @@ mod tests {
         assert_eq!(run(f2h, (1.0f32 + 2f32.powi(-11)).put()), 0x3c00);
         let h2f = cast(Scalar::F16, Scalar::F32).unwrap();
         assert_eq!(run(h2f, 0x3c00), 1.0f32.put());
+        let generic_h2f = with_num!(Scalar::F16, T => un::<T, Conv<f32>> as UnFn).unwrap();
+        let generic_f2h = with_num!(Scalar::F32, T => un::<T, Conv<H>> as UnFn).unwrap();
+        for bits in (0..=u16::MAX as u64).step_by(7) {
+            assert_eq!(run(h2f, bits), run(generic_h2f, bits));
+            let x = (bits as u32).wrapping_mul(0x9e37_79b9) as u64;
+            assert_eq!(run(f2h, x), run(generic_f2h, x));
+        }
         let i2u8 = cast(Scalar::I32, Scalar::U8).unwrap();
         assert_eq!(run(i2u8, 300i32.put()), 44);
     }
