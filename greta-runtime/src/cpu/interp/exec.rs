@@ -148,7 +148,9 @@ struct Region<'m> {
     /// Byte offset of a shared array in the block's shared memory.
     base: usize,
     /// Number of whole accesses that fit.
-    count: i128,
+    count: u64,
+    /// Shift that sign-extends a signed index from its width (0 for unsigned).
+    sign_shift: u32,
 }
 
 impl<'m> Region<'m> {
@@ -159,38 +161,85 @@ impl<'m> Region<'m> {
                 Region {
                     global: Some(cells),
                     base: 0,
-                    count: (cells.len() / acc.bytes()) as i128,
+                    count: (cells.len() / acc.bytes()) as u64,
+                    sign_shift: sign_shift(acc),
                 }
             }
             Mem::Shared(s) => Region {
                 global: None,
                 base: l.code.shared_offsets[s as usize],
-                count: (l.kernel.shared[s as usize].bytes() as usize / acc.bytes()) as i128,
+                count: (l.kernel.shared[s as usize].bytes() as usize / acc.bytes()) as u64,
+                sign_shift: sign_shift(acc),
             },
         }
     }
 
     /// The byte offset of access `ix`, or the out-of-bounds message.
+    #[inline(always)]
     fn offset(&self, l: &Launch, acc: Access, ix: u64, kind: AccessKind) -> Result<usize, String> {
-        let i = value::int_value(ix, acc.index);
-        if i < 0 || i >= self.count {
-            let what = match kind {
-                AccessKind::Load => "load from",
-                AccessKind::Store => "store to",
-                AccessKind::Atomic => "atomic on",
-            };
-            let unit = if acc.lanes > 1 {
-                format!(" {}x{}", acc.elem, acc.lanes)
-            } else {
-                String::new()
-            };
-            return Err(format!(
-                "{what} {} out of bounds (length {}{unit})",
-                place_name(l, acc, ix, None),
-                self.count
-            ));
+        // A negative index sign-extends to a huge unsigned one and fails the same test.
+        let i = if self.sign_shift == 0 {
+            ix
+        } else {
+            ((ix << self.sign_shift) as i64 >> self.sign_shift) as u64
+        };
+        if i >= self.count {
+            return Err(out_of_bounds(l, acc, ix, self.count, kind));
         }
         Ok(self.base + i as usize * acc.bytes())
+    }
+}
+
+fn sign_shift(acc: Access) -> u32 {
+    if acc.index.is_signed_int() {
+        64 - acc.index.bits()
+    } else {
+        0
+    }
+}
+
+#[cold]
+fn out_of_bounds(l: &Launch, acc: Access, ix: u64, count: u64, kind: AccessKind) -> String {
+    let what = match kind {
+        AccessKind::Load => "load from",
+        AccessKind::Store => "store to",
+        AccessKind::Atomic => "atomic on",
+    };
+    let unit = if acc.lanes > 1 {
+        format!(" {}x{}", acc.elem, acc.lanes)
+    } else {
+        String::new()
+    };
+    format!(
+        "{what} {} out of bounds (length {count}{unit})",
+        place_name(l, acc, ix, None)
+    )
+}
+
+/// Splits the bytes of one access into its components' lane values.
+type Unpack = fn(&[u8; 16], &mut [u64], usize, usize, usize, usize);
+
+fn unpack<const ES: usize>(
+    buf: &[u8; 16],
+    regs: &mut [u64],
+    n: usize,
+    dst: usize,
+    w: usize,
+    lane: usize,
+) {
+    for c in 0..n {
+        let mut b = [0u8; 8];
+        b[..ES].copy_from_slice(&buf[c * ES..c * ES + ES]);
+        regs[(dst + c) * w + lane] = u64::from_le_bytes(b);
+    }
+}
+
+fn unpacker(es: usize) -> Unpack {
+    match es {
+        1 => unpack::<1>,
+        2 => unpack::<2>,
+        4 => unpack::<4>,
+        _ => unpack::<8>,
     }
 }
 
@@ -394,7 +443,8 @@ impl Block {
                     at,
                 } => {
                     let region = Region::new(l, acc);
-                    let (es, bytes) = (acc.elem.size() as usize, acc.bytes());
+                    let bytes = acc.bytes();
+                    let unpack = unpacker(acc.elem.size() as usize);
                     for lane in lanes(exec) {
                         let ix = regs[index as usize * w + lane];
                         let off = region
@@ -410,9 +460,7 @@ impl Block {
                                 buf[..bytes].copy_from_slice(&self.shared[off..off + bytes]);
                             }
                         }
-                        for c in 0..acc.lanes as usize {
-                            regs[(dst as usize + c) * w + lane] = le(&buf[c * es..][..es]);
-                        }
+                        unpack(&buf, regs, acc.lanes as usize, dst as usize, w, lane);
                     }
                 }
                 Op::Store {
