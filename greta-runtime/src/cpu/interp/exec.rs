@@ -3,8 +3,9 @@
 
 use super::code::{Access, Code, Init, LocId, Mem, Op, Pc, Slot};
 use super::value::{self, lanes, Reducer};
+use crate::buffer::BackendMemory;
+use crate::cpu::memory::HostMemory;
 use greta_codegen::ir::Kernel;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// What went wrong, where: turned into an error message by the launch.
@@ -21,7 +22,7 @@ pub struct Launch<'a> {
     pub kernel: &'a Kernel,
     pub code: &'a Code,
     /// Memory of each buffer parameter (by parameter index).
-    pub globals: Vec<Option<&'a [AtomicU8]>>,
+    pub globals: Vec<Option<&'a HostMemory>>,
     /// Bits of each scalar parameter (by parameter index).
     pub params: Vec<u64>,
     pub grid: [u32; 3],
@@ -104,8 +105,8 @@ fn copy_slot(regs: &mut [u64], w: usize, dst: Slot, src: Slot, exec: u64) {
 /// Locks guarding global atomics, striped by address: blocks run on several threads.
 static ATOMIC_LOCKS: [Mutex<()>; 64] = [const { Mutex::new(()) }; 64];
 
-fn atomic_lock(cells: &[AtomicU8]) -> MutexGuard<'static, ()> {
-    let addr = cells.as_ptr() as usize;
+fn atomic_lock(memory: &HostMemory, offset: usize) -> MutexGuard<'static, ()> {
+    let addr = memory.address(offset);
     ATOMIC_LOCKS[(addr >> 3) % ATOMIC_LOCKS.len()]
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -121,18 +122,6 @@ fn le(b: &[u8]) -> u64 {
     }
 }
 
-fn load_cells(cells: &[AtomicU8], out: &mut [u8]) {
-    for (b, c) in out.iter_mut().zip(cells) {
-        *b = c.load(Ordering::Relaxed);
-    }
-}
-
-fn store_cells(cells: &[AtomicU8], bytes: &[u8]) {
-    for (c, b) in cells.iter().zip(bytes) {
-        c.store(*b, Ordering::Relaxed);
-    }
-}
-
 /// The kinds of memory access, for messages.
 #[derive(Clone, Copy)]
 enum AccessKind {
@@ -144,7 +133,7 @@ enum AccessKind {
 /// The memory an access addresses, resolved once per operation.
 struct Region<'m> {
     /// The buffer's bytes; `None` for shared memory.
-    global: Option<&'m [AtomicU8]>,
+    global: Option<&'m HostMemory>,
     /// Byte offset of a shared array in the block's shared memory.
     base: usize,
     /// Number of whole accesses that fit.
@@ -157,11 +146,11 @@ impl<'m> Region<'m> {
     fn new(l: &Launch<'m>, acc: Access) -> Region<'m> {
         match acc.mem {
             Mem::Global(p) => {
-                let cells = l.globals[p as usize].expect("buffer parameters are bound to memory");
+                let memory = l.globals[p as usize].expect("buffer parameters are bound to memory");
                 Region {
-                    global: Some(cells),
+                    global: Some(memory),
                     base: 0,
-                    count: (cells.len() / acc.bytes()) as u64,
+                    count: (memory.bytes() / acc.bytes()) as u64,
                     sign_shift: sign_shift(acc),
                 }
             }
@@ -452,7 +441,7 @@ impl Block {
                             .map_err(|m| fault(at, lane, m))?;
                         let mut buf = [0u8; 16];
                         match region.global {
-                            Some(cells) => load_cells(&cells[off..off + bytes], &mut buf[..bytes]),
+                            Some(memory) => memory.load(off, &mut buf[..bytes]),
                             None => {
                                 if self.written[off..off + bytes].contains(&false) {
                                     return Err(fault(at, lane, uninitialised(l, acc, ix)));
@@ -494,7 +483,7 @@ impl Block {
                             buf[c * es..][..es].copy_from_slice(&v.to_le_bytes()[..es]);
                         }
                         match region.global {
-                            Some(cells) => store_cells(&cells[off..off + bytes], &buf[..bytes]),
+                            Some(memory) => memory.store(off, &buf[..bytes]),
                             None => {
                                 self.shared[off..off + bytes].copy_from_slice(&buf[..bytes]);
                                 self.written[off..off + bytes].fill(true);
@@ -519,13 +508,12 @@ impl Block {
                             .offset(l, acc, ix, AccessKind::Atomic)
                             .map_err(|m| fault(at, lane, m))?;
                         let old = match region.global {
-                            Some(cells) => {
-                                let cells = &cells[off..off + es];
-                                let _guard = atomic_lock(cells);
+                            Some(memory) => {
+                                let _guard = atomic_lock(memory, off);
                                 let mut buf = [0u8; 8];
-                                load_cells(cells, &mut buf[..es]);
+                                memory.load(off, &mut buf[..es]);
                                 let old = le(&buf[..es]);
-                                store_cells(cells, &f(old, v).to_le_bytes()[..es]);
+                                memory.store(off, &f(old, v).to_le_bytes()[..es]);
                                 old
                             }
                             None => {

@@ -51,7 +51,7 @@ pub fn execute(
         globals: args
             .iter()
             .map(|a| match a {
-                ArgValue::Memory(m) => Some(m.cells()),
+                ArgValue::Memory(m) => Some(*m),
                 ArgValue::Scalar(_) => None,
             })
             .collect(),
