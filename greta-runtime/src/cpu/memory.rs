@@ -61,7 +61,16 @@ impl HostMemory {
             let (word, lo) = (at / 8, at % 8);
             let take = (8 - lo).min(out.len() - done);
             let bytes = self.words[word].load(Ordering::Relaxed).to_le_bytes();
-            out[done..done + take].copy_from_slice(&bytes[lo..lo + take]);
+            // Fixed-size copies and byte loops compile to moves; `copy_from_slice` of a
+            // variable length calls memmove, which costs more than these few bytes.
+            if take == 8 {
+                out[done..done + 8].copy_from_slice(&bytes);
+            } else {
+                #[allow(clippy::manual_memcpy)]
+                for k in 0..take {
+                    out[done + k] = bytes[lo + k];
+                }
+            }
             done += take;
         }
     }
