@@ -779,3 +779,145 @@ fn integer_division_by_zero_is_an_error_on_active_lanes_only() {
     assert_eq!(got[5], 0);
     assert_eq!(got[6], 20);
 }
+
+/// Sums `n` values of `src` from `at`: a buffer passed to a device function.
+#[greta::device]
+fn span_sum(src: &[f32], at: u32, n: u32) -> f32 {
+    let mut s = 0.0;
+    for i in at..at + n {
+        s += src[i];
+    }
+    s
+}
+
+/// Writes through a memory parameter, then calls another device function.
+#[greta::device]
+fn put_sum(dst: &mut [f32], src: &[f32], i: u32) {
+    dst[i] = span_sum(src, i, 4);
+}
+
+#[greta::kernel(block = 64)]
+fn through_device_fns(x: &[f32], y: &mut [f32]) {
+    let tile = shared!([f32; 64]);
+    let t = thread_idx();
+    put_sum(tile, x, t);
+    barrier();
+    y[t] = tile[(t + 1) % 64];
+}
+
+#[test]
+fn device_functions_take_buffers_and_shared_arrays() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let x: Vec<f32> = (0..67).map(|_| rng.gen_range(1..100) as f32).collect();
+    let want: Vec<f32> = (0..64)
+        .map(|t| {
+            let s = (t + 1) % 64;
+            x[s..s + 4].iter().sum()
+        })
+        .collect();
+    for wave in WAVES {
+        let dev = device(wave);
+        let xb = dev.upload(&x).unwrap();
+        let mut yb = dev.alloc::<f32>(64).unwrap();
+        through_device_fns::launch(&dev, 1, &xb, &mut yb).unwrap();
+        assert_eq!(dev.download(&yb).unwrap(), want, "wave {wave}");
+    }
+}
+
+/// Nibbles, sign extension, 64-bit shifts and dp4a, as quantised kernels use them.
+#[greta::kernel(block = 64)]
+fn bytes_and_bits(q: &[u8], s: &[i8], packed: &[i32], y: &mut [i32], wide: &mut [u64]) {
+    let i = block_idx() * BLOCK + thread_idx();
+    let b = q[i] as u32;
+    let lo = (b & 0xF) as i32 - 8;
+    let hi = (b >> 4) as i32 - 8;
+    let sv = s[i] as i32;
+    y[4 * i] = lo * hi;
+    y[4 * i + 1] = dp4a(packed[i], packed[i + 1], sv);
+    y[4 * i + 2] = sv >> 2;
+    y[4 * i + 3] = ((sv as u32) / 3u32) as i32;
+    wide[i] = ((b as u64) << 40) | ((sv as i64) as u64 >> 60);
+}
+
+#[test]
+fn integer_and_byte_operations_match_reference() {
+    let n = 128usize;
+    let mut rng = StdRng::seed_from_u64(14);
+    let q: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+    let s: Vec<i8> = (0..n).map(|_| rng.gen()).collect();
+    let packed: Vec<i32> = (0..n + 1).map(|_| rng.gen()).collect();
+    let mut want = vec![0i32; 4 * n];
+    let mut want_wide = vec![0u64; n];
+    for i in 0..n {
+        let b = q[i] as u32;
+        let sv = s[i] as i32;
+        let (x, z) = (packed[i].to_le_bytes(), packed[i + 1].to_le_bytes());
+        let dot = (0..4).fold(sv, |acc, k| {
+            acc.wrapping_add(x[k] as i8 as i32 * z[k] as i8 as i32)
+        });
+        want[4 * i..4 * i + 4].copy_from_slice(&[
+            ((b & 0xf) as i32 - 8) * ((b >> 4) as i32 - 8),
+            dot,
+            sv >> 2,
+            ((sv as u32) / 3) as i32,
+        ]);
+        want_wide[i] = ((b as u64) << 40) | ((sv as i64) as u64 >> 60);
+    }
+    for wave in WAVES {
+        let dev = device(wave);
+        let (qb, sb, pb) = (
+            dev.upload(&q).unwrap(),
+            dev.upload(&s).unwrap(),
+            dev.upload(&packed).unwrap(),
+        );
+        let mut yb = dev.alloc::<i32>(4 * n).unwrap();
+        let mut wb = dev.alloc::<u64>(n).unwrap();
+        bytes_and_bits::launch(&dev, 2, &qb, &sb, &pb, &mut yb, &mut wb).unwrap();
+        assert_eq!(dev.download(&yb).unwrap(), want, "wave {wave}");
+        assert_eq!(dev.download(&wb).unwrap(), want_wide, "wave {wave}");
+    }
+}
+
+/// Conversions to and from the half types, and saturating float-to-int casts.
+#[greta::kernel(block = 64)]
+fn conversions(x: &[f32], h: &mut [f16], b: &mut [bf16], ints: &mut [i32]) {
+    let i = block_idx() * BLOCK + thread_idx();
+    let v = x[i];
+    h[i] = v as f16;
+    b[i] = (v as bf16) * (3.0 as bf16);
+    ints[2 * i] = (v * 1e9) as i32;
+    ints[2 * i + 1] = (h[i] as f32 * 1000.0) as i32;
+}
+
+#[test]
+fn half_conversions_round_to_nearest_even_and_ints_saturate() {
+    let n = 64usize;
+    let mut rng = StdRng::seed_from_u64(15);
+    let mut x: Vec<f32> = (0..n).map(|_| rng.gen_range(-70000.0..70000.0)).collect();
+    x[0] = f32::NAN;
+    x[1] = 1.0 + f32::EPSILON * 2048.0;
+    for wave in WAVES {
+        let dev = device(wave);
+        let xb = dev.upload(&x).unwrap();
+        let mut hb = dev.alloc::<f16>(n).unwrap();
+        let mut bb = dev.alloc::<greta::half::bf16>(n).unwrap();
+        let mut ib = dev.alloc::<i32>(2 * n).unwrap();
+        conversions::launch(&dev, 1, &xb, &mut hb, &mut bb, &mut ib).unwrap();
+        let (h, b, ints) = (
+            dev.download(&hb).unwrap(),
+            dev.download(&bb).unwrap(),
+            dev.download(&ib).unwrap(),
+        );
+        for i in 0..n {
+            let want_h = f16::from_f32(x[i]);
+            assert!(h[i] == want_h || (h[i].is_nan() && want_h.is_nan()), "{i}");
+            let bf = |v: f32| greta::half::bf16::from_f32(v);
+            let want_b = bf(bf(x[i]).to_f32() * 3.0);
+            assert!(b[i] == want_b || (b[i].is_nan() && want_b.is_nan()), "{i}");
+            assert_eq!(ints[2 * i], (x[i] * 1e9) as i32, "{i}");
+            assert_eq!(ints[2 * i + 1], (want_h.to_f32() * 1000.0) as i32, "{i}");
+        }
+        assert_eq!(ints[0], 0, "NaN converts to 0");
+        assert_eq!(h[1].to_bits(), 0x3c00, "ties round to even");
+    }
+}
