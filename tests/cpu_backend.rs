@@ -262,7 +262,7 @@ fn divergent(x: &[u32], y: &mut [u32], n: u32) {
 }
 
 fn divergent_reference(v: u32) -> u32 {
-    let pick = |v: u32, k: u32| if v % 2 == 0 { k } else { v % 7 + 1 };
+    let pick = |v: u32, k: u32| if v.is_multiple_of(2) { k } else { v % 7 + 1 };
     let mut acc = 0u32;
     for k in 1..=(v % 17) {
         if k % 3 != 0 {
@@ -272,7 +272,7 @@ fn divergent_reference(v: u32) -> u32 {
     for j in (v % 5..9).step_by(2) {
         acc ^= j << 3;
     }
-    if acc % 5 == 0 {
+    if acc.is_multiple_of(5) {
         7777
     } else {
         acc
@@ -354,14 +354,14 @@ fn barriers_wait_for_live_threads_only() {
         let mut yb = dev.upload(&[0.0f32; 64]).unwrap();
         barrier_after_exit::launch(&dev, 1, &xb, &mut yb).unwrap();
         let got = dev.download(&yb).unwrap();
-        for t in 0..64 {
+        for (t, &g) in got.iter().enumerate() {
             let s = 47usize.wrapping_sub(t);
             let want = match t {
                 48.. => 0.0,
-                _ if s % 2 == 0 => x[s],
+                _ if s.is_multiple_of(2) => x[s],
                 _ => -x[s],
             };
-            assert_eq!(got[t], want, "wave {wave}, thread {t}");
+            assert_eq!(g, want, "wave {wave}, thread {t}");
         }
     }
 }
@@ -389,7 +389,7 @@ fn a_reduction_written_for_32_lanes_fails_at_wave_64() {
     let run = |wave| {
         let dev = device(wave);
         let xb = dev.upload(&x).unwrap();
-        let mut yb = dev.upload(&vec![-1.0f32; 8]).unwrap();
+        let mut yb = dev.upload(&[-1.0f32; 8]).unwrap();
         sum_written_for_32::launch(&dev, 4, &xb, &mut yb).unwrap();
         dev.download(&yb).unwrap()
     };
@@ -533,7 +533,7 @@ fn short_circuits_and_atomics() {
         let xb = dev.upload(&x).unwrap();
         let mut count = dev.upload(&[0u32]).unwrap();
         let mut stats = dev.upload(&[-1.0f32, 0.0]).unwrap();
-        let mut hb = dev.upload(&vec![0u32; 17]).unwrap();
+        let mut hb = dev.upload(&[0u32; 17]).unwrap();
         let grid = n.div_ceil(64) as u32;
         count_positive::launch(&dev, grid, &xb, &mut count, &mut stats, &mut hb, n as u32).unwrap();
         assert_eq!(dev.download(&count).unwrap(), [positive]);

@@ -2,6 +2,22 @@
 //! slots that hold one scalar per lane ([`compile`]); each block then runs its waves in
 //! lockstep under exec masks, interleaved between barriers, with every memory access
 //! checked. Blocks run in parallel across the machine's cores.
+//!
+//! The model follows the hardware where kernels can observe it, and reports an error where
+//! GPUs would hang, race or disagree:
+//! - `if`, loops, `break`, `continue` and `return` (also inside device functions, which are
+//!   inlined) narrow and restore the wave's exec mask; a region no lane enters is skipped.
+//!   `&&`, `||` and `if`-values evaluate their right side only on the lanes that need it.
+//! - Cross-lane operations work at the wave width and see only active lanes; a shuffle from
+//!   an inactive lane or from outside the wave is an error. Wave reductions follow
+//!   `greta_wave_reduce`: a butterfly over a full wave, else the active lanes in order.
+//! - A wave runs until its next barrier or block reduction; when every live wave waits at
+//!   the same one, all resume. A barrier that not every live lane of its wave reaches, or
+//!   waves waiting at different barriers, is an error; so is a block reduction that an
+//!   exited wave or lane 0 misses (its partial would never be written).
+//! - Shared memory starts poisoned (reading unwritten bytes is an error); global accesses
+//!   are bounds-checked; integer division by zero and out-of-range shifts are errors;
+//!   optionally, storing a non-finite float to global memory is too.
 
 mod code;
 mod compile;
