@@ -668,6 +668,12 @@ fn take_log(x: &[f32], y: &mut [f32]) {
     y[i] = v; // mark: nan-store
 }
 
+#[greta::kernel(block = 64)]
+fn accumulate(x: &[f32], total: &mut [f32]) {
+    let i = block_idx() * BLOCK + thread_idx();
+    total.atomic_add(0, x[i]); // mark: nan-atomic
+}
+
 #[test]
 fn non_finite_stores_are_trapped_on_request() {
     let mut x = vec![2.0f32; 128];
@@ -684,6 +690,16 @@ fn non_finite_stores_are_trapped_on_request() {
         format!(
             "tests/cpu_backend.rs:{}: block 1, thread 6: stored the non-finite value NaN to `y`[70]",
             line_of("nan-store")
+        )
+    );
+    let mut total = trap.upload(&[0.0f32]).unwrap();
+    let big = trap.upload(&[3e38f32; 128]).unwrap();
+    let msg = execution_error(accumulate::launch(&trap, 1, &big, &mut total), "accumulate");
+    assert_eq!(
+        msg,
+        format!(
+            "tests/cpu_backend.rs:{}: block 0, thread 1: an atomic stored the non-finite value inf to `total`[0]",
+            line_of("nan-atomic")
         )
     );
     let plain = device(64);

@@ -501,6 +501,7 @@ impl Block {
                 } => {
                     let region = Region::new(l, acc);
                     let es = acc.bytes();
+                    let trap = l.trap_non_finite && acc.elem.is_float() && region.global.is_some();
                     for lane in lanes(exec) {
                         let ix = regs[index as usize * w + lane];
                         let v = regs[value as usize * w + lane];
@@ -513,7 +514,19 @@ impl Block {
                                 let mut buf = [0u8; 8];
                                 memory.load(off, &mut buf[..es]);
                                 let old = le(&buf[..es]);
-                                memory.store(off, &f(old, v).to_le_bytes()[..es]);
+                                let new = f(old, v);
+                                if trap && !value::float_value(new, acc.elem).is_finite() {
+                                    return Err(fault(
+                                        at,
+                                        lane,
+                                        format!(
+                                            "an atomic stored the non-finite value {} to {}",
+                                            value::float_value(new, acc.elem),
+                                            place_name(l, acc, ix, None)
+                                        ),
+                                    ));
+                                }
+                                memory.store(off, &new.to_le_bytes()[..es]);
                                 old
                             }
                             None => {

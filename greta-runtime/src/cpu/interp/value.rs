@@ -219,8 +219,10 @@ impl Num for f32 {
 }
 
 /// The half-precision types: computed in f32, rounded to nearest even on every result.
+/// `$int` converts an integer: HIP converts to `_Float16` directly, while bf16 goes through
+/// f32 (`greta_to_bf16`).
 macro_rules! half_num {
-    ($($w:ident($t:ty)),*) => {$(
+    ($($w:ident($t:ty), |$v:ident| $int:expr);* $(;)?) => {$(
         impl $w {
             #[inline(always)]
             fn f(self) -> f32 { self.0.to_f32() }
@@ -237,31 +239,14 @@ macro_rules! half_num {
             #[inline(always)] fn to_f64(self) -> f64 { self.0.to_f64() }
             fn to_i128(self) -> i128 { self.f() as i128 }
             #[inline(always)] fn from_f64(v: f64) -> Self { $w(<$t>::from_f64(v)) }
-            fn from_i128(v: i128) -> Self { int_to_half::<$w>(v) }
+            fn from_i128($v: i128) -> Self { $w($int) }
         }
     )*};
 }
-half_num!(H(f16), B(bf16));
-
-/// Integer to half precision: HIP converts an integer to `_Float16` directly, while bf16
-/// goes through f32 (`greta_to_bf16`).
-fn int_to_half<T: HalfKind>(v: i128) -> T {
-    T::from_int(v)
-}
-
-trait HalfKind {
-    fn from_int(v: i128) -> Self;
-}
-impl HalfKind for H {
-    fn from_int(v: i128) -> Self {
-        H(f16::from_f64(v as f64))
-    }
-}
-impl HalfKind for B {
-    fn from_int(v: i128) -> Self {
-        B(bf16::from_f32(v as f32))
-    }
-}
+half_num!(
+    H(f16), |v| f16::from_f64(v as f64);
+    B(bf16), |v| bf16::from_f32(v as f32);
+);
 
 /// Integer types: division, shifts and bit operations.
 pub trait Int: Num {
