@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use greta_codegen::ir::Kernel;
 use greta_codegen::{Target, GFX942, SM90};
 use memory::HostMemory;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -37,7 +38,13 @@ pub struct CpuBackend {
     options: CpuOptions,
     target: Target,
     capture: Mutex<Option<Vec<RecordedLaunch>>>,
+    /// Compiled code by kernel; the key is the `Arc<Kernel>`'s address, kept valid by
+    /// holding the `Arc` beside the code.
+    compiled: Mutex<HashMap<usize, Compiled>>,
 }
+
+/// A kernel and its compiled code.
+type Compiled = (Arc<Kernel>, Arc<interp::Code>);
 
 /// A launch recorded during capture: the graph of the CPU backend is this list.
 struct RecordedLaunch {
@@ -94,6 +101,7 @@ impl CpuBackend {
             options,
             target,
             capture: Mutex::new(None),
+            compiled: Mutex::new(HashMap::new()),
         })
     }
 
@@ -101,20 +109,28 @@ impl CpuBackend {
         b.downcast::<HostMemory>().ok_or(Error::ForeignBuffer)
     }
 
-    fn run(&self, kernel: &Kernel, grid: Grid, args: &[Arg]) -> Result<()> {
+    /// The kernel's compiled code, compiling it on first use.
+    fn code(&self, kernel: &Arc<Kernel>) -> Result<Arc<interp::Code>> {
+        let key = Arc::as_ptr(kernel) as usize;
+        let lock = || self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, code)) = lock().get(&key) {
+            return Ok(code.clone());
+        }
+        let code = Arc::new(interp::compile(kernel, self.options.wave)?);
+        lock().insert(key, (kernel.clone(), code.clone()));
+        Ok(code)
+    }
+
+    fn run(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
+        let code = self.code(kernel)?;
         let mut bound = Vec::with_capacity(args.len());
         for a in args {
             bound.push(match a {
-                Arg::Buffer {
-                    buffer, mutable, ..
-                } => interp::ArgValue::Memory {
-                    memory: self.memory(buffer)?,
-                    mutable: *mutable,
-                },
+                Arg::Buffer { buffer, .. } => interp::ArgValue::Memory(self.memory(buffer)?),
                 Arg::Scalar(s) => interp::ArgValue::Scalar(s.bits),
             });
         }
-        interp::execute(kernel, grid, &bound, &self.options)
+        interp::execute(kernel, &code, grid, &bound, &self.options)
     }
 }
 
