@@ -23,7 +23,10 @@ impl Stat {
         } else {
             0.0
         };
-        Stat { mean, stddev: var.sqrt() }
+        Stat {
+            mean,
+            stddev: var.sqrt(),
+        }
     }
 }
 
@@ -47,7 +50,14 @@ pub struct BenchReport {
 }
 
 /// Runs the benchmark: `reps` repetitions of each measurement.
-pub fn run(engine: &mut Engine, model: &str, params: u64, prompt_tokens: usize, gen_tokens: usize, reps: usize) -> Result<BenchReport, EngineError> {
+pub fn run(
+    engine: &mut Engine,
+    model: &str,
+    params: u64,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    reps: usize,
+) -> Result<BenchReport, EngineError> {
     let ctx = engine.ctx();
     let prompt_tokens = prompt_tokens.min(ctx.saturating_sub(1)).max(1);
     let gen_tokens = gen_tokens.min(ctx.saturating_sub(1)).max(1);
@@ -103,14 +113,26 @@ impl BenchReport {
     /// A markdown table like llama-bench's.
     pub fn markdown(&self) -> String {
         let row = |test: &str, unit: &str, s: Stat| {
-            format!("| {} | {:.1} M | {} | {test} | {:.2} ± {:.2} {unit} |\n", self.model, self.params as f64 / 1e6, self.device, s.mean, s.stddev)
+            format!(
+                "| {} | {:.1} M | {} | {test} | {:.2} ± {:.2} {unit} |\n",
+                self.model,
+                self.params as f64 / 1e6,
+                self.device,
+                s.mean,
+                s.stddev
+            )
         };
-        let mut t = String::from("| model | params | device | test | result |\n| --- | ---: | --- | --- | ---: |\n");
+        let mut t = String::from(
+            "| model | params | device | test | result |\n| --- | ---: | --- | --- | ---: |\n",
+        );
         t += &row(&format!("pp{}", self.prompt_tokens), "t/s", self.pp);
         t += &row(&format!("tg{}", self.gen_tokens), "t/s", self.tg);
         t += &row("ttft (3-token prompt)", "ms", self.ttft_ms);
         t += &row("decode per layer", "us", self.layer_us);
-        t += &format!("\n{} repetitions; prompts are processed token by token through the decode graph.\n", self.reps);
+        t += &format!(
+            "\n{} repetitions; prompts are processed token by token through the decode graph.\n",
+            self.reps
+        );
         t
     }
 

@@ -24,12 +24,23 @@ pub enum CheckError {
 }
 
 fn argmax(v: &[f32]) -> u32 {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, x)| if *x > b.1 { (i, *x) } else { b }).0 as u32
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, x)| if *x > b.1 { (i, *x) } else { b },
+        )
+        .0 as u32
 }
 
 /// Feeds `prompt` and then the oracle's greedy tokens to both for `steps` steps, comparing
 /// logits after each.
-pub fn compare(engine: &mut Engine, oracle: &mut Oracle, prompt: &[u32], steps: usize) -> Result<Vec<StepCheck>, CheckError> {
+pub fn compare(
+    engine: &mut Engine,
+    oracle: &mut Oracle,
+    prompt: &[u32],
+    steps: usize,
+) -> Result<Vec<StepCheck>, CheckError> {
     let mut out = Vec::with_capacity(steps);
     let mut token = prompt.first().copied().unwrap_or(0);
     for pos in 0..steps.min(engine.ctx()) {

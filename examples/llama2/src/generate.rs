@@ -63,7 +63,10 @@ pub fn generate(
         let token = if params.is_greedy() {
             engine.last_token()?
         } else {
-            sampler.sample(&engine.logits()?, &recent[recent.len().saturating_sub(64)..])
+            sampler.sample(
+                &engine.logits()?,
+                &recent[recent.len().saturating_sub(64)..],
+            )
         };
         if decode_start.is_none() {
             out.time_to_first_token = start.elapsed();
@@ -84,7 +87,6 @@ pub fn generate(
             // The device's argmax wrote its own choice; the sampled token replaces it.
             engine.set_state(token, pos)?;
         }
-
     }
     out.decode_time = decode_start.map(|s| s.elapsed()).unwrap_or_default();
     Ok(out)

@@ -162,12 +162,19 @@ struct Loaded {
 
 fn load(path: &std::path::Path) -> Result<Loaded> {
     if !path.exists() && path == std::path::Path::new(DEFAULT_MODEL) {
-        bail!("{} not found: run `bash scripts/fetch-model.sh` first", path.display());
+        bail!(
+            "{} not found: run `bash scripts/fetch-model.sh` first",
+            path.display()
+        );
     }
     let gguf = Gguf::open(path).with_context(|| format!("opening {}", path.display()))?;
     let config = LlamaConfig::from_gguf(&gguf)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
-    Ok(Loaded { gguf, config, tokenizer })
+    Ok(Loaded {
+        gguf,
+        config,
+        tokenizer,
+    })
 }
 
 /// Opens the device and uploads the model with a progress bar.
@@ -176,7 +183,10 @@ fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
     eprintln!("device: {}", dev.describe());
     let total: u64 = m.gguf.tensors().map(|t| t.bytes.len() as u64).sum();
     let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("upload {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec}").context("progress bar template")?,
+        ProgressStyle::with_template(
+            "upload {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec}",
+        )
+        .context("progress bar template")?,
     );
     let e = Engine::new(dev, &m.gguf, &m.config, args.ctx, |n| bar.inc(n))?;
     bar.finish_and_clear();
@@ -188,7 +198,9 @@ fn prompt_tokens(m: &Loaded, prompt: &str, chat: bool) -> Vec<u32> {
         if let Some(notice) = m.tokenizer.chat_template().notice() {
             eprintln!("{notice}");
         }
-        m.tokenizer.chat_template().render(&[ChatMessage::user(prompt)], true)
+        m.tokenizer
+            .chat_template()
+            .render(&[ChatMessage::user(prompt)], true)
     } else {
         prompt.to_string()
     };
@@ -218,29 +230,43 @@ fn run(args: &RunArgs) -> Result<()> {
             engine.set_state(t, pos)?;
             tracer.step(&mut engine, |_| {})?;
         }
-        eprintln!("trace: {} prompt steps, every kernel output finite", tokens.len());
+        eprintln!(
+            "trace: {} prompt steps, every kernel output finite",
+            tokens.len()
+        );
     }
     let mut out = std::io::stdout();
     let mut pending = Vec::new();
-    let r#gen = llama2::generate::generate(&mut engine, &tokens, args.max_tokens, m.tokenizer.eos(), params, |t| {
-        // Stream whole UTF-8 characters: a byte-level token may end mid-character.
-        if let Ok(bytes) = m.tokenizer.piece(t) {
-            pending.extend(bytes);
-            let valid = match std::str::from_utf8(&pending) {
-                Ok(_) => pending.len(),
-                Err(e) => e.valid_up_to(),
-            };
-            let _ = out.write_all(&pending[..valid]);
-            let _ = out.flush();
-            pending.drain(..valid);
-        }
-    })?;
+    let r#gen = llama2::generate::generate(
+        &mut engine,
+        &tokens,
+        args.max_tokens,
+        m.tokenizer.eos(),
+        params,
+        |t| {
+            // Stream whole UTF-8 characters: a byte-level token may end mid-character.
+            if let Ok(bytes) = m.tokenizer.piece(t) {
+                pending.extend(bytes);
+                let valid = match std::str::from_utf8(&pending) {
+                    Ok(_) => pending.len(),
+                    Err(e) => e.valid_up_to(),
+                };
+                let _ = out.write_all(&pending[..valid]);
+                let _ = out.flush();
+                pending.drain(..valid);
+            }
+        },
+    )?;
     println!();
     eprintln!(
         "{} prompt tokens, {} generated{}; time to first token {:.1} ms; decode {:.1} tokens/s",
         r#gen.prompt_tokens,
         r#gen.tokens.len(),
-        if r#gen.stopped_at_eos { " (end of sequence)" } else { "" },
+        if r#gen.stopped_at_eos {
+            " (end of sequence)"
+        } else {
+            ""
+        },
         r#gen.time_to_first_token.as_secs_f64() * 1e3,
         r#gen.decode_tokens_per_second()
     );
@@ -258,23 +284,50 @@ fn trace(args: &TraceArgs) -> Result<()> {
     for step in 0..args.steps {
         let pos = engine.position()?;
         tracer.step(&mut engine, |s| {
-            let layer = s.op.layer().map(|l| l.to_string()).unwrap_or_else(|| "-".into());
-            println!("| {pos} | {layer} | {} | {:.4} | {:.4} | {:.5} | {} |", s.op.name(), s.min, s.max, s.mean, s.non_finite);
+            let layer =
+                s.op.layer()
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "-".into());
+            println!(
+                "| {pos} | {layer} | {} | {:.4} | {:.4} | {:.5} | {} |",
+                s.op.name(),
+                s.min,
+                s.max,
+                s.mean,
+                s.non_finite
+            );
         })?;
         if let Some(&next) = tokens.get(step + 1) {
             engine.set_state(next, pos + 1)?;
         }
     }
-    eprintln!("traced {} step(s): no NaN or infinity in any kernel output", args.steps);
+    eprintln!(
+        "traced {} step(s): no NaN or infinity in any kernel output",
+        args.steps
+    );
     Ok(())
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
     let m = load(&args.model.model)?;
     let mut engine = engine(&args.model, &m)?;
-    let name = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let params = m.config.n_params(m.gguf.tensor_info("output.weight").is_none());
-    let report = llama2::bench::run(&mut engine, &name, params, args.prompt_tokens, args.gen_tokens, args.reps)?;
+    let name = args
+        .model
+        .model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let params = m
+        .config
+        .n_params(m.gguf.tensor_info("output.weight").is_none());
+    let report = llama2::bench::run(
+        &mut engine,
+        &name,
+        params,
+        args.prompt_tokens,
+        args.gen_tokens,
+        args.reps,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
@@ -290,7 +343,10 @@ fn check_logits(args: &CheckArgs) -> Result<()> {
     let tokens = prompt_tokens(&m, &args.prompt, false);
     let report = llama2::check::compare(&mut engine, &mut oracle, &tokens, args.steps)?;
     for (i, r) in report.iter().enumerate() {
-        println!("step {i}: token {} nmse {:.3e} argmax engine {} oracle {}", r.token, r.nmse, r.engine_argmax, r.oracle_argmax);
+        println!(
+            "step {i}: token {} nmse {:.3e} argmax engine {} oracle {}",
+            r.token, r.nmse, r.engine_argmax, r.oracle_argmax
+        );
     }
     let worst = report.iter().map(|r| r.nmse).fold(0.0, f64::max);
     println!("worst NMSE over {} steps: {worst:.3e}", report.len());

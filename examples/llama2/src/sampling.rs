@@ -55,11 +55,19 @@ impl Sampler {
     /// Picks the next token from `logits`, penalising tokens in `recent`.
     pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> u32 {
         let p = self.params;
-        let mut scored: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, l)| (i as u32, *l)).collect();
+        let mut scored: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u32, *l))
+            .collect();
         if p.repetition_penalty != 1.0 {
             for &t in recent {
                 if let Some(s) = scored.get_mut(t as usize) {
-                    s.1 = if s.1 > 0.0 { s.1 / p.repetition_penalty } else { s.1 * p.repetition_penalty };
+                    s.1 = if s.1 > 0.0 {
+                        s.1 / p.repetition_penalty
+                    } else {
+                        s.1 * p.repetition_penalty
+                    };
                 }
             }
         }
@@ -71,7 +79,10 @@ impl Sampler {
             scored.truncate(p.top_k);
         }
         let max = scored[0].1;
-        let mut probs: Vec<f64> = scored.iter().map(|(_, l)| (((l - max) / p.temperature) as f64).exp()).collect();
+        let mut probs: Vec<f64> = scored
+            .iter()
+            .map(|(_, l)| (((l - max) / p.temperature) as f64).exp())
+            .collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|q| *q /= total);
         let mut keep = probs.len();
@@ -119,7 +130,11 @@ mod tests {
             top_k: 1,
             ..SamplingParams::default()
         });
-        let best = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32);
+        let best = logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i as u32);
         assert_eq!(Some(s.sample(&logits, &[])), best);
         let draw = |seed| {
             let mut s = Sampler::new(SamplingParams {

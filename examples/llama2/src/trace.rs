@@ -37,7 +37,10 @@ impl TraceError {
     /// The layer of the offending op, if it is inside a transformer block.
     pub fn layer(&self) -> Option<usize> {
         match self {
-            TraceError::NonFinite { what, .. } => what.strip_prefix("layer ").and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()),
+            TraceError::NonFinite { what, .. } => what
+                .strip_prefix("layer ")
+                .and_then(|s| s.split(' ').next())
+                .and_then(|n| n.parse().ok()),
             TraceError::Engine(_) => None,
         }
     }
@@ -57,14 +60,24 @@ impl Tracer {
     }
 
     /// One decode step, launch by launch, reporting each op's statistics to `on_op`.
-    pub fn step(&mut self, engine: &mut Engine, mut on_op: impl FnMut(&OpStats)) -> Result<(), TraceError> {
+    pub fn step(
+        &mut self,
+        engine: &mut Engine,
+        mut on_op: impl FnMut(&OpStats),
+    ) -> Result<(), TraceError> {
         let pos = engine.position()?;
         for op in engine.ops() {
             engine.run_op(op)?;
-            let Some(buf) = engine.op_output(op) else { continue };
+            let Some(buf) = engine.op_output(op) else {
+                continue;
+            };
             let n = buf.len() as u32;
-            decode::stats::launch::<1024>(engine.device(), 1, buf, n, &mut self.out).map_err(EngineError::from)?;
-            let s = engine.device().download(&self.out).map_err(EngineError::from)?;
+            decode::stats::launch::<1024>(engine.device(), 1, buf, n, &mut self.out)
+                .map_err(EngineError::from)?;
+            let s = engine
+                .device()
+                .download(&self.out)
+                .map_err(EngineError::from)?;
             let stats = OpStats {
                 op,
                 min: s[0],

@@ -69,7 +69,9 @@ impl Op {
     /// The transformer block the op belongs to.
     pub fn layer(&self) -> Option<usize> {
         match self {
-            Op::Qkv(l) | Op::Attention(l) | Op::OutProj(l) | Op::GateUp(l) | Op::Down(l) => Some(*l),
+            Op::Qkv(l) | Op::Attention(l) | Op::OutProj(l) | Op::GateUp(l) | Op::Down(l) => {
+                Some(*l)
+            }
             Op::Embed | Op::LmHead | Op::Argmax => None,
         }
     }
@@ -112,10 +114,12 @@ pub struct Engine {
 }
 
 /// Launch shape of the matrix-vector products (measured best on H100: one row per
-/// wavefront, 512-thread blocks, two blocks per compute unit).
+/// wavefront, 512-thread blocks, two blocks per compute unit; paired epilogues take two).
 fn tuned(m: Matvec) -> Matvec {
+    let paired = matches!(m.epilogue, matvec::SWIGLU | matvec::QKV);
     Matvec {
-        rows_per_wave: 1,
+        rows_per_wave: if paired { 2 } else { 1 },
+
         block: 512,
         blocks_per_unit: 2,
         ..m
@@ -125,7 +129,13 @@ fn tuned(m: Matvec) -> Matvec {
 impl Engine {
     /// Uploads the model in `g` to `dev` with a KV cache of `ctx` positions; `progress`
     /// receives uploaded byte counts.
-    pub fn new<B: AsRef<[u8]>>(dev: Device, g: &Gguf<B>, cfg: &LlamaConfig, ctx: usize, progress: impl FnMut(u64)) -> Result<Engine, EngineError> {
+    pub fn new<B: AsRef<[u8]>>(
+        dev: Device,
+        g: &Gguf<B>,
+        cfg: &LlamaConfig,
+        ctx: usize,
+        progress: impl FnMut(u64),
+    ) -> Result<Engine, EngineError> {
         let ctx = ctx.min(cfg.n_ctx).max(1);
         if cfg.rope_dim != cfg.head_dim {
             return Err(EngineError::Unsupported(format!(
@@ -159,8 +169,12 @@ impl Engine {
             attn: dev.alloc(cfg.n_head * cfg.head_dim)?,
             ffn: dev.alloc(cfg.n_ff)?,
             logits: dev.alloc(cfg.n_vocab)?,
-            kc: (0..cfg.n_layer).map(|_| dev.upload(&zeros)).collect::<Result<_, _>>()?,
-            vc: (0..cfg.n_layer).map(|_| dev.upload(&zeros)).collect::<Result<_, _>>()?,
+            kc: (0..cfg.n_layer)
+                .map(|_| dev.upload(&zeros))
+                .collect::<Result<_, _>>()?,
+            vc: (0..cfg.n_layer)
+                .map(|_| dev.upload(&zeros))
+                .collect::<Result<_, _>>()?,
             scratch: attention.scratch(&dev)?,
         };
         Ok(Engine {
@@ -193,7 +207,13 @@ impl Engine {
     pub fn ops(&self) -> Vec<Op> {
         let mut ops = vec![Op::Embed];
         for l in 0..self.cfg.n_layer {
-            ops.extend([Op::Qkv(l), Op::Attention(l), Op::OutProj(l), Op::GateUp(l), Op::Down(l)]);
+            ops.extend([
+                Op::Qkv(l),
+                Op::Attention(l),
+                Op::OutProj(l),
+                Op::GateUp(l),
+                Op::Down(l),
+            ]);
         }
         ops.extend([Op::LmHead, Op::Argmax]);
         ops
@@ -223,7 +243,8 @@ impl Engine {
             ctx: 1,
             base: cfg.rope_freq_base,
         };
-        let plain = |m: &GpuMatrix, norm: bool, epilogue: u32| tuned(Matvec::new(m.fmt, norm, epilogue));
+        let plain =
+            |m: &GpuMatrix, norm: bool, epilogue: u32| tuned(Matvec::new(m.fmt, norm, epilogue));
         match op {
             Op::Embed => {
                 let e = &self.w.token_embd;
@@ -231,7 +252,13 @@ impl Engine {
                     decode::embed::definition(),
                     &[greta::codegen::SpecValue::Const(e.fmt.code() as i128)],
                     e.cols.div_ceil(256).into(),
-                    &[(&e.buf).into(), (&s.tok).into(), (&mut s.h).into(), e.rows.into(), e.cols.into()],
+                    &[
+                        (&e.buf).into(),
+                        (&s.tok).into(),
+                        (&mut s.h).into(),
+                        e.rows.into(),
+                        e.cols.into(),
+                    ],
                 )?;
             }
             Op::Qkv(l) => {
@@ -262,27 +289,75 @@ impl Engine {
                 )?;
             }
             Op::Attention(l) => {
-                self.attention.launch(dev, &s.q, &s.kc[l], &s.vc[l], &s.pos, &mut s.scratch, &mut s.attn)?;
+                self.attention.launch(
+                    dev,
+                    &s.q,
+                    &s.kc[l],
+                    &s.vc[l],
+                    &s.pos,
+                    &mut s.scratch,
+                    &mut s.attn,
+                )?;
             }
             Op::OutProj(l) => {
                 let m = &self.w.layers[l].wo;
-                plain(m, false, matvec::ADD).launch(dev, &m.buf, &m.buf, &s.attn, &s.attn, &mut s.h, None, m.rows, 0, m.cols, eps, no_rope)?;
+                plain(m, false, matvec::ADD).launch(
+                    dev, &m.buf, &m.buf, &s.attn, &s.attn, &mut s.h, None, m.rows, 0, m.cols, eps,
+                    no_rope,
+                )?;
             }
             Op::GateUp(l) => {
                 let layer = &self.w.layers[l];
                 let m = &layer.w_gate_up;
-                plain(m, true, matvec::SWIGLU).launch(dev, &m.buf, &m.buf, &s.h, &layer.ffn_norm, &mut s.ffn, None, m.rows, 0, m.cols, eps, no_rope)?;
+                plain(m, true, matvec::SWIGLU).launch(
+                    dev,
+                    &m.buf,
+                    &m.buf,
+                    &s.h,
+                    &layer.ffn_norm,
+                    &mut s.ffn,
+                    None,
+                    m.rows,
+                    0,
+                    m.cols,
+                    eps,
+                    no_rope,
+                )?;
             }
             Op::Down(l) => {
                 let m = &self.w.layers[l].w_down;
-                plain(m, false, matvec::ADD).launch(dev, &m.buf, &m.buf, &s.ffn, &s.ffn, &mut s.h, None, m.rows, 0, m.cols, eps, no_rope)?;
+                plain(m, false, matvec::ADD).launch(
+                    dev, &m.buf, &m.buf, &s.ffn, &s.ffn, &mut s.h, None, m.rows, 0, m.cols, eps,
+                    no_rope,
+                )?;
             }
             Op::LmHead => {
                 let m = &self.w.output;
-                plain(m, true, matvec::STORE).launch(dev, &m.buf, &m.buf, &s.h, &self.w.output_norm, &mut s.logits, None, m.rows, 0, m.cols, eps, no_rope)?;
+                plain(m, true, matvec::STORE).launch(
+                    dev,
+                    &m.buf,
+                    &m.buf,
+                    &s.h,
+                    &self.w.output_norm,
+                    &mut s.logits,
+                    None,
+                    m.rows,
+                    0,
+                    m.cols,
+                    eps,
+                    no_rope,
+                )?;
             }
             Op::Argmax => {
-                decode::argmax::launch::<1024>(dev, 1, &s.logits, cfg.n_vocab as u32, &mut s.tok, &mut s.history, &mut s.pos)?;
+                decode::argmax::launch::<1024>(
+                    dev,
+                    1,
+                    &s.logits,
+                    cfg.n_vocab as u32,
+                    &mut s.tok,
+                    &mut s.history,
+                    &mut s.pos,
+                )?;
             }
         }
         Ok(())

@@ -60,10 +60,20 @@ pub struct GpuWeights {
 
 /// Rows and columns of a 2-D tensor (GGUF lists the innermost dimension first).
 fn shape(t: &TensorView) -> (usize, usize) {
-    (t.dims.get(1).copied().unwrap_or(1) as usize, t.dims[0] as usize)
+    (
+        t.dims.get(1).copied().unwrap_or(1) as usize,
+        t.dims[0] as usize,
+    )
 }
 
-fn upload_matrix(dev: &Device, name: &str, ty: greta::quant::GgmlType, rows: usize, cols: usize, raw: &[u8]) -> Result<GpuMatrix, WeightError> {
+fn upload_matrix(
+    dev: &Device,
+    name: &str,
+    ty: greta::quant::GgmlType,
+    rows: usize,
+    cols: usize,
+    raw: &[u8],
+) -> Result<GpuMatrix, WeightError> {
     let layout = |source| WeightError::Layout {
         tensor: name.to_string(),
         source,
@@ -86,9 +96,11 @@ fn matrix(dev: &Device, t: &TensorView) -> Result<GpuMatrix, WeightError> {
 /// A norm weight as f32, whatever its stored type.
 fn vector(dev: &Device, t: &TensorView) -> Result<Buffer<f32>, WeightError> {
     let mut v = vec![0f32; t.dims[0] as usize];
-    greta::quant::dequantize(t.ggml_type, t.bytes, &mut v).map_err(|source| WeightError::Decode {
-        tensor: t.name.to_string(),
-        source,
+    greta::quant::dequantize(t.ggml_type, t.bytes, &mut v).map_err(|source| {
+        WeightError::Decode {
+            tensor: t.name.to_string(),
+            source,
+        }
     })?;
     Ok(dev.upload(&v)?)
 }
@@ -129,10 +141,24 @@ fn layer(dev: &Device, index: usize, l: &LayerWeights) -> Result<GpuLayer, Weigh
     let (q_rows, cols) = shape(&l.attn_q);
     let k_rows = shape(&l.attn_k).0;
     let qk = combine_rows(&[&l.attn_q, &l.attn_k], false);
-    let wqk = upload_matrix(dev, l.attn_q.name, l.attn_q.ggml_type, q_rows + k_rows, cols, &qk)?;
+    let wqk = upload_matrix(
+        dev,
+        l.attn_q.name,
+        l.attn_q.ggml_type,
+        q_rows + k_rows,
+        cols,
+        &qk,
+    )?;
     let (ff, embd) = shape(&l.ffn_gate);
     let gu = combine_rows(&[&l.ffn_gate, &l.ffn_up], true);
-    let w_gate_up = upload_matrix(dev, l.ffn_gate.name, l.ffn_gate.ggml_type, 2 * ff, embd, &gu)?;
+    let w_gate_up = upload_matrix(
+        dev,
+        l.ffn_gate.name,
+        l.ffn_gate.ggml_type,
+        2 * ff,
+        embd,
+        &gu,
+    )?;
     Ok(GpuLayer {
         attn_norm: vector(dev, &l.attn_norm)?,
         ffn_norm: vector(dev, &l.ffn_norm)?,
@@ -146,17 +172,31 @@ fn layer(dev: &Device, index: usize, l: &LayerWeights) -> Result<GpuLayer, Weigh
 
 impl GpuWeights {
     /// Packs and uploads every tensor; `progress` receives the bytes of each tensor done.
-    pub fn upload(dev: &Device, w: &LlamaWeights, mut progress: impl FnMut(u64)) -> Result<GpuWeights, WeightError> {
+    pub fn upload(
+        dev: &Device,
+        w: &LlamaWeights,
+        mut progress: impl FnMut(u64),
+    ) -> Result<GpuWeights, WeightError> {
         let token_embd = matrix(dev, &w.token_embd)?;
         progress(w.token_embd.bytes.len() as u64);
         let mut layers = Vec::with_capacity(w.layers.len());
         for (i, l) in w.layers.iter().enumerate() {
             layers.push(layer(dev, i, l)?);
             progress(
-                [l.attn_norm, l.attn_q, l.attn_k, l.attn_v, l.attn_output, l.ffn_norm, l.ffn_gate, l.ffn_up, l.ffn_down]
-                    .iter()
-                    .map(|t| t.bytes.len() as u64)
-                    .sum(),
+                [
+                    l.attn_norm,
+                    l.attn_q,
+                    l.attn_k,
+                    l.attn_v,
+                    l.attn_output,
+                    l.ffn_norm,
+                    l.ffn_gate,
+                    l.ffn_up,
+                    l.ffn_down,
+                ]
+                .iter()
+                .map(|t| t.bytes.len() as u64)
+                .sum(),
             );
         }
         let output = if w.tied_embeddings {
