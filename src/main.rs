@@ -56,13 +56,13 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         reps: usize,
         /// Rows each wavefront computes at a time (several values compare variants).
-        #[arg(long, value_delimiter = ',', default_value = "2")]
+        #[arg(long, value_delimiter = ',', default_value = "1")]
         rows_per_wave: Vec<u32>,
         /// Threads per block (several values compare variants).
-        #[arg(long, value_delimiter = ',', default_value = "256")]
+        #[arg(long, value_delimiter = ',', default_value = "512")]
         block: Vec<u32>,
         /// Resident blocks per compute unit the grid is sized for.
-        #[arg(long, value_delimiter = ',', default_value = "4")]
+        #[arg(long, value_delimiter = ',', default_value = "2")]
         blocks_per_unit: Vec<u32>,
     },
     /// List the devices each backend finds.

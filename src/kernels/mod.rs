@@ -52,15 +52,15 @@ pub fn builtins() -> Vec<BuiltinKernel> {
             def: matvec::matvec::definition,
             variants: GpuFormat::ALL
                 .iter()
-                .map(|f| Matvec::new(*f, true, matvec::STORE).spec())
+                .map(|f| Matvec::new(*f, true, matvec::STORE).spec(4096))
                 .chain([
-                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(),
-                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(),
+                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(11008),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(4096),
                     Matvec {
                         fmt_b: GpuFormat::Q6K,
                         ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
                     }
-                    .spec(),
+                    .spec(4096),
                 ])
                 .collect(),
         },

@@ -113,19 +113,6 @@ pub struct Engine {
     graph: Option<Graph>,
 }
 
-/// Launch shape of the matrix-vector products (measured best on H100: one row per
-/// wavefront, 512-thread blocks, two blocks per compute unit; paired epilogues take two).
-fn tuned(m: Matvec) -> Matvec {
-    let paired = matches!(m.epilogue, matvec::SWIGLU | matvec::QKV);
-    Matvec {
-        rows_per_wave: if paired { 2 } else { 1 },
-
-        block: 512,
-        blocks_per_unit: 2,
-        ..m
-    }
-}
-
 impl Engine {
     /// Uploads the model in `g` to `dev` with a KV cache of `ctx` positions; `progress`
     /// receives uploaded byte counts.
@@ -244,7 +231,7 @@ impl Engine {
             base: cfg.rope_freq_base,
         };
         let plain =
-            |m: &GpuMatrix, norm: bool, epilogue: u32| tuned(Matvec::new(m.fmt, norm, epilogue));
+            |m: &GpuMatrix, norm: bool, epilogue: u32| Matvec::new(m.fmt, norm, epilogue);
         match op {
             Op::Embed => {
                 let e = &self.w.token_embd;
@@ -263,10 +250,10 @@ impl Engine {
             }
             Op::Qkv(l) => {
                 let layer = &self.w.layers[l];
-                let mv = tuned(Matvec {
+                let mv = Matvec {
                     fmt_b: layer.wv.fmt,
                     ..Matvec::new(layer.wqk.fmt, true, matvec::QKV)
-                });
+                };
                 let rope = Rope {
                     q_rows: (cfg.n_head * cfg.head_dim) as u32,
                     head_dim: cfg.head_dim as u32,
