@@ -50,55 +50,85 @@ pub fn items_per_row(fmt: u32, cols: u32) -> u32 {
     }
 }
 
-/// Quantises four consecutive input values (`x * scale * g`, starting at index `i`) into
-/// the shared int8 copy: eight lanes hold one 32-value block, whose largest magnitude sets
-/// the step; `xq` packs four values per word, `dx` holds each block's step, `sx` each
-/// block's sum in real units and `s16` the integer sum of each 16 values (for Q6_K's
-/// offset). Lanes past `n` take part in the reductions with zeros: every lane of the wave
-/// must call it.
+/// Prologue of every matrix-vector kernel: the RMSNorm scale of `x` (1 without `norm`), and
+/// for quantised formats `x * scale * nw` quantised to int8 per 32 values into shared
+/// memory: `xq` packs four values per word, `dx` holds each block's step, `sx` each block's
+/// sum in real units and `s16` the integer sum of each 16 values (for Q6_K's offset).
+/// Every thread of the block must call it.
 #[device]
-pub fn quantize_four(
-    x: f32x4,
-    g: f32x4,
-    scale: f32,
-    i: u32,
+pub fn prologue(
+    fmt: u32,
+    x: &[f32],
+    nw: &[f32],
+    norm: bool,
+    eps: f32,
     n: u32,
     xq: &mut [i32],
     dx: &mut [f32],
     sx: &mut [f32],
     s16: &mut [i32],
-) {
-    let valid = i < n;
-    let v0 = x[0] * scale * g[0];
-    let v1 = x[1] * scale * g[1];
-    let v2 = x[2] * scale * g[2];
-    let v3 = x[3] * scale * g[3];
-    let mut amax = max(max(abs(v0), abs(v1)), max(abs(v2), abs(v3)));
-    amax = max(amax, shfl_xor(amax, 1));
-    amax = max(amax, shfl_xor(amax, 2));
-    amax = max(amax, shfl_xor(amax, 4));
-    let d = amax / 127.0;
-    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-    let q0 = floor(v0 * inv + 0.5) as i32;
-    let q1 = floor(v1 * inv + 0.5) as i32;
-    let q2 = floor(v2 * inv + 0.5) as i32;
-    let q3 = floor(v3 * inv + 0.5) as i32;
-    let packed = (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | ((q3 & 0xff) << 24);
-    let mut sum = q0 + q1 + q2 + q3;
-    sum += shfl_xor(sum, 1);
-    sum += shfl_xor(sum, 2);
-    let sum16 = sum;
-    sum += shfl_xor(sum, 4);
-    if valid {
-        xq[i / 4] = packed;
-        if (i / 4) % 4 == 0 {
-            s16[i / 16] = sum16;
+) -> f32 {
+    let mut scale = 1.0;
+    if norm {
+        let mut ss = 0.0;
+        for i in (thread_idx()..n).step_by(BLOCK) {
+            let v = x[i];
+            ss += v * v;
         }
-        if (i / 4) % 8 == 0 {
-            dx[i / 32] = d;
-            sx[i / 32] = d * (sum as f32);
-        }
+        scale = rsqrt(block_sum(ss) / (n as f32) + eps);
     }
+    if fmt >= Q8_0 {
+        // Eight lanes cover one 32-value block; the trip count is the same for every lane
+        // so the cross-lane reductions below always see a converged wave.
+        let per_pass = BLOCK * 4;
+        for pass in 0..(n + per_pass - 1) / per_pass {
+            let i = pass * per_pass + thread_idx() * 4;
+            let valid = i < n;
+            let v = if valid {
+                x.load_vec::<4>(i / 4)
+            } else {
+                f32x4::splat(0.0)
+            };
+            let g = if valid && norm {
+                nw.load_vec::<4>(i / 4)
+            } else {
+                f32x4::splat(1.0)
+            };
+            let v0 = v[0] * scale * g[0];
+            let v1 = v[1] * scale * g[1];
+            let v2 = v[2] * scale * g[2];
+            let v3 = v[3] * scale * g[3];
+            let mut amax = max(max(abs(v0), abs(v1)), max(abs(v2), abs(v3)));
+            amax = max(amax, shfl_xor(amax, 1));
+            amax = max(amax, shfl_xor(amax, 2));
+            amax = max(amax, shfl_xor(amax, 4));
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let q0 = floor(v0 * inv + 0.5) as i32;
+            let q1 = floor(v1 * inv + 0.5) as i32;
+            let q2 = floor(v2 * inv + 0.5) as i32;
+            let q3 = floor(v3 * inv + 0.5) as i32;
+            let packed =
+                (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | ((q3 & 0xff) << 24);
+            let mut sum = q0 + q1 + q2 + q3;
+            sum += shfl_xor(sum, 1);
+            sum += shfl_xor(sum, 2);
+            let sum16 = sum;
+            sum += shfl_xor(sum, 4);
+            if valid {
+                xq[i / 4] = packed;
+                if thread_idx() % 4 == 0 {
+                    s16[i / 16] = sum16;
+                }
+                if thread_idx() % 8 == 0 {
+                    dx[i / 32] = d;
+                    sx[i / 32] = d * (sum as f32);
+                }
+            }
+        }
+        barrier();
+    }
+    scale
 }
 
 /// 6-bit scale (low byte) and min (second byte) of Q4_K sub-block `j` from the scale

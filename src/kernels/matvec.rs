@@ -7,7 +7,7 @@
 //! the prologue, so the norm and the quantisation of the input overlap memory traffic.
 //! Blocks stride over the rows.
 
-use super::dot::{dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, quantize_four, Q8_0};
+use super::dot::{dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, prologue};
 use crate::kernel;
 
 /// Epilogue: `y[r] = (W x)[r]`.
@@ -62,13 +62,15 @@ pub fn matvec<
     let per_lane = (items + WAVE - 1) / WAVE;
     let stride = grid_dim() * waves * ROWS;
     let first = (block_idx() * waves + wave_id()) * ROWS;
-    let groups = if first < rows { (rows - first + stride - 1) / stride } else { 0 };
+    let groups = if first < rows {
+        (rows - first + stride - 1) / stride
+    } else {
+        0
+    };
     let steps = groups * per_lane;
     let mut scale = 1.0;
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
-    let mut nxt = [u32x4::splat(0); 4 * ROWS];
-    let mut nxt_s = [0u32; ROWS];
     let mut acc = [0.0f32; ROWS];
     // Row group and slot of the step being fetched and of the one being consumed (counters
     // instead of divisions by `per_lane` in the loop).
@@ -76,11 +78,10 @@ pub fn matvec<
     let mut fetch_slot = 0;
     let mut use_base = first;
     let mut use_slot = 0;
-    // Iteration s issues the loads of step s and consumes step s - 2: two steps are in
-    // flight, and steps 0 and 1 are both issued before the prologue at s == 1.
-    for s in 0..steps + 2 {
-        let mut f = [u32x4::splat(0); 4 * ROWS];
-        let mut f_s = [0u32; ROWS];
+    // Iteration s issues the loads of step s and consumes step s - 1.
+    for s in 0..steps + 1 {
+        let mut nxt = [u32x4::splat(0); 4 * ROWS];
+        let mut nxt_s = [0u32; ROWS];
         if s < steps {
             let base = fetch_base;
             let it = lane_id() + fetch_slot * WAVE;
@@ -88,18 +89,24 @@ pub fn matvec<
                 let row = base + r;
                 if it < items && row < rows {
                     let in_a = row < rows_a;
-                    let fmt = if FMT == FMT_B { FMT } else if in_a { FMT } else { FMT_B };
+                    let fmt = if FMT == FMT_B {
+                        FMT
+                    } else if in_a {
+                        FMT
+                    } else {
+                        FMT_B
+                    };
                     let local = if in_a { row } else { row - rows_a };
                     for k in 0..4 {
                         if k < item_vectors(fmt) {
-                            f[4 * r + k] = if in_a {
+                            nxt[4 * r + k] = if in_a {
                                 fetch_vec(fmt, wa, cols, local, it, k)
                             } else {
                                 fetch_vec(fmt, wb, cols, local, it, k)
                             };
                         }
                     }
-                    f_s[r] = if in_a {
+                    nxt_s[r] = if in_a {
                         fetch_scale(fmt, wa, rows_a, cols, local, it)
                     } else {
                         fetch_scale(fmt, wb, rows_b, cols, local, it)
@@ -112,52 +119,23 @@ pub fn matvec<
                 fetch_base += stride;
             }
         }
-        if s == 1 {
-            // The prologue: every thread passes here exactly once, so its barriers see the
-            // whole block, and steps 0 and 1 are already in flight.
-            if FMT >= Q8_0 {
-                // All loads of the input (and norm weights) go out at once into registers:
-                // one memory latency instead of one per pass.
-                let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                for j in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                    let i = (j * BLOCK + thread_idx()) * 4;
-                    if i < cols {
-                        xv[j] = x.load_vec::<4>(i / 4);
-                        if NORM == 1 {
-                            gv[j] = nw.load_vec::<4>(i / 4);
-                        }
-                    }
-                }
-                if NORM == 1 {
-                    let mut ss = 0.0;
-                    for j in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                        for k in 0..4 {
-                            ss += xv[j][k] * xv[j][k];
-                        }
-                    }
-                    scale = rsqrt(block_sum(ss) / (cols as f32) + eps);
-                }
-                for j in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                    quantize_four(xv[j], gv[j], scale, (j * BLOCK + thread_idx()) * 4, cols, xq, dx, sx, s16);
-                }
-                barrier();
-            } else if NORM == 1 {
-                let mut ss = 0.0;
-                for i in (thread_idx()..cols).step_by(BLOCK) {
-                    let v = x[i];
-                    ss += v * v;
-                }
-                scale = rsqrt(block_sum(ss) / (cols as f32) + eps);
-            }
-        }
-        if s >= 2 {
+        if s == 0 {
+            // Every thread passes here exactly once, so the prologue's barriers see the
+            // whole block; step 0's loads are already in flight.
+            scale = prologue(FMT, x, nw, NORM == 1, eps, cols, xq, dx, sx, s16);
+        } else {
             let base = use_base;
             let it = lane_id() + use_slot * WAVE;
             for r in 0..ROWS {
                 let row = base + r;
                 if it < items && row < rows {
-                    let fmt = if FMT == FMT_B { FMT } else if row < rows_a { FMT } else { FMT_B };
+                    let fmt = if FMT == FMT_B {
+                        FMT
+                    } else if row < rows_a {
+                        FMT
+                    } else {
+                        FMT_B
+                    };
                     acc[r] += dot_fetched(
                         fmt,
                         cur[4 * r],
@@ -204,7 +182,10 @@ pub fn matvec<
                                 if EPI == SWIGLU {
                                     y[row / 2] = a / (1.0 + exp(-a)) * b;
                                 } else {
-                                    qkv_epilogue(row, a, b, y, kc, vc, pos[0], rows_a, q_rows, head_dim, ctx, rope_base);
+                                    qkv_epilogue(
+                                        row, a, b, y, kc, vc, pos[0], rows_a, q_rows, head_dim,
+                                        ctx, rope_base,
+                                    );
                                 }
                             }
                         }
@@ -217,11 +198,9 @@ pub fn matvec<
         }
         for k in 0..4 * ROWS {
             cur[k] = nxt[k];
-            nxt[k] = f[k];
         }
         for r in 0..ROWS {
             cur_s[r] = nxt_s[r];
-            nxt_s[r] = f_s[r];
         }
     }
 }
@@ -308,15 +287,18 @@ impl Matvec {
     /// two rows per wavefront, which needs more registers than 512-thread blocks allow, so
     /// they run 256-thread blocks, four per unit.
     pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: u32) -> Matvec {
-        let paired = matches!(epilogue, SWIGLU | QKV);
+        // Q8_0 at 512 threads makes ptxas trade registers for occupancy and spill.
+        let small_blocks = matches!(epilogue, SWIGLU | QKV) || fmt == crate::quant::gpu::GpuFormat::Q8_0;
+
         Matvec {
             fmt,
             fmt_b: fmt,
             norm,
             epilogue,
-            rows_per_wave: if paired { 2 } else { 1 },
-            block: if paired { 256 } else { 512 },
-            blocks_per_unit: if paired { 4 } else { 2 },
+            rows_per_wave: if matches!(epilogue, SWIGLU | QKV) { 2 } else { 1 },
+
+            block: if small_blocks { 256 } else { 512 },
+            blocks_per_unit: if small_blocks { 4 } else { 2 },
         }
     }
 

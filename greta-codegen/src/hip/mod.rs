@@ -68,9 +68,7 @@ pub fn emit(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
             "consts": consts,
             "functions": parts.functions,
             "block": kernel.block,
-            // CUDA: one resident block per SM is enough, so ptxas may use every register
-            // the block size leaves (HIP's second argument means waves per EU instead).
-            "min_blocks": if target.dialect == Dialect::Cuda { ", 1" } else { "" },
+
 
             "params": parts.params,
             "shared": parts.shared,
