@@ -2,7 +2,7 @@
 //! NVRTC for sm_90) and report the resources each uses.
 
 use crate::codegen::{hip, Dialect, SpecValue, Target};
-use crate::kernels::BuiltinKernel;
+use crate::kernels::KernelVariants;
 use crate::runtime::compile::amdgpu::ClangAmdgpu;
 use crate::runtime::compile::nvrtc::Nvrtc;
 use crate::runtime::compile::resources::{parse_ptxas_log, Resources};
@@ -45,14 +45,14 @@ enum Compiler {
 
 /// Compiles every specialisation of `kernels` for `target`.
 pub fn check(
-    kernels: &[BuiltinKernel],
+    kernels: &[KernelVariants],
     target: &Target,
 ) -> Result<Vec<CheckRow>, crate::runtime::Error> {
     let compiler = match target.dialect {
         Dialect::Hip => Compiler::Amd(ClangAmdgpu::locate()?),
         Dialect::Cuda => Compiler::Nvidia(Nvrtc::load()?),
     };
-    let jobs: Vec<(&BuiltinKernel, &Vec<SpecValue>)> = kernels
+    let jobs: Vec<(&KernelVariants, &Vec<SpecValue>)> = kernels
         .iter()
         .flat_map(|k| k.variants.iter().map(move |v| (k, v)))
         .collect();
@@ -64,7 +64,7 @@ pub fn check(
 
 fn compile_one(
     compiler: &Compiler,
-    k: &BuiltinKernel,
+    k: &KernelVariants,
     spec: &[SpecValue],
     target: &Target,
 ) -> CheckRow {

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target};
 use greta::kernels::matvec::Matvec;
-use greta::kernels::{builtins, BuiltinKernel};
+use greta::kernels::{builtins, KernelVariants};
 use greta::quant::gpu::GpuFormat;
 use greta::runtime::cache::KernelCache;
 use greta::runtime::{BackendKind, Device};
@@ -104,7 +104,7 @@ fn target(name: &str) -> Result<Target> {
 
 /// The built-in kernels named on the command line (all if none), or an error naming the
 /// unknown ones.
-fn select(names: &[String]) -> Result<Vec<BuiltinKernel>> {
+fn select(names: &[String]) -> Result<Vec<KernelVariants>> {
     let all = builtins();
     if names.is_empty() {
         return Ok(all);

@@ -13,15 +13,16 @@ use crate::codegen::{KernelDef, Scalar, SpecValue};
 use crate::quant::gpu::GpuFormat;
 use matvec::Matvec;
 
-/// A built-in kernel and the specialisations that `greta emit/check/selftest` use.
-pub struct BuiltinKernel {
+/// A kernel and the specialisations to build of it (what `greta emit/check` and the
+/// toolchain checks of user crates work on).
+pub struct KernelVariants {
     /// The kernel's definition.
     pub def: fn() -> &'static KernelDef,
-    /// Specialisations to build, each with a short label.
+    /// Specialisations to build, in the kernel's generic order.
     pub variants: Vec<Vec<SpecValue>>,
 }
 
-impl BuiltinKernel {
+impl KernelVariants {
     /// The kernel's DSL name.
     pub fn name(&self) -> &'static str {
         (self.def)().name()
@@ -29,26 +30,26 @@ impl BuiltinKernel {
 }
 
 /// Every built-in kernel.
-pub fn builtins() -> Vec<BuiltinKernel> {
+pub fn builtins() -> Vec<KernelVariants> {
     use SpecValue::{Const, Type};
     vec![
-        BuiltinKernel {
+        KernelVariants {
             def: elementwise::add::definition,
             variants: vec![vec![Type(Scalar::F32)], vec![Type(Scalar::F16)]],
         },
-        BuiltinKernel {
+        KernelVariants {
             def: norm::rmsnorm::definition,
             variants: vec![vec![Const(256)]],
         },
-        BuiltinKernel {
+        KernelVariants {
             def: norm::softmax::definition,
             variants: vec![vec![Const(256)]],
         },
-        BuiltinKernel {
+        KernelVariants {
             def: gemv::gemv_f16::definition,
             variants: vec![vec![Const(256)]],
         },
-        BuiltinKernel {
+        KernelVariants {
             def: matvec::matvec::definition,
             variants: GpuFormat::ALL
                 .iter()
@@ -64,22 +65,22 @@ pub fn builtins() -> Vec<BuiltinKernel> {
                 ])
                 .collect(),
         },
-        BuiltinKernel {
+        KernelVariants {
             def: decode::embed::definition,
             variants: GpuFormat::ALL
                 .iter()
                 .map(|f| vec![Const(f.code() as i128)])
                 .collect(),
         },
-        BuiltinKernel {
+        KernelVariants {
             def: decode::argmax::definition,
             variants: vec![vec![Const(1024)]],
         },
-        BuiltinKernel {
+        KernelVariants {
             def: decode::stats::definition,
             variants: vec![vec![Const(1024)]],
         },
-        BuiltinKernel {
+        KernelVariants {
             def: attention::attention::definition,
 
             variants: vec![
