@@ -89,7 +89,7 @@ impl<T: Element> Buffer<T> {
     pub fn reinterpret<U: Element>(self) -> Result<Buffer<U>, crate::Error> {
         let bytes = self.bytes();
         let size = std::mem::size_of::<U>();
-        if bytes % size != 0 {
+        if !bytes.is_multiple_of(size) {
             return Err(crate::Error::Reinterpret { bytes, size });
         }
         Ok(Buffer::from_raw(self.raw, bytes / size))

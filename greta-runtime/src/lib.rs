@@ -11,6 +11,7 @@ pub mod cuda;
 pub mod device;
 pub mod element;
 pub mod error;
+mod gpu;
 pub mod jit;
 pub mod select;
 
