@@ -12,6 +12,8 @@ pub mod device;
 pub mod element;
 pub mod error;
 mod gpu;
+#[cfg(feature = "hip")]
+pub mod hip;
 pub mod jit;
 pub mod select;
 
