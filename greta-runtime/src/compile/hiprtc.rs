@@ -1,7 +1,7 @@
 //! hiprtc: generated HIP source to an AMDGPU code object, at run time. The library is
 //! opened with `dlopen`, so every build can use it and binaries start on machines without
-//! ROCm. ROCm 6 ships hiprtc as `libhiprtc.so`; ROCm 5 exports it from the HIP runtime
-//! (`libamdhip64.so.5`). `GRETA_HIPRTC_LIB` names a library to use instead.
+//! ROCm. ROCm 6 and later ship hiprtc as `libhiprtc.so`; ROCm 5 exports it from the HIP
+//! runtime (`libamdhip64.so.5`). `GRETA_HIPRTC_LIB` names a library to use instead.
 
 use super::tools::INSTALL_HINT;
 use crate::error::{Error, Result};
@@ -10,9 +10,10 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Libraries that export hiprtc, in the order they are tried.
-const CANDIDATES: [&str; 4] = [
+/// Libraries that export hiprtc, in the order they are tried (newest release first).
+const CANDIDATES: [&str; 5] = [
     "libhiprtc.so",
+    "libhiprtc.so.7",
     "libhiprtc.so.6",
     "libamdhip64.so.5",
     "libamdhip64.so",
@@ -89,13 +90,9 @@ impl Hiprtc {
         }
     }
 
-    /// The library file hiprtc was loaded from.
-    pub fn library(&self) -> &Path {
-        &self.path
-    }
-
-    /// The ROCm major release of the loaded library, when known. hiprtc exported by the
-    /// HIP runtime library means ROCm 5 or older (ROCm 6 moved it to its own library).
+    /// The ROCm major release of the loaded library, when known. A HIP runtime library
+    /// (`libamdhip64`) whose file name carries no version is taken as ROCm 5, the release
+    /// that exports hiprtc from it.
     pub fn rocm_major(&self) -> Option<u32> {
         let from_name = self
             .rocm
@@ -118,9 +115,12 @@ impl Hiprtc {
         let base = arch.split(':').next().unwrap_or(arch);
         let aborts = base.starts_with("gfx94") && self.rocm_major().is_none_or(|m| m < 6);
         if aborts {
-            let release = self.rocm.as_deref().unwrap_or("an unknown release");
+            let release = match &self.rocm {
+                Some(v) => format!("ROCm {v}"),
+                None => "an unknown ROCm release".to_string(),
+            };
             return Err(Error::Unavailable(format!(
-                "hiprtc from ROCm {release} ({}) cannot compile for {base}: ROCm 5 aborts the \
+                "hiprtc from {release} ({}) cannot compile for {base}: ROCm 5 aborts the \
                  process for gfx94x; use ROCm 6 or later (set GRETA_HIPRTC_LIB), or check the \
                  kernel offline with `greta check --target gfx942`",
                 self.path.display()

@@ -5,7 +5,8 @@
 //! is part of the cache key; the device's wavefront size must be the target's.
 //!
 //! Built with the `hip` feature, which links `libamdhip64` through `hip-sys` (bindings
-//! from HIP 5.4; only entry points that ROCm 5.2 also exports are used). No AMD GPU is
+//! from HIP 5.4; only entry points that ROCm 5.2 also exports are used, and statuses are
+//! read as its `hipError_t` enum, which knows HIP 5.4's codes). No AMD GPU is
 //! available where this project is built and tested, so this module is exercised only by
 //! building it (`scripts/test.sh` does) and by its start-up paths that need no GPU; the
 //! compiler path it uses (`jit::code_object` with hiprtc) is tested on every kernel.
@@ -31,7 +32,7 @@ fn check(status: sys::hipError_t, what: &str) -> Result<()> {
     let name = format!("{status:?}");
     // SAFETY: hipGetErrorString returns a static NUL-terminated string for any status.
     let text = unsafe { CStr::from_ptr(sys::hipGetErrorString(status)) }.to_string_lossy();
-    // ROCm 5 returns the status name itself; later releases describe it.
+    // ROCm 5.2 returns the status name itself; show it once then.
     Err(Error::Backend(if text == name {
         format!("HIP {what}: {name}")
     } else {
