@@ -11,6 +11,9 @@ pub mod cuda;
 pub mod device;
 pub mod element;
 pub mod error;
+mod gpu;
+#[cfg(feature = "hip")]
+pub mod hip;
 pub mod jit;
 pub mod select;
 

@@ -3,6 +3,7 @@
 //! Each reports the resources the compiled kernel uses.
 
 pub mod amdgpu;
+pub mod hiprtc;
 pub mod nvrtc;
 pub mod resources;
 pub mod tools;

@@ -8,12 +8,12 @@ use crate::cache::KernelCache;
 use crate::compile::nvrtc::Nvrtc;
 use crate::device::{Backend, BackendEvent, BackendGraph};
 use crate::error::{Error, Result};
+use crate::gpu::{check_range, check_wave, ArgSlots, LoadedKernels};
 use cudarc::driver::{result, sys, CudaContext, DriverError};
 use greta_codegen::ir::Kernel;
 use greta_codegen::{Target, SM90};
-use std::collections::HashMap;
 use std::ffi::{c_void, CString};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn driver(what: &str) -> impl Fn(DriverError) -> Error + '_ {
     move |e| Error::Backend(format!("CUDA {what}: {e}"))
@@ -35,13 +35,7 @@ pub struct CudaBackend {
     sms: i32,
     nvrtc: Nvrtc,
     cache: Option<KernelCache>,
-    functions: Mutex<HashMap<String, Loaded>>,
-}
-
-/// A loaded module and its kernel entry point.
-struct Loaded {
-    _module: sys::CUmodule,
-    function: sys::CUfunction,
+    kernels: LoadedKernels<sys::CUmodule, sys::CUfunction>,
 }
 
 // SAFETY: the raw handles are used only with the context bound on the calling thread, and
@@ -147,12 +141,7 @@ impl CudaBackend {
         let warp = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_WARP_SIZE)
             .map_err(driver("warp size query"))?;
-        if warp as u32 != SM90.wave {
-            return Err(Error::Unavailable(format!(
-                "device reports a warp of {warp}, but the NVIDIA target table says {}",
-                SM90.wave
-            )));
-        }
+        check_wave(warp, &SM90)?;
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(driver("SM count query"))?;
@@ -167,7 +156,7 @@ impl CudaBackend {
             sms,
             nvrtc: Nvrtc::load()?,
             cache: KernelCache::default_location().ok(),
-            functions: Mutex::new(HashMap::new()),
+            kernels: LoadedKernels::new(),
         })
     }
 
@@ -183,37 +172,27 @@ impl CudaBackend {
 
     /// The kernel's entry point, compiling (or reading the cache) and loading on first use.
     fn function(&self, kernel: &Kernel) -> Result<sys::CUfunction> {
-        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = functions.get(&kernel.symbol) {
-            return Ok(l.function);
-        }
-        let code = crate::jit::code_object(
-            kernel,
-            &SM90,
-            &self.arch,
-            &self.nvrtc,
-            &[],
-            self.cache.as_ref(),
-        )?;
-        let name = CString::new(kernel.symbol.as_str())
-            .map_err(|_| Error::Backend("kernel name contains NUL".into()))?;
-        // SAFETY: `code` is a complete cubin for this device's architecture; the module is
-        // kept alive as long as the backend.
-        let (module, function) = unsafe {
-            let module = result::module::load_data(code.as_ptr() as *const c_void)
-                .map_err(driver("module load"))?;
-            let function =
-                result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
-            (module, function)
-        };
-        functions.insert(
-            kernel.symbol.clone(),
-            Loaded {
-                _module: module,
-                function,
-            },
-        );
-        Ok(function)
+        self.kernels.get_or_load(&kernel.symbol, || {
+            let code = crate::jit::code_object(
+                kernel,
+                &SM90,
+                &self.arch,
+                &self.nvrtc,
+                &[],
+                self.cache.as_ref(),
+            )?;
+            let name = CString::new(kernel.symbol.as_str())
+                .map_err(|_| Error::Backend("kernel name contains NUL".into()))?;
+            // SAFETY: `code` is a complete cubin for this device's architecture; the module
+            // is kept alive as long as the backend.
+            unsafe {
+                let module = result::module::load_data(code.as_ptr() as *const c_void)
+                    .map_err(driver("module load"))?;
+                let function =
+                    result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
+                Ok((module, function))
+            }
+        })
     }
 }
 
@@ -281,19 +260,8 @@ impl Backend for CudaBackend {
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
         self.bind()?;
         let function = self.function(kernel)?;
-        // Every argument is passed through an 8-byte slot; the kernel reads only its own
-        // size from it (little-endian), so scalars of any width fit.
-        let mut slots: Vec<u64> = Vec::with_capacity(args.len());
-        for a in args {
-            slots.push(match a {
-                Arg::Buffer { buffer, .. } => self.ptr(buffer)?,
-                Arg::Scalar(s) => s.bits,
-            });
-        }
-        let mut params: Vec<*mut c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
-            .collect();
+        let mut slots = ArgSlots::pack(args, |b| self.ptr(b))?;
+        let mut params = slots.params();
         // SAFETY: the argument list was checked against the kernel's parameters; the slots
         // outlive the call (the driver copies parameters at launch).
         unsafe {
@@ -389,15 +357,4 @@ impl Backend for CudaBackend {
                 .map_err(driver("event timing"))
         }
     }
-}
-
-fn check_range(b: &RawBuffer, offset: usize, len: usize) -> Result<()> {
-    if offset.checked_add(len).is_none_or(|end| end > b.bytes()) {
-        return Err(Error::OutOfBounds {
-            offset,
-            len,
-            bytes: b.bytes(),
-        });
-    }
-    Ok(())
 }
