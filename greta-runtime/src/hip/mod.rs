@@ -290,6 +290,11 @@ impl Backend for HipBackend {
         )
     }
 
+    fn compute_units(&self) -> u32 {
+        self.compute_units as u32
+    }
+
+
     fn alloc(&self, bytes: usize) -> Result<RawBuffer> {
         self.bind()?;
         let mut ptr: *mut c_void = std::ptr::null_mut();
