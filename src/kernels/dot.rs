@@ -102,7 +102,16 @@ pub fn prologue(
             amax = max(amax, shfl_xor(amax, 1));
             amax = max(amax, shfl_xor(amax, 2));
             amax = max(amax, shfl_xor(amax, 4));
-            let d = amax / 127.0;
+            // `max` ignores NaN and a NaN cast to int is 0: without this a NaN or infinite
+            // input would vanish in the quantisation. It poisons its block's step instead,
+            // so every product that reads the block is NaN.
+            let finite = is_finite(v0) && is_finite(v1) && is_finite(v2) && is_finite(v3);
+            let mut bad = if finite { 0u32 } else { 1u32 };
+            bad = max(bad, shfl_xor(bad, 1));
+            bad = max(bad, shfl_xor(bad, 2));
+            bad = max(bad, shfl_xor(bad, 4));
+            let d = if bad > 0 { f32::NAN } else { amax / 127.0 };
+
             let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
             let q0 = floor(v0 * inv + 0.5) as i32;
             let q1 = floor(v1 * inv + 0.5) as i32;

@@ -288,28 +288,35 @@ impl Matvec {
     /// they run 256-thread blocks, four per unit.
     pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: u32) -> Matvec {
         // Q8_0 at 512 threads makes ptxas trade registers for occupancy and spill.
-        let small_blocks = matches!(epilogue, SWIGLU | QKV) || fmt == crate::quant::gpu::GpuFormat::Q8_0;
+        let small_blocks =
+            matches!(epilogue, SWIGLU | QKV) || fmt == crate::quant::gpu::GpuFormat::Q8_0;
 
         Matvec {
             fmt,
             fmt_b: fmt,
             norm,
             epilogue,
-            rows_per_wave: if matches!(epilogue, SWIGLU | QKV) { 2 } else { 1 },
+            rows_per_wave: if matches!(epilogue, SWIGLU | QKV) {
+                2
+            } else {
+                1
+            },
 
             block: if small_blocks { 256 } else { 512 },
             blocks_per_unit: if small_blocks { 4 } else { 2 },
         }
     }
 
-
-
     /// The specialisation values for rows of `cols` values, in the kernel's generic order.
     /// The shared input capacity is fitted to the row length, so the prologue keeps no
     /// more of it in registers than it needs.
     pub fn spec(&self, cols: u32) -> Vec<crate::codegen::SpecValue> {
         let float = self.fmt.code() <= super::dot::F16;
-        let xcap = if float { 32 } else { cols.next_multiple_of(4 * self.block) };
+        let xcap = if float {
+            32
+        } else {
+            cols.next_multiple_of(4 * self.block)
+        };
         [
             self.fmt.code(),
             self.fmt_b.code(),

@@ -32,10 +32,21 @@ pub fn add_rmsnorm_scale<const BLOCK: u32>(
 }
 
 /// The plain-Rust reference, in f64.
-pub fn reference(h: &mut [f32], delta: &[f32], w: &[f32], n: usize, eps: f32, scale: f32) -> Vec<f64> {
+pub fn reference(
+    h: &mut [f32],
+    delta: &[f32],
+    w: &[f32],
+    n: usize,
+    eps: f32,
+    scale: f32,
+) -> Vec<f64> {
     let mut y = Vec::with_capacity(h.len());
     for (row, d) in h.chunks_mut(n).zip(delta.chunks(n)) {
-        let sum: Vec<f64> = row.iter().zip(d).map(|(a, b)| *a as f64 + *b as f64).collect();
+        let sum: Vec<f64> = row
+            .iter()
+            .zip(d)
+            .map(|(a, b)| *a as f64 + *b as f64)
+            .collect();
         let ms = sum.iter().map(|v| v * v).sum::<f64>() / n as f64;
         let inv = scale as f64 / (ms + eps as f64).sqrt();
         y.extend(sum.iter().zip(w).map(|(v, g)| v * inv * *g as f64));

@@ -294,7 +294,6 @@ impl Backend for HipBackend {
         self.compute_units as u32
     }
 
-
     fn alloc(&self, bytes: usize) -> Result<RawBuffer> {
         self.bind()?;
         let mut ptr: *mut c_void = std::ptr::null_mut();

@@ -230,8 +230,7 @@ impl Engine {
             ctx: 1,
             base: cfg.rope_freq_base,
         };
-        let plain =
-            |m: &GpuMatrix, norm: bool, epilogue: u32| Matvec::new(m.fmt, norm, epilogue);
+        let plain = |m: &GpuMatrix, norm: bool, epilogue: u32| Matvec::new(m.fmt, norm, epilogue);
         match op {
             Op::Embed => {
                 let e = &self.w.token_embd;
