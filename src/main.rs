@@ -65,6 +65,13 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "2")]
         blocks_per_unit: Vec<u32>,
     },
+    /// Compile every built-in kernel for a device, or load it from the disk cache: the
+    /// start-up cost, cold or warm.
+    Compile {
+        /// auto, cpu, cuda or hip.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+    },
     /// List the devices each backend finds.
     Devices,
     /// Inspect or clear the on-disk kernel cache.
@@ -166,20 +173,23 @@ fn main() -> Result<()> {
             let failed = outcomes.iter().filter(|o| !o.passed()).count();
             let mut graph_ok = true;
             if graph {
-                let replays = if dev.target().is_amd() || dev.describe().starts_with("CUDA") {
-                    1000
-                } else {
+                // The interpreter takes milliseconds per launch: a few replays suffice there.
+                let replays = if dev.kind() == BackendKind::Cpu {
                     3
+                } else {
+                    1000
                 };
+
                 let r = greta::selftest::graph::run(&dev, 100, replays)?;
-                graph_ok = r.identical;
+                graph_ok = r.identical && r.updated_identical;
                 println!(
-                    "graph: {} dependent launches, {} replays: eager {:.2} us/kernel, graph {:.2} us/kernel, results {}",
+                    "graph: {} dependent launches, {} replays: eager {:.2} us/kernel, graph {:.2} us/kernel, results {}, after a parameter update {}",
                     r.launches,
                     r.replays,
                     r.eager_us,
                     r.graph_us,
-                    if r.identical { "identical" } else { "DIFFERENT" }
+                    if r.identical { "identical" } else { "DIFFERENT" },
+                    if r.updated_identical { "identical" } else { "DIFFERENT" }
                 );
             }
             if failed > 0 || !graph_ok {
@@ -225,6 +235,35 @@ fn main() -> Result<()> {
             }
 
             print!("{}", greta::bench::table(&rows, copy));
+        }
+        Command::Compile { backend } => {
+            let dev = Device::open(backend.parse::<BackendKind>()?)?;
+            let start = std::time::Instant::now();
+            let before = greta::runtime::jit::compilations();
+            let mut count = 0;
+            for k in builtins() {
+                for spec in &k.variants {
+                    dev.prepare((k.def)(), spec)?;
+                    count += 1;
+                }
+            }
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let compiled = greta::runtime::jit::compilations() - before;
+            let how = if dev.kind() == BackendKind::Cpu {
+                "interpreter code built in memory".to_string()
+            } else {
+                let dir = KernelCache::default_location()
+                    .map(|c| c.dir().display().to_string())
+                    .unwrap_or_default();
+                format!(
+                    "{compiled} compiled, {} loaded from the cache in {dir}",
+                    count - compiled
+                )
+            };
+            println!(
+                "{}: {count} kernels ready in {ms:.0} ms ({how})",
+                dev.describe()
+            );
         }
         Command::Devices => {
             for line in greta::runtime::select::describe_devices() {

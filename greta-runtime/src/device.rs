@@ -15,6 +15,8 @@ pub trait BackendGraph: Send + Sync {
     fn launches(&self) -> usize;
     /// For downcasting by the backend that made it.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// For updating in place by the backend that made it.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
 /// A recorded point in a device's stream of work, for timing.
@@ -31,11 +33,15 @@ pub trait Backend: Send + Sync {
     fn describe(&self) -> String;
     /// Compute units that run blocks concurrently (SMs, CUs, CPU threads), for sizing grids.
     fn compute_units(&self) -> u32;
+    /// Which backend this is.
+    fn kind(&self) -> crate::select::BackendKind;
     fn alloc(&self, bytes: usize) -> Result<RawBuffer>;
     fn write(&self, dst: &RawBuffer, offset: usize, src: &[u8]) -> Result<()>;
     fn read(&self, src: &RawBuffer, offset: usize, dst: &mut [u8]) -> Result<()>;
     /// Device-to-device copy of `bytes` bytes.
     fn copy(&self, src: &RawBuffer, dst: &RawBuffer, bytes: usize) -> Result<()>;
+    /// Compiles (or loads from the cache) and loads a kernel ahead of its first launch.
+    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<()>;
     /// Launches a specialised kernel; arguments are already checked against its parameters.
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()>;
     fn synchronize(&self) -> Result<()>;
@@ -44,6 +50,17 @@ pub trait Backend: Send + Sync {
     /// Stops recording and returns the graph.
     fn end_capture(&self) -> Result<Box<dyn BackendGraph>>;
     fn replay(&self, graph: &dyn BackendGraph) -> Result<()>;
+    /// Brings `graph` up to date with `fresh`, a new capture of the same launches with
+    /// changed parameters. Backends that can patch an instantiated graph do so; the
+    /// default replaces it.
+    fn update(
+        &self,
+        graph: &mut Box<dyn BackendGraph>,
+        fresh: Box<dyn BackendGraph>,
+    ) -> Result<()> {
+        *graph = fresh;
+        Ok(())
+    }
     fn record_event(&self) -> Result<Box<dyn BackendEvent>>;
     /// Milliseconds between two recorded events (waits for the second).
     fn elapsed_ms(&self, start: &dyn BackendEvent, end: &dyn BackendEvent) -> Result<f64>;
@@ -86,6 +103,11 @@ impl Device {
     /// Compute units that run blocks concurrently (SMs, CUs, CPU threads).
     pub fn compute_units(&self) -> u32 {
         self.backend.compute_units()
+    }
+
+    /// Which backend runs this device.
+    pub fn kind(&self) -> crate::select::BackendKind {
+        self.backend.kind()
     }
 
     /// The backend, for backend-specific operations.
@@ -162,6 +184,13 @@ impl Device {
         self.backend.launch(&kernel, grid, args)
     }
 
+    /// Specialises `def` for this device and compiles (or loads from the cache) its code
+    /// ahead of the first launch.
+    pub fn prepare(&self, def: &KernelDef, spec: &[SpecValue]) -> Result<()> {
+        let kernel = def.specialise(&self.target(), spec)?;
+        self.backend.prepare(&kernel)
+    }
+
     /// Waits for all submitted work.
     pub fn synchronize(&self) -> Result<()> {
         self.backend.synchronize()
@@ -179,6 +208,16 @@ impl Device {
     /// Replays a captured graph.
     pub fn replay(&self, graph: &Graph) -> Result<()> {
         self.backend.replay(graph.inner.as_ref())
+    }
+
+    /// Re-records the launches `f` makes (the same kernels, with new parameters) and
+    /// updates `graph` to them.
+    pub fn update(&self, graph: &mut Graph, f: impl FnOnce(&Device) -> Result<()>) -> Result<()> {
+        self.backend.begin_capture()?;
+        let recorded = f(self);
+        let fresh = self.backend.end_capture();
+        recorded?;
+        self.backend.update(&mut graph.inner, fresh?)
     }
 
     /// Runs `f` between two events and returns the device time it took, in milliseconds.

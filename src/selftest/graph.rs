@@ -4,13 +4,13 @@
 use crate::kernel;
 use crate::runtime::{Device, Result};
 
-/// One dependent step: `x = x * 0.5 + 1` element-wise (each launch reads the previous one's
+/// One dependent step: `x = x * 0.5 + b` element-wise (each launch reads the previous one's
 /// output, so the chain has a strict order).
 #[kernel(block = 256)]
-pub fn chain_step(x: &mut [f32], n: u32) {
+pub fn chain_step(x: &mut [f32], n: u32, b: f32) {
     let i = block_idx() * BLOCK + thread_idx();
     if i < n {
-        x[i] = x[i] * 0.5 + 1.0;
+        x[i] = x[i] * 0.5 + b;
     }
 }
 
@@ -25,6 +25,9 @@ pub struct GraphReport {
     pub graph_us: f64,
     /// True if eager and replayed chains produced the same bits.
     pub identical: bool,
+    /// True if, after updating the graph to a new kernel parameter, its replay matched
+    /// eager launches with that parameter bit for bit.
+    pub updated_identical: bool,
 }
 
 /// Captures `launches` dependent launches, replays the graph `replays` times, and compares
@@ -35,23 +38,23 @@ pub fn run(dev: &Device, launches: usize, replays: usize) -> Result<GraphReport>
         .map(|i| (i as f32 * 0.37).sin() * 100.0 + 3.0)
         .collect();
     let grid = n.div_ceil(256) as u32;
-    let chain = |d: &Device, x: &mut crate::runtime::Buffer<f32>| -> Result<()> {
+    let chain = |d: &Device, x: &mut crate::runtime::Buffer<f32>, b: f32| -> Result<()> {
         for _ in 0..launches {
-            chain_step::launch(d, grid, x, n as u32)?;
+            chain_step::launch(d, grid, x, n as u32, b)?;
         }
         Ok(())
     };
 
     let mut eager = dev.upload(&init)?;
-    chain(dev, &mut eager)?; // warm-up: compiles and loads the kernel before timing
+    chain(dev, &mut eager, 1.0)?; // warm-up: compiles and loads the kernel before timing
     dev.write(&mut eager, 0, &init)?;
     let mut eager_ms = Vec::with_capacity(replays);
     for _ in 0..replays {
-        eager_ms.push(dev.time(|d| chain(d, &mut eager))?);
+        eager_ms.push(dev.time(|d| chain(d, &mut eager, 1.0))?);
     }
 
     let mut replayed = dev.upload(&init)?;
-    let graph = dev.capture(|d| chain(d, &mut replayed))?;
+    let mut graph = dev.capture(|d| chain(d, &mut replayed, 1.0))?;
     dev.replay(&graph)?; // warm-up: the first replay uploads the graph
     dev.write(&mut replayed, 0, &init)?;
     let mut graph_ms = Vec::with_capacity(replays);
@@ -64,6 +67,22 @@ pub fn run(dev: &Device, launches: usize, replays: usize) -> Result<GraphReport>
         .iter()
         .zip(dev.download(&replayed)?)
         .all(|(a, b)| a.to_bits() == b.to_bits());
+    // Change the kernels' parameter, update the graph, and compare once more.
+    dev.update(&mut graph, |d| chain(d, &mut replayed, 2.0))?;
+    dev.write(&mut replayed, 0, &init)?;
+    dev.write(&mut eager, 0, &init)?;
+    dev.replay(&graph)?;
+    chain(dev, &mut eager, 2.0)?;
+    let updated_identical = dev
+        .download(&eager)?
+        .iter()
+        .zip(dev.download(&replayed)?)
+        .all(|(a, b)| a.to_bits() == b.to_bits())
+        && dev
+            .download(&replayed)?
+            .iter()
+            .zip(&init)
+            .any(|(a, b)| a != b);
     let per_kernel_us = |ms: &mut Vec<f64>| median(ms) * 1e3 / launches as f64;
     Ok(GraphReport {
         launches: graph.launches(),
@@ -71,6 +90,7 @@ pub fn run(dev: &Device, launches: usize, replays: usize) -> Result<GraphReport>
         eager_us: per_kernel_us(&mut eager_ms),
         graph_us: per_kernel_us(&mut graph_ms),
         identical,
+        updated_identical,
     })
 }
 

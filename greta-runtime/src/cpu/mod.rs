@@ -75,6 +75,9 @@ impl BackendGraph for CpuGraph {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 struct CpuEvent(Instant);
@@ -148,6 +151,10 @@ impl Backend for CpuBackend {
         )
     }
 
+    fn kind(&self) -> crate::select::BackendKind {
+        crate::select::BackendKind::Cpu
+    }
+
     fn compute_units(&self) -> u32 {
         rayon::current_num_threads() as u32
     }
@@ -168,6 +175,10 @@ impl Backend for CpuBackend {
         let mut tmp = vec![0u8; bytes];
         self.memory(src)?.read(0, &mut tmp)?;
         self.memory(dst)?.write(0, &tmp)
+    }
+
+    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<()> {
+        self.code(kernel).map(|_| ())
     }
 
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {

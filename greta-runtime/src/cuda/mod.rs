@@ -86,6 +86,9 @@ impl BackendGraph for CudaGraph {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 impl Drop for CudaGraph {
@@ -208,6 +211,10 @@ impl Backend for CudaBackend {
         )
     }
 
+    fn kind(&self) -> crate::select::BackendKind {
+        crate::select::BackendKind::Cuda
+    }
+
     fn compute_units(&self) -> u32 {
         self.sms as u32
     }
@@ -255,6 +262,11 @@ impl Backend for CudaBackend {
         // SAFETY: both ranges were checked.
         unsafe { result::memcpy_dtod_async(self.ptr(dst)?, self.ptr(src)?, bytes, self.stream) }
             .map_err(driver("device-to-device copy"))
+    }
+
+    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<()> {
+        self.bind()?;
+        self.function(kernel).map(|_| ())
     }
 
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
@@ -326,6 +338,33 @@ impl Backend for CudaBackend {
         self.bind()?;
         // SAFETY: the executable graph belongs to this context.
         unsafe { result::graph::launch(g.exec, self.stream) }.map_err(driver("graph launch"))
+    }
+
+    fn update(
+        &self,
+        graph: &mut Box<dyn BackendGraph>,
+        mut fresh: Box<dyn BackendGraph>,
+    ) -> Result<()> {
+        self.bind()?;
+        let (Some(old), Some(new)) = (
+            graph.as_any_mut().downcast_mut::<CudaGraph>(),
+            fresh.as_any_mut().downcast_mut::<CudaGraph>(),
+        ) else {
+            return Err(Error::ForeignBuffer);
+        };
+        let mut info = std::mem::MaybeUninit::<sys::CUgraphExecUpdateResultInfo>::zeroed();
+        // SAFETY: both graphs belong to this context; `info` is written by the call.
+        let status = unsafe { sys::cuGraphExecUpdate_v2(old.exec, new.graph, info.as_mut_ptr()) };
+        if status == sys::CUresult::CUDA_SUCCESS {
+            // The executable now runs the new parameters; keep the new topology with it
+            // and let `fresh` free the old graph and its own executable.
+            std::mem::swap(&mut old.graph, &mut new.graph);
+            old.launches = new.launches;
+        } else {
+            // Not updatable in place (e.g. a different topology): use the new executable.
+            *graph = fresh;
+        }
+        Ok(())
     }
 
     fn record_event(&self) -> Result<Box<dyn BackendEvent>> {

@@ -125,6 +125,9 @@ impl BackendGraph for HipGraph {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 impl Drop for HipGraph {
@@ -290,6 +293,10 @@ impl Backend for HipBackend {
         )
     }
 
+    fn kind(&self) -> crate::select::BackendKind {
+        crate::select::BackendKind::Hip
+    }
+
     fn compute_units(&self) -> u32 {
         self.compute_units as u32
     }
@@ -353,6 +360,11 @@ impl Backend for HipBackend {
             unsafe { sys::hipMemcpyDtoDAsync(self.ptr(dst)?, self.ptr(src)?, bytes, self.stream) },
             "device-to-device copy",
         )
+    }
+
+    fn prepare(&self, kernel: &Arc<Kernel>) -> Result<()> {
+        self.bind()?;
+        self.function(kernel).map(|_| ())
     }
 
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
