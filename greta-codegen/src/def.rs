@@ -33,12 +33,15 @@ impl DeviceDef {
     }
 }
 
+/// IR already built, by target name and generic values.
+type Specialised = HashMap<(&'static str, Vec<SpecValue>), Arc<Kernel>>;
+
 /// A `#[greta::kernel]`: its AST, the device functions it can reach, and the IR of every
 /// specialisation built so far.
 pub struct KernelDef {
     pub ast: FnAst,
     pub devices: DeviceFns,
-    specialised: Mutex<HashMap<(&'static str, Vec<SpecValue>), Arc<Kernel>>>,
+    specialised: Mutex<Specialised>,
 }
 
 impl KernelDef {

@@ -20,7 +20,7 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
                 k.block, target.max_block
             ),
         ));
-    } else if k.block % target.wave != 0 {
+    } else if !k.block.is_multiple_of(target.wave) {
         diags.push(Diagnostic::new(
             span,
             format!(

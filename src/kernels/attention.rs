@@ -247,9 +247,9 @@ impl Attention {
         out: &mut crate::runtime::Buffer<f32>,
     ) -> Result<(), crate::runtime::Error> {
         let lanes = self.head_dim / 8;
-        if self.head_dim % 8 != 0
-            || dev.target().wave % lanes != 0
-            || self.chunk % (ATTENTION_BLOCK / lanes) != 0
+        if !self.head_dim.is_multiple_of(8)
+            || !dev.target().wave.is_multiple_of(lanes)
+            || !self.chunk.is_multiple_of(ATTENTION_BLOCK / lanes)
         {
             return Err(crate::runtime::Error::Launch {
                 kernel: "attention".into(),

@@ -348,7 +348,7 @@ impl Matvec {
             })
         };
         for f in [self.fmt, self.fmt_b] {
-            if cols as usize % f.column_multiple() != 0 {
+            if !(cols as usize).is_multiple_of(f.column_multiple()) {
                 return bad(format!(
                     "{cols} columns is not a multiple of {} for {}",
                     f.column_multiple(),
@@ -368,7 +368,8 @@ impl Matvec {
                 "{cols} columns exceed the shared input capacity {XCAP}"
             ));
         }
-        if matches!(self.epilogue, SWIGLU | QKV) && (self.rows_per_wave % 2 != 0 || rows_a % 2 != 0)
+        if matches!(self.epilogue, SWIGLU | QKV)
+            && (!self.rows_per_wave.is_multiple_of(2) || !rows_a.is_multiple_of(2))
         {
             return bad("paired epilogues need even row counts and rows per wavefront".into());
         }

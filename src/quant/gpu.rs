@@ -129,7 +129,7 @@ impl GpuFormat {
 /// 32-bit words the kernels address.
 pub fn pack(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Result<Vec<u32>, LayoutError> {
     let fmt = GpuFormat::of(ty)?;
-    if cols % fmt.column_multiple() != 0 {
+    if !cols.is_multiple_of(fmt.column_multiple()) {
         return Err(LayoutError::Columns {
             ty,
             cols,

@@ -214,7 +214,7 @@ fn argmax_case(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
     let p = 5u32;
     let dl = dev.upload(&logits)?;
     let mut tok = dev.upload(&[u32::MAX])?;
-    let mut history = dev.upload(&vec![u32::MAX; 8])?;
+    let mut history = dev.upload(&[u32::MAX; 8])?;
     let mut pos = dev.upload(&[p])?;
     decode::argmax::launch::<1024>(dev, 1, &dl, n as u32, &mut tok, &mut history, &mut pos)?;
     let got = [

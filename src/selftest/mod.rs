@@ -28,12 +28,15 @@ pub struct Comparison {
     pub finite: bool,
 }
 
+/// Runs a case on a device with a seeded random stream.
+type CaseFn = dyn Fn(&Device, &mut StdRng) -> Result<Comparison> + Send + Sync;
+
 /// One kernel run on one shape.
 pub struct Case {
     pub kernel: &'static str,
     pub shape: String,
     pub tolerance: Tolerance,
-    run: Box<dyn Fn(&Device, &mut StdRng) -> Result<Comparison> + Send + Sync>,
+    run: Box<CaseFn>,
 }
 
 /// The result of a case.

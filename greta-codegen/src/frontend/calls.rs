@@ -219,6 +219,7 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn lower_method(
         &mut self,
         recv: &ExprAst,
