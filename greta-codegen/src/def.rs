@@ -93,9 +93,7 @@ impl KernelDef {
         Ok(k)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(&'static str, Vec<SpecValue>), Arc<Kernel>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Specialised> {
         // The map only caches immutable results; a poisoned lock still holds valid entries.
         self.specialised.lock().unwrap_or_else(|p| p.into_inner())
     }
