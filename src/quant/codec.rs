@@ -9,8 +9,9 @@ use super::kquants::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use super::legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK32};
 use super::{GgmlType, QuantError};
 
-/// The types with a reference codec.
-pub const SUPPORTED: [GgmlType; 12] = [
+/// The types weights are stored in that the reference codecs decode (every codec type but
+/// Q8_K, which ggml uses only for activations).
+pub const WEIGHT_TYPES: [GgmlType; 11] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -22,8 +23,18 @@ pub const SUPPORTED: [GgmlType; 12] = [
     GgmlType::Q4K,
     GgmlType::Q5K,
     GgmlType::Q6K,
-    GgmlType::Q8K,
 ];
+
+/// The types with a reference codec: the weight types and Q8_K.
+pub const SUPPORTED: [GgmlType; 12] = {
+    let mut all = [GgmlType::Q8K; 12];
+    let mut i = 0;
+    while i < WEIGHT_TYPES.len() {
+        all[i] = WEIGHT_TYPES[i];
+        i += 1;
+    }
+    all
+};
 
 /// An operation written once for any block layout; `with_block` picks the layout.
 trait BlockOp {

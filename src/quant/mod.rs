@@ -17,7 +17,9 @@ mod levels;
 mod testutil;
 
 pub use block::Block;
-pub use codec::{dequantize, dot_row, fill_random_blocks, quantize, random_blocks, SUPPORTED};
+pub use codec::{
+    dequantize, dot_row, fill_random_blocks, quantize, random_blocks, SUPPORTED, WEIGHT_TYPES,
+};
 pub use error::QuantError;
 pub use kquants::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK32};

@@ -6,21 +6,8 @@ use greta::quant::GgmlType;
 use super::{ConfigError, LlamaConfig};
 use crate::gguf::{Gguf, TensorView};
 
-/// The element types weights may be stored in: those the reference codecs decode, less
-/// Q8_K, which ggml uses only for activations.
-pub const WEIGHT_TYPES: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-];
+/// The element types weights may be stored in (those the reference codecs decode).
+pub use greta::quant::WEIGHT_TYPES;
 
 /// The supported weight type names, comma-separated.
 pub(super) fn weight_type_list() -> String {
