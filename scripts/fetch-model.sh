@@ -9,14 +9,8 @@ NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
 SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEST="$MODELS/$NAME"
 
-need() {
-    # $1: command, $2: Debian package providing it
-    if ! command -v "$1" >/dev/null 2>&1; then
-        echo "installing $2 (for $1)" >&2
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"
-    fi
-}
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
 
 checksum_ok() {
     [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$SHA256" ]]

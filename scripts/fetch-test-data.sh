@@ -13,14 +13,8 @@ for vocab in llama-spm gpt-2 starcoder; do
     FILES+=("ggml-vocab-$vocab.gguf" "ggml-vocab-$vocab.gguf.inp" "ggml-vocab-$vocab.gguf.out")
 done
 
-need() {
-    # $1: command, $2: Debian package providing it
-    if ! command -v "$1" >/dev/null 2>&1; then
-        echo "installing $2 (for $1)" >&2
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"
-    fi
-}
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
 
 all_present() {
     local f

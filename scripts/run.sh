@@ -5,10 +5,9 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "cargo not found: install Rust (https://rustup.rs) first" >&2
-    exit 1
-fi
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+need_cargo
 bash scripts/fetch-model.sh >/dev/null
 cargo build --release --quiet -p llama2
 exec target/release/llama2 run --chat --model models/SmolLM2-135M-Instruct.Q4_1.gguf "$@"

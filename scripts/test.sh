@@ -5,10 +5,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "cargo not found: install Rust (https://rustup.rs) first" >&2
-    exit 1
-fi
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+need_cargo
 
 bash scripts/install-toolchains.sh
 bash scripts/fetch-test-data.sh

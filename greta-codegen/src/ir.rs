@@ -399,51 +399,60 @@ impl Expr {
     }
 }
 
-/// Visits every statement list and expression, mutably, depth first.
-pub fn walk_stmts_mut(stmts: &mut [Stmt], f: &mut dyn FnMut(&mut Expr)) {
-    for s in stmts {
-        match &mut s.kind {
-            StmtKind::Let { init, .. } => {
-                if let Some(e) = init {
-                    walk_expr_mut(e, f)
+/// Defines a walker calling an expression visitor on every expression of a statement list
+/// (each expression tree bottom-up), over `&[Stmt]` or `&mut [Stmt]`.
+macro_rules! stmt_walker {
+    ($(#[$doc:meta])* $name:ident, $expr:ident, $($m:tt)?) => {
+        $(#[$doc])*
+        pub fn $name(stmts: & $($m)? [Stmt], f: &mut dyn FnMut(& $($m)? Expr)) {
+            for s in stmts {
+                match & $($m)? s.kind {
+                    StmtKind::Let { init, .. } => {
+                        if let Some(e) = init {
+                            $expr(e, f)
+                        }
+                    }
+                    StmtKind::Assign { value, .. } | StmtKind::Eval(value) => $expr(value, f),
+                    StmtKind::SetElement { index, value, .. } | StmtKind::Store { index, value, .. } => {
+                        $expr(index, f);
+                        $expr(value, f);
+                    }
+                    StmtKind::If { cond, then, els } => {
+                        $expr(cond, f);
+                        $name(then, f);
+                        $name(els, f);
+                    }
+                    StmtKind::For { start, end, step, body, .. } => {
+                        $expr(start, f);
+                        $expr(end, f);
+                        $expr(step, f);
+                        $name(body, f);
+                    }
+                    StmtKind::While { cond, body } => {
+                        $expr(cond, f);
+                        $name(body, f);
+                    }
+                    StmtKind::Scope(body) => $name(body, f),
+                    StmtKind::Return(Some(e)) => $expr(e, f),
+                    StmtKind::Return(None)
+                    | StmtKind::Break
+                    | StmtKind::Continue
+                    | StmtKind::Barrier
+                    | StmtKind::Fence => {}
                 }
             }
-            StmtKind::Assign { value, .. } | StmtKind::Eval(value) => walk_expr_mut(value, f),
-            StmtKind::SetElement { index, value, .. } | StmtKind::Store { index, value, .. } => {
-                walk_expr_mut(index, f);
-                walk_expr_mut(value, f);
-            }
-            StmtKind::If { cond, then, els } => {
-                walk_expr_mut(cond, f);
-                walk_stmts_mut(then, f);
-                walk_stmts_mut(els, f);
-            }
-            StmtKind::For {
-                start,
-                end,
-                step,
-                body,
-                ..
-            } => {
-                walk_expr_mut(start, f);
-                walk_expr_mut(end, f);
-                walk_expr_mut(step, f);
-                walk_stmts_mut(body, f);
-            }
-            StmtKind::While { cond, body } => {
-                walk_expr_mut(cond, f);
-                walk_stmts_mut(body, f);
-            }
-            StmtKind::Scope(body) => walk_stmts_mut(body, f),
-            StmtKind::Return(Some(e)) => walk_expr_mut(e, f),
-            StmtKind::Return(None)
-            | StmtKind::Break
-            | StmtKind::Continue
-            | StmtKind::Barrier
-            | StmtKind::Fence => {}
         }
-    }
+    };
 }
+
+stmt_walker!(
+    /// Visits every expression of a statement list, mutably.
+    walk_stmts_mut, walk_expr_mut, mut
+);
+stmt_walker!(
+    /// Visits every expression of a statement list.
+    walk_stmts, walk_expr,
+);
 
 /// Defines a bottom-up expression walker over `&Expr` or `&mut Expr`.
 macro_rules! expr_walker {

@@ -54,7 +54,7 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
 pub fn reduction_scratch_bytes(k: &Kernel, target: &Target) -> u32 {
     let mut types = HashSet::new();
     for f in k.funcs.iter().chain(std::iter::once(&k.entry)) {
-        for_each_expr(&f.body, &mut |e| {
+        crate::ir::walk_stmts(&f.body, &mut |e| {
             if let ExprKind::Builtin {
                 op: Builtin::BlockReduce(op),
                 ..
@@ -80,7 +80,7 @@ fn check_function(f: &Function, diags: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    for_each_expr(&f.body, &mut |e| {
+    crate::ir::walk_stmts(&f.body, &mut |e| {
         if !e.ty.is_concrete() {
             diags.push(Diagnostic::new(
                 e.span,
@@ -105,54 +105,6 @@ fn check_function(f: &Function, diags: &mut Vec<Diagnostic>) {
         })
         .collect();
     definite_assignment(&f.body, &mut assigned, f, diags);
-}
-
-/// Calls `f` on every expression in `stmts`.
-pub fn for_each_expr(stmts: &[Stmt], f: &mut dyn FnMut(&Expr)) {
-    for s in stmts {
-        match &s.kind {
-            StmtKind::Let { init, .. } => {
-                if let Some(e) = init {
-                    crate::ir::walk_expr(e, f)
-                }
-            }
-            StmtKind::Assign { value, .. } | StmtKind::Eval(value) => {
-                crate::ir::walk_expr(value, f)
-            }
-            StmtKind::SetElement { index, value, .. } | StmtKind::Store { index, value, .. } => {
-                crate::ir::walk_expr(index, f);
-                crate::ir::walk_expr(value, f);
-            }
-            StmtKind::If { cond, then, els } => {
-                crate::ir::walk_expr(cond, f);
-                for_each_expr(then, f);
-                for_each_expr(els, f);
-            }
-            StmtKind::For {
-                start,
-                end,
-                step,
-                body,
-                ..
-            } => {
-                crate::ir::walk_expr(start, f);
-                crate::ir::walk_expr(end, f);
-                crate::ir::walk_expr(step, f);
-                for_each_expr(body, f);
-            }
-            StmtKind::While { cond, body } => {
-                crate::ir::walk_expr(cond, f);
-                for_each_expr(body, f);
-            }
-            StmtKind::Scope(body) => for_each_expr(body, f),
-            StmtKind::Return(Some(e)) => crate::ir::walk_expr(e, f),
-            StmtKind::Return(None)
-            | StmtKind::Break
-            | StmtKind::Continue
-            | StmtKind::Barrier
-            | StmtKind::Fence => {}
-        }
-    }
 }
 
 /// Reports reads of locals that are not assigned on every path before the read. Returns

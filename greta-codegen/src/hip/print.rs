@@ -90,7 +90,7 @@ fn collect_vectors(f: &Function, out: &mut BTreeSet<(Scalar, u8)>) {
     if let Type::Vector(..) = f.ret {
         add(&f.ret);
     }
-    crate::validate::for_each_expr(&f.body, &mut |e| add(&e.ty));
+    crate::ir::walk_stmts(&f.body, &mut |e| add(&e.ty));
 }
 
 /// C++ spelling of a scalar or vector type.

@@ -136,7 +136,7 @@ impl<'k> Compiler<'k> {
         let k = self.k;
         self.init(Init::Bits(0));
         for f in k.funcs.iter().chain(std::iter::once(&k.entry)) {
-            greta_codegen::validate::for_each_expr(&f.body, &mut |e| {
+            greta_codegen::ir::walk_stmts(&f.body, &mut |e| {
                 if let Some(init) = self.init_of(e) {
                     self.init(init);
                 }

@@ -1,0 +1,18 @@
+# Helpers shared by the scripts (sourced, not run).
+
+# need COMMAND PACKAGE: installs the Debian package providing COMMAND if it is missing.
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "installing $2 (for $1)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"
+    fi
+}
+
+# need_cargo: fails with a message when Rust is not installed.
+need_cargo() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+        exit 1
+    fi
+}
