@@ -20,7 +20,7 @@ source .greta-tools/env
 # Their test binary is also the link check: an rlib is never linked, but that binary
 # references every backend method, so an entry point missing from the installed ROCm fails
 # there. The workspace tests below do not enable the feature.
-HIP_PATH=/usr cargo build --release -p greta-runtime --features hip
+HIP_PATH=/usr cargo build --release -p llama2 --features hip
 HIP_PATH=/usr cargo test --release -p greta-runtime --features hip --lib hip::
 
 cargo test --workspace --release "$@"

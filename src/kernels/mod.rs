@@ -35,7 +35,11 @@ pub fn builtins() -> Vec<KernelVariants> {
     vec![
         KernelVariants {
             def: elementwise::add::definition,
-            variants: vec![vec![Type(Scalar::F32)], vec![Type(Scalar::F16)]],
+            variants: vec![
+                vec![Type(Scalar::F32)],
+                vec![Type(Scalar::F16)],
+                vec![Type(Scalar::BF16)],
+            ],
         },
         KernelVariants {
             def: norm::rmsnorm::definition,

@@ -15,7 +15,14 @@ const F32: Tolerance = Tolerance {
     nmse: 1e-10,
     max_rel: 1e-5,
 };
+/// Results stored in bf16 (8 significant bits).
+const BF16_OUT: Tolerance = Tolerance {
+    nmse: 1e-4,
+    max_rel: 1e-2,
+};
+
 /// Results stored in f16 (about 11 significant bits).
+
 const F16_OUT: Tolerance = Tolerance {
     nmse: 1e-6,
     max_rel: 2e-3,
@@ -32,6 +39,12 @@ pub fn all() -> Vec<Case> {
             format!("f16 n={n}"),
             F16_OUT,
             move |d, r| add_f16(d, r, n),
+        ));
+        v.push(Case::new(
+            "add",
+            format!("bf16 n={n}"),
+            BF16_OUT,
+            move |d, r| add_bf16(d, r, n),
         ));
     }
     for (rows, n) in [(1usize, 4096usize), (3, 1000), (2, 5121)] {
@@ -590,6 +603,31 @@ fn add_f16(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
         .map(|(x, y)| x.to_f64() + y.to_f64())
         .collect();
     let got: Vec<f32> = dev.download(&out)?.into_iter().map(f16::to_f32).collect();
+    Ok(compare(&got, &want))
+}
+
+fn add_bf16(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
+    let a: Vec<half::bf16> = random_f32(rng, n, 4.0)
+        .into_iter()
+        .map(half::bf16::from_f32)
+        .collect();
+    let b: Vec<half::bf16> = random_f32(rng, n, 4.0)
+        .into_iter()
+        .map(half::bf16::from_f32)
+        .collect();
+    let (da, db) = (dev.upload(&a)?, dev.upload(&b)?);
+    let mut out = dev.upload(&vec![half::bf16::NAN; n])?;
+    elementwise::add::launch::<half::bf16>(dev, blocks(n, 256), &da, &db, &mut out, n as u32)?;
+    let want: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| x.to_f64() + y.to_f64())
+        .collect();
+    let got: Vec<f32> = dev
+        .download(&out)?
+        .into_iter()
+        .map(half::bf16::to_f32)
+        .collect();
     Ok(compare(&got, &want))
 }
 

@@ -5,6 +5,7 @@
 
 use crate::engine::{Engine, EngineError};
 use crate::sampling::{Sampler, SamplingParams};
+use crate::trace::{TraceError, Tracer};
 use std::time::{Duration, Instant};
 
 /// Timings and tokens of one generation.
@@ -33,15 +34,37 @@ impl Generation {
     }
 }
 
-/// Generates up to `max_tokens` after `prompt`, calling `on_token` as each arrives.
+/// Why generation stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+/// One decode step: a graph replay, or with a tracer every kernel launched and checked for
+/// NaN/Inf.
+fn step(engine: &mut Engine, tracer: &mut Option<&mut Tracer>) -> Result<(), GenerateError> {
+    match tracer {
+        Some(t) => t.step(engine, |_| {})?,
+        None => engine.step()?,
+    }
+    Ok(())
+}
+
+/// Generates up to `max_tokens` after `prompt`, calling `on_token` as each arrives. With a
+/// tracer, every step (prompt and decode) runs kernel by kernel under its checks.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     engine: &mut Engine,
     prompt: &[u32],
     max_tokens: usize,
     eos: Option<u32>,
     params: SamplingParams,
+    mut tracer: Option<&mut Tracer>,
     mut on_token: impl FnMut(u32),
-) -> Result<Generation, EngineError> {
+) -> Result<Generation, GenerateError> {
     let start = Instant::now();
     let mut sampler = Sampler::new(params);
     let mut out = Generation {
@@ -53,13 +76,13 @@ pub fn generate(
     };
     for (pos, &t) in head.iter().enumerate() {
         engine.set_state(t, pos)?;
-        engine.step()?;
+        step(engine, &mut tracer)?;
     }
     engine.set_state(last, head.len())?;
     let mut recent: Vec<u32> = prompt.to_vec();
     let mut decode_start = None;
     while out.tokens.len() < max_tokens {
-        engine.step()?;
+        step(engine, &mut tracer)?;
         let token = if params.is_greedy() {
             engine.last_token()?
         } else {

@@ -77,7 +77,8 @@ struct RunArgs {
     repetition_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Check every kernel's output for NaN/Inf during decoding (runs without the graph).
+    /// Check every kernel's output for NaN/Inf during the prompt and decoding (runs launch
+    /// by launch, without the graph).
     #[arg(long)]
     trace: bool,
 }
@@ -224,17 +225,11 @@ fn run(args: &RunArgs) -> Result<()> {
         repetition_penalty: args.repetition_penalty,
         seed: args.seed,
     };
-    if args.trace {
-        let mut tracer = llama2::trace::Tracer::new(&engine)?;
-        for (pos, &t) in tokens.iter().enumerate() {
-            engine.set_state(t, pos)?;
-            tracer.step(&mut engine, |_| {})?;
-        }
-        eprintln!(
-            "trace: {} prompt steps, every kernel output finite",
-            tokens.len()
-        );
-    }
+    let mut tracer = if args.trace {
+        Some(llama2::trace::Tracer::new(&engine)?)
+    } else {
+        None
+    };
     let mut out = std::io::stdout();
     let mut pending = Vec::new();
     let r#gen = llama2::generate::generate(
@@ -243,6 +238,7 @@ fn run(args: &RunArgs) -> Result<()> {
         args.max_tokens,
         m.tokenizer.eos(),
         params,
+        tracer.as_mut(),
         |t| {
             // Stream whole UTF-8 characters: a byte-level token may end mid-character.
             if let Ok(bytes) = m.tokenizer.piece(t) {
@@ -258,6 +254,9 @@ fn run(args: &RunArgs) -> Result<()> {
         },
     )?;
     println!();
+    if args.trace {
+        eprintln!("trace: every kernel output of every step was finite");
+    }
     eprintln!(
         "{} prompt tokens, {} generated{}; time to first token {:.1} ms; decode {:.1} tokens/s",
         r#gen.prompt_tokens,
