@@ -15,6 +15,7 @@ const F32: Tolerance = Tolerance {
     nmse: 1e-10,
     max_rel: 1e-5,
 };
+
 /// Results stored in bf16 (8 significant bits).
 const BF16_OUT: Tolerance = Tolerance {
     nmse: 1e-4,
@@ -22,7 +23,6 @@ const BF16_OUT: Tolerance = Tolerance {
 };
 
 /// Results stored in f16 (about 11 significant bits).
-
 const F16_OUT: Tolerance = Tolerance {
     nmse: 1e-6,
     max_rel: 2e-3,

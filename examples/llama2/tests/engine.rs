@@ -141,6 +141,23 @@ fn tracer_reports_an_injected_nan_at_its_layer() {
         seen.len() > 10,
         "the ops before layer 2's FFN ran and were clean"
     );
+    // Generation with the tracer stops at the same place.
+    let mut e = engine(&poisoned, 64, 16);
+    let mut tracer = Tracer::new(&e).expect("tracer");
+    let err = llama2::generate::generate(
+        &mut e,
+        &[5, 6],
+        4,
+        None,
+        SamplingParams::default(),
+        Some(&mut tracer),
+        |_| {},
+    )
+    .expect_err("traced generation finds the NaN");
+    assert!(
+        err.to_string().contains("layer 2 ffn_gate_up+swiglu"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,6 +173,7 @@ fn smollm2_answers_the_capital_of_france_on_the_cpu_backend() {
         12,
         Some(2),
         SamplingParams::default(),
+        None,
         |_| {},
     )
     .expect("generates");
