@@ -97,7 +97,6 @@ pub fn all() -> Vec<Case> {
                 "matvec",
                 format!("{name} swiglu 96x512"),
                 Q8_SWIGLU,
-
                 move |d, r| swiglu_case(d, r, fmt, 96, 512),
             ));
         }
