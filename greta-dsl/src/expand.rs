@@ -100,6 +100,7 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     };
     let mut arity_checks = Vec::new();
     let mut externs = Vec::new();
+    let mut callees: Vec<String> = Vec::new();
     if let (Some(ast), true) = (&ast, errors.is_empty()) {
         let report = greta_codegen::check(ast);
         for (name, span) in &report.externs {
@@ -127,6 +128,9 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
                 .get(call.span.id as usize)
                 .copied()
                 .unwrap_or_else(Span::call_site);
+            if !callees.contains(&call.name) {
+                callees.push(call.name.clone());
+            }
             let module = format_ident!("{}", call.name, span = span);
             let n = call.args;
             let msg = format!(
@@ -143,38 +147,30 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
         (Some(ast), true) => Some(greta_codegen::ast::to_json(ast)),
         _ => None,
     };
-    let module = match kind {
-        Kind::Kernel => kernel_module(&func, ast.as_ref(), body, &arity_checks, &externs),
-        Kind::Device => device_module(&func, body, &arity_checks, &externs),
-    };
+    let module = item_module(
+        &kind,
+        &func,
+        ast.as_ref(),
+        body,
+        &callees,
+        &arity_checks,
+        &externs,
+    );
     quote! { #error_tokens #module }
-}
-
-/// Device functions the kernel calls, as module paths resolved by rustc at the call sites.
-fn callee_refs(ast: Option<&FnAst>) -> Vec<TokenStream> {
-    let Some(ast) = ast else { return Vec::new() };
-    let mut names = Vec::new();
-    for c in greta_codegen::check(ast).device_calls {
-        if !names.contains(&c.name) {
-            names.push(c.name);
-        }
-    }
-    names
-        .iter()
-        .map(|n| {
-            let id = format_ident!("{}", n);
-            quote! { #id::device_def }
-        })
-        .collect()
 }
 
 fn definition_body(
     kind: TokenStream,
     json: Option<String>,
-    callees: &[TokenStream],
+    callees: &[String],
     externs: &[TokenStream],
     name: &str,
 ) -> TokenStream {
+    // Callees resolve by rustc at the call sites, so a missing device function is a Rust error.
+    let callees = callees.iter().map(|n| {
+        let id = format_ident!("{}", n);
+        quote! { #id::device_def }
+    });
     match json {
         Some(json) => quote! {
             static DEF: ::std::sync::OnceLock<::greta::codegen::#kind> = ::std::sync::OnceLock::new();
@@ -189,74 +185,54 @@ fn definition_body(
     }
 }
 
-fn kernel_module(
+/// The module a `#[kernel]` or `#[device]` function expands to.
+fn item_module(
+    kind: &Kind,
     func: &syn::ItemFn,
     ast: Option<&FnAst>,
     json: Option<String>,
+    callees: &[String],
     arity: &[TokenStream],
     externs: &[TokenStream],
 ) -> TokenStream {
     let vis = &func.vis;
     let name = &func.sig.ident;
     let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
-    let callees = callee_refs(ast);
-    let def = definition_body(
-        quote!(KernelDef),
-        json,
-        &callees,
-        externs,
-        &name.to_string(),
-    );
-    let launch = ast.map(launch_fn).unwrap_or_default();
-    quote! {
-        #(#docs)*
-        #[allow(non_snake_case, dead_code)]
-        #vis mod #name {
-            #[allow(unused_imports)]
-            use super::*;
-            /// The kernel's definition: its DSL source and the device functions it calls.
-            pub fn definition() -> &'static ::greta::codegen::KernelDef {
-                #def
+    let def_type = match kind {
+        Kind::Kernel => quote!(KernelDef),
+        Kind::Device => quote!(DeviceDef),
+    };
+    let def = definition_body(def_type, json, callees, externs, &name.to_string());
+    let items = match kind {
+        Kind::Kernel => {
+            let launch = ast.map(launch_fn).unwrap_or_default();
+            quote! {
+                /// The kernel's definition: its DSL source and the device functions it calls.
+                pub fn definition() -> &'static ::greta::codegen::KernelDef {
+                    #def
+                }
+                #launch
             }
-            #launch
-            #(#arity)*
         }
-    }
-}
-
-fn device_module(
-    func: &syn::ItemFn,
-    json: Option<String>,
-    arity: &[TokenStream],
-    externs: &[TokenStream],
-) -> TokenStream {
-    let vis = &func.vis;
-    let name = &func.sig.ident;
-    let docs = func.attrs.iter().filter(|a| a.path().is_ident("doc"));
-    let n = func.sig.inputs.len();
-    let ast = json
-        .as_deref()
-        .and_then(|j| greta_codegen::ast::from_json(j).ok());
-    let callees = callee_refs(ast.as_ref());
-    let def = definition_body(
-        quote!(DeviceDef),
-        json,
-        &callees,
-        externs,
-        &name.to_string(),
-    );
+        Kind::Device => {
+            let n = func.sig.inputs.len();
+            quote! {
+                /// Number of parameters, checked at every call site.
+                pub const ARITY: usize = #n;
+                /// The device function's definition.
+                pub fn device_def() -> &'static ::greta::codegen::DeviceDef {
+                    #def
+                }
+            }
+        }
+    };
     quote! {
         #(#docs)*
         #[allow(non_snake_case, dead_code)]
         #vis mod #name {
             #[allow(unused_imports)]
             use super::*;
-            /// Number of parameters, checked at every call site.
-            pub const ARITY: usize = #n;
-            /// The device function's definition.
-            pub fn device_def() -> &'static ::greta::codegen::DeviceDef {
-                #def
-            }
+            #items
             #(#arity)*
         }
     }

@@ -231,6 +231,12 @@ impl Engine {
             base: cfg.rope_freq_base,
         };
         let plain = |m: &GpuMatrix, norm: bool, epilogue: u32| Matvec::new(m.fmt, norm, epilogue);
+        // The attention output and FFN down projections both add `m · x` into the residual.
+        let add_to_residual = |m: &GpuMatrix, x: &Buffer<f32>, h: &mut Buffer<f32>| {
+            plain(m, false, matvec::ADD).launch(
+                dev, &m.buf, &m.buf, x, x, h, None, m.rows, 0, m.cols, eps, no_rope,
+            )
+        };
         match op {
             Op::Embed => {
                 let e = &self.w.token_embd;
@@ -285,13 +291,7 @@ impl Engine {
                     &mut s.attn,
                 )?;
             }
-            Op::OutProj(l) => {
-                let m = &self.w.layers[l].wo;
-                plain(m, false, matvec::ADD).launch(
-                    dev, &m.buf, &m.buf, &s.attn, &s.attn, &mut s.h, None, m.rows, 0, m.cols, eps,
-                    no_rope,
-                )?;
-            }
+            Op::OutProj(l) => add_to_residual(&self.w.layers[l].wo, &s.attn, &mut s.h)?,
             Op::GateUp(l) => {
                 let layer = &self.w.layers[l];
                 let m = &layer.w_gate_up;
@@ -310,13 +310,7 @@ impl Engine {
                     no_rope,
                 )?;
             }
-            Op::Down(l) => {
-                let m = &self.w.layers[l].w_down;
-                plain(m, false, matvec::ADD).launch(
-                    dev, &m.buf, &m.buf, &s.ffn, &s.ffn, &mut s.h, None, m.rows, 0, m.cols, eps,
-                    no_rope,
-                )?;
-            }
+            Op::Down(l) => add_to_residual(&self.w.layers[l].w_down, &s.ffn, &mut s.h)?,
             Op::LmHead => {
                 let m = &self.w.output;
                 plain(m, true, matvec::STORE).launch(
