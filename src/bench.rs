@@ -44,54 +44,138 @@ pub fn copy_bandwidth(dev: &Device, bytes: usize, reps: usize) -> Result<f64> {
     Ok(2.0 * bytes as f64 / (median(&mut ms) * 1e6))
 }
 
-/// Launches timed together per sample: the GPU stays busy, as in a replayed graph, so host
+/// Launches timed together per sample in eager mode: the GPU stays busy, so host
 /// submission gaps do not count.
 const BATCH: usize = 10;
 
-/// Times `matvec` for one format and shape with the launch shape of `variant`.
+/// How launches are issued while timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timing {
+    /// Batches of `BATCH` launches issued one by one; each sample is one batch.
+    Eager,
+    /// One launch per rotated copy captured into a graph; each sample is one replay. This
+    /// is how the decode step runs, with the shorter gaps between replayed launches.
+    Graph,
+}
+
+/// Median device time of one launch, in microseconds. `launch(d, k)` launches on copy `k`
+/// of `copies`; every copy is launched once before timing starts.
+fn time_launches(
+    dev: &Device,
+    timing: Timing,
+    copies: usize,
+    reps: usize,
+    mut launch: impl FnMut(&Device, usize) -> Result<()>,
+) -> Result<f64> {
+    (0..copies).try_for_each(|k| launch(dev, k))?;
+    let mut ms = Vec::with_capacity(reps);
+    match timing {
+        Timing::Eager => {
+            for i in 0..reps {
+                let sample =
+                    dev.time(|d| (0..BATCH).try_for_each(|j| launch(d, (i * BATCH + j) % copies)))?;
+                ms.push(sample / BATCH as f64);
+            }
+        }
+        Timing::Graph => {
+            let graph = dev.capture(|d| (0..copies).try_for_each(|k| launch(d, k)))?;
+            dev.replay(&graph)?;
+            for _ in 0..reps {
+                ms.push(dev.time(|d| d.replay(&graph))? / copies as f64);
+            }
+        }
+    }
+    Ok(median(&mut ms) * 1e3)
+}
+
+/// Copies of a `bytes`-sized input needed so that rotating through them defeats the L2.
+fn rotation(bytes: usize, most: usize) -> usize {
+    ROTATION_BYTES.div_ceil(bytes).clamp(2, most)
+}
+
+/// The read roofline at `bytes`: a kernel that only streams that many bytes with 16-byte
+/// loads, timed the same way as the products.
+pub fn bench_read(dev: &Device, bytes: usize, timing: Timing, reps: usize) -> Result<BenchRow> {
+    let vecs = bytes.div_ceil(16);
+    let copies = rotation(vecs * 16, 64);
+    let mut rng = StdRng::seed_from_u64(bytes as u64);
+    let data: Vec<u32> = (0..vecs * 4).map(|_| rand::Rng::gen(&mut rng)).collect();
+    let bufs: Vec<Buffer<u32>> = (0..copies)
+        .map(|_| dev.upload(&data))
+        .collect::<Result<_>>()?;
+    let mut out = dev.alloc::<u32>(1)?;
+    let (unroll, block) = (4u32, 512u32);
+    let spec = [unroll, block].map(|v| crate::codegen::SpecValue::Const(v as i128));
+    let grid = (vecs as u32)
+        .div_ceil(block * unroll)
+        .min(dev.compute_units() * (2048 / block))
+        .max(1);
+    let never = data.iter().fold(0u32, |a, w| a ^ w) ^ 1;
+    let us = time_launches(dev, timing, copies, reps, |d, k| {
+        let args = [
+            (&bufs[k]).into(),
+            (&mut out).into(),
+            (vecs as u32).into(),
+            never.into(),
+        ];
+        d.launch(
+            crate::kernels::stream::read_stream::definition(),
+            &spec,
+            grid.into(),
+            &args,
+        )
+    })?;
+    Ok(BenchRow {
+        name: "read roofline".into(),
+        shape: format!("{:.1} MB", bytes as f64 / 1e6),
+        us,
+        bytes: vecs * 16,
+    })
+}
+
+/// Times the single-matrix product `mv` (its format, prologue and launch shape; the
+/// epilogue is a plain store) on a `rows x cols` matrix.
 pub fn bench_matvec(
     dev: &Device,
-    fmt: GpuFormat,
+    mv: Matvec,
     rows: usize,
     cols: usize,
-    norm: bool,
-    variant: Matvec,
+    timing: Timing,
     reps: usize,
 ) -> Result<BenchRow> {
-    let ty = fmt.ggml();
+    let mv = Matvec {
+        fmt_b: mv.fmt,
+        epilogue: matvec::STORE,
+        ..mv
+    };
+    let ty = mv.fmt.ggml();
     let mut rng = StdRng::seed_from_u64(rows as u64 * 31 + cols as u64);
     let blocks = random_blocks(ty, rows * cols / ty.block_elems(), &mut rng)
         .map_err(|e| Error::Backend(e.to_string()))?;
     let packed = pack(ty, rows, cols, &blocks).map_err(|e| Error::Backend(e.to_string()))?;
     let weight_bytes = packed.len() * 4;
-    let copies = ROTATION_BYTES.div_ceil(weight_bytes).clamp(2, 64);
+    let copies = rotation(weight_bytes, 64);
     let weights: Vec<Buffer<u32>> = (0..copies)
         .map(|_| dev.upload(&packed))
         .collect::<Result<_>>()?;
     let x = dev.upload(&crate::selftest::random_f32(&mut rng, cols, 1.0))?;
     let nw = dev.upload(&vec![1.0f32; cols])?;
     let mut y = dev.alloc::<f32>(rows)?;
-    let mv = Matvec {
-        fmt,
-        fmt_b: fmt,
-        norm,
-        epilogue: matvec::STORE,
-        ..variant
-    };
     let rope = Rope {
         q_rows: 0,
         head_dim: 2,
         ctx: 1,
         base: 1e4,
     };
-    let run = |d: &Device, w: &Buffer<u32>, y: &mut Buffer<f32>| {
+    let us = time_launches(dev, timing, copies, reps, |d, k| {
+        let w = &weights[k];
         mv.launch(
             d,
             w,
             w,
             &x,
             &nw,
-            y,
+            &mut y,
             None,
             rows as u32,
             0,
@@ -99,28 +183,19 @@ pub fn bench_matvec(
             1e-5,
             rope,
         )
-    };
-    for w in &weights {
-        run(dev, w, &mut y)?;
-    }
-    let mut ms = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let sample = dev.time(|d| {
-            (0..BATCH).try_for_each(|k| run(d, &weights[(i * BATCH + k) % copies], &mut y))
-        })?;
-        ms.push(sample / BATCH as f64);
-    }
+    })?;
     Ok(BenchRow {
         name: format!(
-            "matvec {} r{}b{}u{}",
+            "matvec {} r{}b{}u{}e{}",
             ty.name(),
             mv.rows_per_wave,
             mv.block,
-            mv.blocks_per_unit
+            mv.blocks_per_unit,
+            mv.early_steps.map_or("auto".to_string(), |e| e.to_string())
         ),
-        shape: format!("{cols}->{rows}{}", if norm { " +norm" } else { "" }),
-        us: median(&mut ms) * 1e3,
-        bytes: weight_bytes + cols * 4 * (1 + norm as usize) + rows * 4,
+        shape: format!("{cols}->{rows}{}", if mv.norm { " +norm" } else { "" }),
+        us,
+        bytes: weight_bytes + cols * 4 * (1 + mv.norm as usize) + rows * 4,
     })
 }
 
@@ -135,30 +210,43 @@ pub const LLAMA2_7B_SHAPES: [(&str, usize, usize); 5] = [
 
 /// Every Llama-2-7B shape in Q4_K and Q6_K, plus the norm-fused 4096x4096 Q4_K, for each
 /// launch variant.
-pub fn matvec_sweep(dev: &Device, variants: &[Matvec], reps: usize) -> Result<Vec<BenchRow>> {
+pub fn matvec_sweep(
+    dev: &Device,
+    variants: &[Matvec],
+    timing: Timing,
+    reps: usize,
+) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::new();
     for v in variants {
         for fmt in [GpuFormat::Q4K, GpuFormat::Q6K] {
             for (_, r, c) in LLAMA2_7B_SHAPES {
-                rows.push(bench_matvec(dev, fmt, r, c, false, *v, reps)?);
+                let mv = Matvec {
+                    fmt,
+                    norm: false,
+                    ..*v
+                };
+                rows.push(bench_matvec(dev, mv, r, c, timing, reps)?);
             }
         }
-        rows.push(bench_matvec(
-            dev,
-            GpuFormat::Q4K,
-            4096,
-            4096,
-            true,
-            *v,
-            reps,
-        )?);
+        let mv = Matvec {
+            fmt: GpuFormat::Q4K,
+            norm: true,
+            ..*v
+        };
+        rows.push(bench_matvec(dev, mv, 4096, 4096, timing, reps)?);
     }
     Ok(rows)
 }
 
 /// Times `attention` on the Llama-2-7B shape (32 KV heads of 128, no grouping) at
 /// sequence length `len` in a 4096-position cache.
-pub fn bench_attention(dev: &Device, len: u32, chunk: u32, reps: usize) -> Result<BenchRow> {
+pub fn bench_attention(
+    dev: &Device,
+    len: u32,
+    chunk: u32,
+    timing: Timing,
+    reps: usize,
+) -> Result<BenchRow> {
     let att = crate::kernels::attention::Attention {
         head_dim: 128,
         group: 1,
@@ -168,7 +256,7 @@ pub fn bench_attention(dev: &Device, len: u32, chunk: u32, reps: usize) -> Resul
     };
     let cache_elems = (att.n_kv * att.ctx * att.head_dim) as usize;
     let used_bytes = 2 * (att.n_kv * len * att.head_dim) as usize * 2;
-    let copies = ROTATION_BYTES.div_ceil(used_bytes).clamp(2, 16);
+    let copies = rotation(used_bytes, 16);
     let fill = vec![half::f16::from_f32(0.01); cache_elems];
     let caches: Vec<(Buffer<half::f16>, Buffer<half::f16>)> = (0..copies)
         .map(|_| Ok((dev.upload(&fill)?, dev.upload(&fill)?)))
@@ -177,24 +265,15 @@ pub fn bench_attention(dev: &Device, len: u32, chunk: u32, reps: usize) -> Resul
     let pos = dev.upload(&[len - 1])?;
     let mut scratch = att.scratch(dev)?;
     let mut out = dev.alloc::<f32>((att.n_kv * att.head_dim) as usize)?;
-    for (k, v) in &caches {
-        att.launch(dev, &q, k, v, &pos, &mut scratch, &mut out)?;
-    }
-    let mut ms = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let sample = dev.time(|d| {
-            (0..BATCH).try_for_each(|j| {
-                let (k, v) = &caches[(i * BATCH + j) % copies];
-                att.launch(d, &q, k, v, &pos, &mut scratch, &mut out)
-            })
-        })?;
-        ms.push(sample / BATCH as f64);
-    }
+    let us = time_launches(dev, timing, copies, reps, |d, k| {
+        let (kc, vc) = &caches[k];
+        att.launch(d, &q, kc, vc, &pos, &mut scratch, &mut out)
+    })?;
     Ok(BenchRow {
         name: format!("attention ch{chunk}"),
 
         shape: format!("32x128 ctx {len}"),
-        us: median(&mut ms) * 1e3,
+        us,
         bytes: used_bytes + 2 * (att.n_kv * att.head_dim) as usize * 4,
     })
 }

@@ -64,6 +64,13 @@ enum Command {
         /// Resident blocks per compute unit the grid is sized for.
         #[arg(long, value_delimiter = ',', default_value = "2")]
         blocks_per_unit: Vec<u32>,
+        /// Steps loaded before the prologue (1 or 2; 0 chooses by shape).
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        early_steps: Vec<u32>,
+        /// Time batches of eager launches instead of launches replayed from a graph (the
+        /// way the decode step runs them).
+        #[arg(long)]
+        eager: bool,
     },
     /// Compile every built-in kernel for a device, or load it from the disk cache: the
     /// start-up cost, cold or warm.
@@ -210,28 +217,48 @@ fn main() -> Result<()> {
             rows_per_wave,
             block,
             blocks_per_unit,
+            early_steps,
+            eager,
         } => {
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
+            let timing = if eager {
+                greta::bench::Timing::Eager
+            } else {
+                greta::bench::Timing::Graph
+            };
             println!("device: {}", dev.describe());
             let copy = greta::bench::copy_bandwidth(&dev, 1 << 30, 20)?;
             let mut variants = Vec::new();
             for &rows_per_wave in &rows_per_wave {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
-                        variants.push(Matvec {
-                            rows_per_wave,
-                            block,
-                            blocks_per_unit,
-                            ..Matvec::new(GpuFormat::Q4K, false, 0)
-                        });
+                        for &early in &early_steps {
+                            variants.push(Matvec {
+                                rows_per_wave,
+                                block,
+                                blocks_per_unit,
+                                early_steps: (early > 0).then_some(early),
+                                ..Matvec::new(GpuFormat::Q4K, false, 0)
+                            });
+                        }
                     }
                 }
             }
-            let mut rows = greta::bench::matvec_sweep(&dev, &variants, reps)?;
+            let mut rows = greta::bench::matvec_sweep(&dev, &variants, timing, reps)?;
             for chunk in [128, 256] {
                 for len in [128, 1024, 4096] {
-                    rows.push(greta::bench::bench_attention(&dev, len, chunk, reps)?);
+                    rows.push(greta::bench::bench_attention(
+                        &dev, len, chunk, timing, reps,
+                    )?);
                 }
+            }
+            for mb in [4.0, 9.5, 25.5, 34.0, 51.0, 74.0] {
+                rows.push(greta::bench::bench_read(
+                    &dev,
+                    (mb * 1e6) as usize,
+                    timing,
+                    reps,
+                )?);
             }
 
             print!("{}", greta::bench::table(&rows, copy));

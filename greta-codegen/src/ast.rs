@@ -86,8 +86,13 @@ pub fn is_constant_name(name: &str) -> bool {
 /// Kernel entry point or device helper.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FnKind {
-    /// A `__global__` kernel; `block` is the threads per block expression.
-    Kernel { block: Option<ExprAst> },
+    /// A `__global__` kernel; `block` is the threads per block expression, `min_waves` the
+    /// waves per SIMD the compiler must leave room for (`#[kernel(min_waves = 4)]`).
+    Kernel {
+        block: Option<ExprAst>,
+        #[serde(default)]
+        min_waves: Option<u32>,
+    },
     /// A `__device__` helper callable from kernels.
     Device,
 }

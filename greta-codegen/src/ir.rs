@@ -25,6 +25,9 @@ pub struct Kernel {
     pub file: String,
     /// Threads per block.
     pub block: u32,
+    /// Waves per SIMD (AMD) or scheduler (NVIDIA) that must fit at once: the compiler keeps
+    /// register use low enough for it. `None` leaves occupancy to the compiler.
+    pub min_waves: Option<u32>,
     /// Named compile-time constants the body refers to (`BLOCK`, const generics).
     pub consts: Vec<NamedConst>,
     pub params: Vec<Param>,
@@ -181,6 +184,14 @@ pub enum StmtKind {
     /// Device-wide memory fence (`__threadfence`): this thread's earlier writes are
     /// visible to every block before its later ones.
     Fence,
+    /// Waits until the launch before this one in the stream has finished and its writes are
+    /// visible. A kernel that contains it may be started while that launch still runs
+    /// (dependent launch): only what comes before it overlaps the previous kernel, so it
+    /// must read nothing that kernel writes and write nothing it reads.
+    WaitPriorLaunch,
+    /// Lets the next launch in the stream start before this kernel has finished (it still
+    /// waits for this one's completion at its own `WaitPriorLaunch`).
+    AllowNextLaunch,
     /// A nested scope (one copy of an unrolled loop body, or a branch kept by folding).
     Scope(Vec<Stmt>),
     /// An expression evaluated for its effect (a call or an atomic).
@@ -438,11 +449,30 @@ macro_rules! stmt_walker {
                     | StmtKind::Break
                     | StmtKind::Continue
                     | StmtKind::Barrier
-                    | StmtKind::Fence => {}
+                    | StmtKind::Fence
+                    | StmtKind::WaitPriorLaunch
+                    | StmtKind::AllowNextLaunch => {}
                 }
             }
         }
     };
+}
+
+impl Kernel {
+    /// Whether the kernel waits for the previous launch itself (`wait_prior_launch()`), so
+    /// the runtime may start it while that launch still runs.
+    pub fn waits_prior_launch(&self) -> bool {
+        fn any(stmts: &[Stmt]) -> bool {
+            stmts.iter().any(|s| match &s.kind {
+                StmtKind::WaitPriorLaunch => true,
+                StmtKind::If { then, els, .. } => any(then) || any(els),
+                StmtKind::For { body, .. } | StmtKind::While { body, .. } => any(body),
+                StmtKind::Scope(body) => any(body),
+                _ => false,
+            })
+        }
+        any(&self.entry.body) || self.funcs.iter().any(|f| any(&f.body))
+    }
 }
 
 stmt_walker!(

@@ -28,6 +28,8 @@ pub struct Target {
     pub max_block: u32,
     /// Vector registers per SIMD lane (AMD) used to state occupancy; 0 where not applicable.
     pub vgprs_per_simd: u32,
+    /// SIMDs (AMD) or warp schedulers (NVIDIA) per compute unit.
+    pub simds_per_unit: u32,
 }
 
 /// CDNA3 (MI300X): the primary target.
@@ -39,6 +41,7 @@ pub const GFX942: Target = Target {
     shared_bytes: 64 * 1024,
     max_block: 1024,
     vgprs_per_simd: 512,
+    simds_per_unit: 4,
 };
 
 /// CDNA2 (MI200).
@@ -50,6 +53,7 @@ pub const GFX90A: Target = Target {
     shared_bytes: 64 * 1024,
     max_block: 1024,
     vgprs_per_simd: 512,
+    simds_per_unit: 4,
 };
 
 /// Hopper (H100), through the CUDA prelude.
@@ -61,6 +65,7 @@ pub const SM90: Target = Target {
     shared_bytes: 48 * 1024,
     max_block: 1024,
     vgprs_per_simd: 0,
+    simds_per_unit: 4,
 };
 
 /// Every target, primary first.
@@ -80,6 +85,22 @@ impl Target {
     /// True for the AMD targets.
     pub fn is_amd(&self) -> bool {
         self.dialect == Dialect::Hip
+    }
+
+    /// The launch-bounds attributes of a kernel of `block` threads that must keep
+    /// `min_waves` waves per SIMD resident. HIP spells it directly; CUDA's second bound is
+    /// blocks per SM, so it becomes the blocks that many waves per scheduler take.
+    pub fn launch_bounds(&self, block: u32, min_waves: Option<u32>) -> String {
+        match (min_waves, self.dialect) {
+            (None, _) => format!("__launch_bounds__({block})"),
+            (Some(w), Dialect::Hip) => {
+                format!("__launch_bounds__({block}) __attribute__((amdgpu_waves_per_eu({w})))")
+            }
+            (Some(w), Dialect::Cuda) => {
+                let blocks = (w * self.simds_per_unit * self.wave).div_ceil(block).max(1);
+                format!("__launch_bounds__({block}, {blocks})")
+            }
+        }
     }
 
     /// Waves per SIMD a kernel using `vgprs` vector registers can keep resident (AMD,
@@ -113,5 +134,24 @@ mod tests {
         assert_eq!(GFX942.waves_per_simd(60), Some(8));
         assert_eq!(GFX942.waves_per_simd(130), Some(3));
         assert_eq!(SM90.waves_per_simd(64), None);
+    }
+
+    #[test]
+    fn occupancy_targets_become_each_vendors_launch_bounds() {
+        assert_eq!(SM90.launch_bounds(256, None), "__launch_bounds__(256)");
+        assert_eq!(GFX942.launch_bounds(512, None), "__launch_bounds__(512)");
+        // Four warps per scheduler on four schedulers: 512 threads, two 256-thread blocks.
+        assert_eq!(
+            SM90.launch_bounds(256, Some(4)),
+            "__launch_bounds__(256, 2)"
+        );
+        assert_eq!(
+            SM90.launch_bounds(1024, Some(4)),
+            "__launch_bounds__(1024, 1)"
+        );
+        assert_eq!(
+            GFX942.launch_bounds(256, Some(4)),
+            "__launch_bounds__(256) __attribute__((amdgpu_waves_per_eu(4)))"
+        );
     }
 }

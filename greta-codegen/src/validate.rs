@@ -209,7 +209,10 @@ fn definite_assignment(
                 return true;
             }
             StmtKind::Break | StmtKind::Continue => return true,
-            StmtKind::Barrier | StmtKind::Fence => {}
+            StmtKind::Barrier
+            | StmtKind::Fence
+            | StmtKind::WaitPriorLaunch
+            | StmtKind::AllowNextLaunch => {}
         }
     }
     false

@@ -15,12 +15,14 @@ pub enum Kind {
 /// Attribute arguments.
 struct Args {
     block: Option<syn::Expr>,
+    min_waves: Option<u32>,
     targets: Vec<(String, Span)>,
 }
 
 fn parse_args(attr: TokenStream, kind: &Kind) -> syn::Result<Args> {
     let mut args = Args {
         block: None,
+        min_waves: None,
         targets: Vec::new(),
     };
     let parser = syn::meta::parser(|meta| {
@@ -32,6 +34,23 @@ fn parse_args(attr: TokenStream, kind: &Kind) -> syn::Result<Args> {
             }
             args.block = Some(meta.value()?.parse()?);
             Ok(())
+        } else if meta.path.is_ident("min_waves") {
+            if matches!(kind, Kind::Device) {
+                return Err(meta.error(
+                    "device functions run with their caller's occupancy; remove `min_waves`",
+                ));
+            }
+            let n: syn::LitInt = meta.value()?.parse()?;
+            match n.base10_parse::<u32>() {
+                Ok(w @ 1..=8) => {
+                    args.min_waves = Some(w);
+                    Ok(())
+                }
+                _ => Err(syn::Error::new(
+                    n.span(),
+                    "`min_waves` is the waves per SIMD to keep resident: 1 to 8",
+                )),
+            }
         } else if meta.path.is_ident("target") {
             let s: syn::LitStr = meta.value()?.parse()?;
             args.targets.push((s.value(), s.span()));
@@ -46,7 +65,7 @@ fn parse_args(attr: TokenStream, kind: &Kind) -> syn::Result<Args> {
             Ok(())
         } else {
             Err(meta.error(
-                "unknown argument; expected `block = N`, `target = \"...\"` or `targets = [...]`",
+                "unknown argument; expected `block = N`, `min_waves = N`, `target = \"...\"` or `targets = [...]`",
             ))
         }
     });
@@ -66,6 +85,7 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
         errors.push(e);
         Args {
             block: None,
+            min_waves: None,
             targets: Vec::new(),
         }
     });
@@ -87,7 +107,10 @@ pub fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
                 },
                 None => None,
             };
-            FnKind::Kernel { block }
+            FnKind::Kernel {
+                block,
+                min_waves: args.min_waves,
+            }
         }
         Kind::Device => FnKind::Device,
     };

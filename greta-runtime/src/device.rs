@@ -42,6 +42,9 @@ pub trait Backend: Send + Sync {
     fn copy(&self, src: &RawBuffer, dst: &RawBuffer, bytes: usize) -> Result<()>;
     /// Compiles (or loads from the cache) and loads a kernel ahead of its first launch.
     fn prepare(&self, kernel: &Arc<Kernel>) -> Result<()>;
+    /// Blocks of `kernel` one compute unit holds at once, as its register and shared-memory
+    /// use allow (loading it first); `u32::MAX` where blocks do not compete for them.
+    fn resident_blocks(&self, kernel: &Arc<Kernel>) -> Result<u32>;
     /// Launches a specialised kernel; arguments are already checked against its parameters.
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()>;
     fn synchronize(&self) -> Result<()>;
@@ -189,6 +192,13 @@ impl Device {
     pub fn prepare(&self, def: &KernelDef, spec: &[SpecValue]) -> Result<()> {
         let kernel = def.specialise(&self.target(), spec)?;
         self.backend.prepare(&kernel)
+    }
+
+    /// Blocks of the specialised kernel one compute unit holds at once (`u32::MAX` where
+    /// there is no such limit), for sizing grids that stay resident.
+    pub fn resident_blocks(&self, def: &KernelDef, spec: &[SpecValue]) -> Result<u32> {
+        let kernel = def.specialise(&self.target(), spec)?;
+        self.backend.resident_blocks(&kernel)
     }
 
     /// Waits for all submitted work.

@@ -33,6 +33,10 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
     let red = shared!([f32; BLOCK / (D / 8) * D]);
     let stats = shared!([f32; 2 * G]);
     let last = shared!([u32; 1]);
+    // Dependent launch: the blocks are scheduled while the QKV product still runs, and wait
+    // here for its cache writes; the next launch may start once every block has begun.
+    allow_next_launch();
+    wait_prior_launch();
     let h = block_idx();
     let c = block_idx_y();
     let len = pos[0] + 1;

@@ -52,7 +52,7 @@ pub fn items_per_row(fmt: u32, cols: u32) -> u32 {
 
 /// Prologue of every matrix-vector kernel: the RMSNorm scale of `x` (1 without `norm`), and
 /// for quantised formats `x * scale * nw` quantised to int8 per 32 values into shared
-/// memory: `xq` packs four values per word, `dx` holds each block's step, `sx` each block's
+/// memory (`xq` in the order `xq_slot` gives): `xq` packs four values per word, `dx` holds each block's step, `sx` each block's
 /// sum in real units and `s16` the integer sum of each 16 values (for Q6_K's offset).
 /// Every thread of the block must call it.
 #[device]
@@ -125,7 +125,7 @@ pub fn prologue(
             let sum16 = sum;
             sum += shfl_xor(sum, 4);
             if valid {
-                xq[i / 4] = packed;
+                xq[4 * xq_slot(i / 16) + (i / 4) % 4] = packed;
                 if thread_idx() % 4 == 0 {
                     s16[i / 16] = sum16;
                 }
@@ -138,6 +138,20 @@ pub fn prologue(
         barrier();
     }
     scale
+}
+
+/// Where 16-byte vector `q` of the quantised input lives in shared memory. A 16-byte
+/// shared load serves eight lanes per cycle, conflict-free only if their addresses fall in
+/// eight different 16-byte columns of the 128-byte bank row. Lanes of a matrix-vector
+/// product read vectors 2 (32-value blocks) or 4 (K-quant groups) apart, and Q6_K in pairs
+/// 8 apart, so in input order most of them share columns (up to 4-way conflicts). XOR-ing
+/// the column with 0, 3, 5 or 6 as the two row bits above it say spreads each of these
+/// patterns over all eight columns (one layout for every format, so stacked matrices of
+/// different formats share it); it permutes vectors within their 128-byte row.
+#[device]
+pub fn xq_slot(q: u32) -> u32 {
+    let row = q >> 3;
+    q ^ (((row & 3) << 1) | ((row ^ (row >> 1)) & 1))
 }
 
 /// 6-bit scale (low byte) and min (second byte) of Q4_K sub-block `j` from the scale
@@ -177,26 +191,24 @@ pub fn item_vectors(fmt: u32) -> u32 {
     }
 }
 
-/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
-/// arithmetic so that kernels can issue the next item's loads before using the current
-/// one (and the first item's before the prologue).
+/// Index (in 16-byte vectors) of vector `k` of work item `it` of weight row `row`.
 #[device]
-pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+pub fn item_vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
     if fmt == F32 {
-        w.load_vec::<4>(row * (cols / 4) + 2 * it + k)
+        row * (cols / 4) + 2 * it + k
     } else if fmt == F16 {
-        w.load_vec::<4>(row * (cols / 8) + it)
+        row * (cols / 8) + it
     } else if fmt == Q8_0 {
-        w.load_vec::<4>(2 * (row * (cols / 32) + it) + k)
+        2 * (row * (cols / 32) + it) + k
     } else if fmt <= Q4_1 {
-        w.load_vec::<4>(row * (cols / 32) + it)
+        row * (cols / 32) + it
     } else if fmt == Q4K {
         // Header, then the two 16-byte halves of group `it % 4`.
         let sb = row * (cols / 256) + it / 4;
         if k == 0 {
-            w.load_vec::<4>(sb * 9)
+            sb * 9
         } else {
-            w.load_vec::<4>(sb * 9 + 2 * (it % 4) + k)
+            sb * 9 + 2 * (it % 4) + k
         }
     } else {
         // Low-nibble halves a and b, high bits, scales of half `(it % 4) / 2`.
@@ -205,15 +217,23 @@ pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u
         let half = it % 2;
         let base = sb * 13;
         if k == 0 {
-            w.load_vec::<4>(base + 4 * n + half)
+            base + 4 * n + half
         } else if k == 1 {
-            w.load_vec::<4>(base + 4 * n + 2 + half)
+            base + 4 * n + 2 + half
         } else if k == 2 {
-            w.load_vec::<4>(base + 8 + 2 * n + half)
+            base + 8 + 2 * n + half
         } else {
-            w.load_vec::<4>(base + 12)
+            base + 12
         }
     }
+}
+
+/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
+/// arithmetic so that kernels can issue the next item's loads before using the current
+/// one (and the first item's before the prologue).
+#[device]
+pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    w.load_vec::<4>(item_vec_index(fmt, cols, row, it, k))
 }
 
 /// The scale of work item `it` of row `row` from the scale region: the f16 `d` in the low
@@ -289,8 +309,9 @@ pub fn dot_fetched(
         acc * scale
     } else if fmt <= Q4_1 {
         let u = it;
-        let xa = xq.load_vec::<4>(2 * u);
-        let xb = xq.load_vec::<4>(2 * u + 1);
+        let xs = xq_slot(2 * u);
+        let xa = xq.load_vec::<4>(xs);
+        let xb = xq.load_vec::<4>(xs ^ 1);
         let mut dot = 0;
         for k in 0..4 {
             if fmt == Q8_0 {
@@ -315,10 +336,12 @@ pub fn dot_fetched(
         // u and u+1.
         let g = it % 4;
         let u = 2 * it;
-        let xa = xq.load_vec::<4>(2 * u);
-        let xb = xq.load_vec::<4>(2 * u + 1);
-        let xc = xq.load_vec::<4>(2 * u + 2);
-        let xd = xq.load_vec::<4>(2 * u + 3);
+        // The four vectors share a 128-byte row: one slot, then its neighbours by XOR.
+        let xs = xq_slot(2 * u);
+        let xa = xq.load_vec::<4>(xs);
+        let xb = xq.load_vec::<4>(xs ^ 1);
+        let xc = xq.load_vec::<4>(xs ^ 2);
+        let xd = xq.load_vec::<4>(xs ^ 3);
         let mut dot0 = 0;
         let mut dot1 = 0;
         for k in 0..4 {
@@ -341,10 +364,11 @@ pub fn dot_fetched(
         let u = (it / 4) * 8 + 4 * n;
         let sc_lo = if n == 0 { v3[0] } else { v3[2] };
         let sc_hi = if n == 0 { v3[1] } else { v3[3] };
-        let x0 = xq.load_vec::<4>(2 * u + half);
-        let x1 = xq.load_vec::<4>(2 * (u + 1) + half);
-        let x2 = xq.load_vec::<4>(2 * (u + 2) + half);
-        let x3 = xq.load_vec::<4>(2 * (u + 3) + half);
+        let xs = xq_slot(2 * u) ^ half;
+        let x0 = xq.load_vec::<4>(xs);
+        let x1 = xq.load_vec::<4>(xs ^ 2);
+        let x2 = xq.load_vec::<4>(xs ^ 4);
+        let x3 = xq.load_vec::<4>(xs ^ 6);
         let mut d0 = 0;
         let mut d1 = 0;
         let mut d2 = 0;

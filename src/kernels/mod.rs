@@ -8,6 +8,7 @@ pub mod elementwise;
 pub mod gemv;
 pub mod matvec;
 pub mod norm;
+pub mod stream;
 
 use crate::codegen::{KernelDef, Scalar, SpecValue};
 use crate::quant::gpu::GpuFormat;
@@ -85,6 +86,10 @@ pub fn builtins() -> Vec<KernelVariants> {
             variants: vec![vec![Const(1024)]],
         },
         KernelVariants {
+            def: stream::read_stream::definition,
+            variants: vec![vec![Const(4), Const(512)]],
+        },
+        KernelVariants {
             def: attention::attention::definition,
 
             variants: vec![
@@ -97,4 +102,22 @@ pub fn builtins() -> Vec<KernelVariants> {
             ],
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::builtins;
+    use crate::codegen::SM90;
+
+    /// Dependent launch is opted into per kernel: exactly the kernels that wait for their
+    /// predecessor themselves may be started before it ends.
+    #[test]
+    fn only_kernels_that_wait_for_their_predecessor_overlap_it() {
+        for k in builtins() {
+            let def = (k.def)();
+            let kernel = def.specialise(&SM90, &k.variants[0]).expect("specialise");
+            let expected = matches!(def.name(), "matvec" | "attention" | "read_stream");
+            assert_eq!(kernel.waits_prior_launch(), expected, "{}", def.name());
+        }
+    }
 }

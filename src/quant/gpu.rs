@@ -118,6 +118,17 @@ impl GpuFormat {
         self.block_elems().max(32)
     }
 
+    /// Values one lane handles per step of a matrix-vector product (the kernel's
+    /// `items_per_row` divides a row into these): eight floats, one 32-value block, or a
+    /// 64-value group of a K-quant super-block.
+    pub fn item_elems(self) -> u32 {
+        match self {
+            GpuFormat::F32 | GpuFormat::F16 => 8,
+            GpuFormat::Q8_0 | GpuFormat::Q4_0 | GpuFormat::Q4_1 => 32,
+            GpuFormat::Q4K | GpuFormat::Q6K => 64,
+        }
+    }
+
     /// Bytes of a packed `rows x cols` tensor (a whole number of 32-bit words).
     pub fn packed_bytes(self, rows: usize, cols: usize) -> usize {
         let blocks = rows * (cols / self.block_elems());

@@ -78,18 +78,25 @@ pub fn all() -> Vec<Case> {
             Q8_INPUT
         };
         let name = fmt.ggml().name();
-        for (rows, cols, norm, add) in [
-            (37usize, 512usize, true, false),
-            (130, 1536, false, true),
-            (8, 256, true, true),
+        // Both prologue placements (one or two steps loaded before it), and the choice by
+        // shape.
+        for (rows, cols, norm, add, early) in [
+            (37usize, 512usize, true, false, Some(1)),
+            (130, 1536, false, true, Some(2)),
+            (8, 256, true, true, None),
         ] {
             let shape = format!(
-                "{name} {rows}x{cols}{}{}",
+                "{name} {rows}x{cols}{}{}{}",
                 if norm { " norm" } else { "" },
-                if add { " +=" } else { "" }
+                if add { " +=" } else { "" },
+                early.map_or(String::new(), |e| format!(" early {e}"))
             );
             v.push(Case::new("matvec", shape, tol, move |d, r| {
-                matvec_case(d, r, fmt, rows, cols, norm, add)
+                let mv = Matvec {
+                    early_steps: early,
+                    ..Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE })
+                };
+                matvec_case(d, r, mv, rows, cols)
             }));
         }
         if fmt.code() > crate::kernels::dot::F16 {
@@ -534,12 +541,11 @@ const Q8_SWIGLU: Tolerance = Tolerance {
 fn matvec_case(
     dev: &Device,
     rng: &mut StdRng,
-    fmt: GpuFormat,
+    mv: Matvec,
     rows: usize,
     cols: usize,
-    norm: bool,
-    add: bool,
 ) -> Result<Comparison> {
+    let (fmt, norm, add) = (mv.fmt, mv.norm, mv.epilogue == matvec::ADD);
     let (blocks, packed) = random_weights(rng, fmt, rows, cols)?;
     let x = random_f32(rng, cols, 2.0);
     let nw = random_f32(rng, cols, 1.5);
@@ -559,7 +565,6 @@ fn matvec_case(
     let dw = dev.upload(&packed)?;
     let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
     let mut y = dev.upload(&if add { y0 } else { vec![f32::NAN; rows] })?;
-    let mv = Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE });
     mv.launch(
         dev,
         &dw,

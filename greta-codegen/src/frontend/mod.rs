@@ -130,6 +130,10 @@ pub fn specialise(
         symbol: lw.symbol(),
         file: file.to_string(),
         block: lw.block.unwrap_or(0),
+        min_waves: match ast.kind {
+            FnKind::Kernel { min_waves, .. } => min_waves,
+            FnKind::Device => None,
+        },
         consts: lw.consts,
         params: lw.params,
         shared: lw.shared,
@@ -291,7 +295,7 @@ impl<'a> Lowerer<'a> {
             });
             self.const_known.push(false);
         }
-        if let FnKind::Kernel { block } = &ast.kind {
+        if let FnKind::Kernel { block, .. } = &ast.kind {
             self.bind_block(block.as_ref());
             if let Some(ret) = &ast.ret {
                 self.error(

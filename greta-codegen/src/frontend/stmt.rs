@@ -252,6 +252,22 @@ impl Lowerer<'_> {
                 }
                 StmtKind::Barrier
             }
+            ExprKindAst::Call { path, args, .. }
+                if path.len() == 1 && path[0] == "wait_prior_launch" =>
+            {
+                if !args.is_empty() {
+                    self.error(span, "`wait_prior_launch()` takes no arguments");
+                }
+                StmtKind::WaitPriorLaunch
+            }
+            ExprKindAst::Call { path, args, .. }
+                if path.len() == 1 && path[0] == "allow_next_launch" =>
+            {
+                if !args.is_empty() {
+                    self.error(span, "`allow_next_launch()` takes no arguments");
+                }
+                StmtKind::AllowNextLaunch
+            }
             _ => {
                 let value = self.lower_expr(e, None);
                 out.append(&mut self.fcx.pending);

@@ -67,7 +67,7 @@ pub fn emit(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
             "helpers": helpers,
             "consts": consts,
             "functions": parts.functions,
-            "block": kernel.block,
+            "launch_bounds": target.launch_bounds(kernel.block, kernel.min_waves),
 
 
             "params": parts.params,

@@ -419,6 +419,8 @@ impl<'k> FnPrinter<'k> {
             }
             StmtKind::Barrier => self.line("__syncthreads();"),
             StmtKind::Fence => self.line("__threadfence();"),
+            StmtKind::WaitPriorLaunch => self.line("greta_wait_prior_launch();"),
+            StmtKind::AllowNextLaunch => self.line("greta_allow_next_launch();"),
             StmtKind::Scope(body) => self.block("", body),
             StmtKind::Eval(e) => {
                 let v = self.expr(e);

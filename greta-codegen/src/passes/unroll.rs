@@ -111,7 +111,12 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         } => in_expr(start) || in_expr(end) || in_expr(step) || indexes_registers_with(body, local),
         StmtKind::While { cond, body } => in_expr(cond) || indexes_registers_with(body, local),
         StmtKind::Scope(body) => indexes_registers_with(body, local),
-        StmtKind::Break | StmtKind::Continue | StmtKind::Barrier | StmtKind::Fence => false,
+        StmtKind::Break
+        | StmtKind::Continue
+        | StmtKind::Barrier
+        | StmtKind::Fence
+        | StmtKind::WaitPriorLaunch
+        | StmtKind::AllowNextLaunch => false,
     })
 }
 

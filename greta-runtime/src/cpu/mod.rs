@@ -181,6 +181,10 @@ impl Backend for CpuBackend {
         self.code(kernel).map(|_| ())
     }
 
+    fn resident_blocks(&self, _kernel: &Arc<Kernel>) -> Result<u32> {
+        Ok(u32::MAX)
+    }
+
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
         let mut capture = self.capture.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = capture.as_mut() {

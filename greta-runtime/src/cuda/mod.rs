@@ -35,7 +35,11 @@ pub struct CudaBackend {
     sms: i32,
     nvrtc: Nvrtc,
     cache: Option<KernelCache>,
-    kernels: LoadedKernels<sys::CUmodule, sys::CUfunction>,
+    /// Entry points, each with whether it is started as a dependent launch.
+    kernels: LoadedKernels<sys::CUmodule, (sys::CUfunction, bool)>,
+    /// Kernels that call `wait_prior_launch()` start before their predecessor ends
+    /// (compute capability 9.0 and up; `GRETA_DEPENDENT_LAUNCH=0` turns it off).
+    dependent_launch: bool,
 }
 
 // SAFETY: the raw handles are used only with the context bound on the calling thread, and
@@ -160,6 +164,8 @@ impl CudaBackend {
             nvrtc: Nvrtc::load()?,
             cache: KernelCache::default_location().ok(),
             kernels: LoadedKernels::new(),
+            dependent_launch: major >= 9
+                && std::env::var("GRETA_DEPENDENT_LAUNCH").map_or(true, |v| v != "0"),
         })
     }
 
@@ -173,8 +179,9 @@ impl CudaBackend {
             .ok_or(Error::ForeignBuffer)
     }
 
-    /// The kernel's entry point, compiling (or reading the cache) and loading on first use.
-    fn function(&self, kernel: &Kernel) -> Result<sys::CUfunction> {
+    /// The kernel's entry point and whether to start it as a dependent launch, compiling
+    /// (or reading the cache) and loading on first use.
+    fn function(&self, kernel: &Kernel) -> Result<(sys::CUfunction, bool)> {
         self.kernels.get_or_load(&kernel.symbol, || {
             let code = crate::jit::code_object(
                 kernel,
@@ -193,7 +200,13 @@ impl CudaBackend {
                     .map_err(driver("module load"))?;
                 let function =
                     result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
-                Ok((module, function))
+                Ok((
+                    module,
+                    (
+                        function,
+                        self.dependent_launch && kernel.waits_prior_launch(),
+                    ),
+                ))
             }
         })
     }
@@ -269,22 +282,62 @@ impl Backend for CudaBackend {
         self.function(kernel).map(|_| ())
     }
 
+    fn resident_blocks(&self, kernel: &Arc<Kernel>) -> Result<u32> {
+        self.bind()?;
+        let (function, _) = self.function(kernel)?;
+        let mut blocks = 0;
+        // SAFETY: the function is loaded in this context; the count is written once.
+        unsafe {
+            sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                &mut blocks,
+                function,
+                kernel.block as i32,
+                0,
+            )
+            .result()
+        }
+        .map_err(driver("occupancy query"))?;
+        Ok(blocks.max(1) as u32)
+    }
+
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
         self.bind()?;
-        let function = self.function(kernel)?;
+        let (function, dependent) = self.function(kernel)?;
         let mut slots = ArgSlots::pack(args, |b| self.ptr(b))?;
         let mut params = slots.params();
         // SAFETY: the argument list was checked against the kernel's parameters; the slots
-        // outlive the call (the driver copies parameters at launch).
+        // outlive the call (the driver copies parameters at launch). The attribute lives
+        // until the call returns.
         unsafe {
-            result::launch_kernel(
-                function,
-                (grid.x, grid.y, grid.z),
-                (kernel.block, 1, 1),
-                0,
-                self.stream,
-                &mut params,
-            )
+            if dependent {
+                let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+                attr.id =
+                    sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+                attr.value.programmaticStreamSerializationAllowed = 1;
+                let config = sys::CUlaunchConfig {
+                    gridDimX: grid.x,
+                    gridDimY: grid.y,
+                    gridDimZ: grid.z,
+                    blockDimX: kernel.block,
+                    blockDimY: 1,
+                    blockDimZ: 1,
+                    sharedMemBytes: 0,
+                    hStream: self.stream,
+                    attrs: &mut attr,
+                    numAttrs: 1,
+                };
+                sys::cuLaunchKernelEx(&config, function, params.as_mut_ptr(), std::ptr::null_mut())
+                    .result()
+            } else {
+                result::launch_kernel(
+                    function,
+                    (grid.x, grid.y, grid.z),
+                    (kernel.block, 1, 1),
+                    0,
+                    self.stream,
+                    &mut params,
+                )
+            }
         }
         .map_err(|e| Error::Launch {
             kernel: kernel.symbol.clone(),

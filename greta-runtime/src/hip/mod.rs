@@ -367,6 +367,25 @@ impl Backend for HipBackend {
         self.function(kernel).map(|_| ())
     }
 
+    fn resident_blocks(&self, kernel: &Arc<Kernel>) -> Result<u32> {
+        self.bind()?;
+        let function = self.function(kernel)?;
+        let mut blocks = 0;
+        // SAFETY: the function is loaded on this device; the count is written once.
+        check(
+            unsafe {
+                sys::hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &mut blocks,
+                    function,
+                    kernel.block as i32,
+                    0,
+                )
+            },
+            "occupancy query",
+        )?;
+        Ok(blocks.max(1) as u32)
+    }
+
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
         self.bind()?;
         let function = self.function(kernel)?;

@@ -404,7 +404,8 @@ impl<'k> Compiler<'k> {
             }
             // Blocks publish results through atomics, which take a lock here: the lock's
             // release and acquire already order the relaxed stores before them.
-            StmtKind::Fence => {}
+            // Launches run one after another here: there is nothing to overlap or wait for.
+            StmtKind::Fence | StmtKind::WaitPriorLaunch | StmtKind::AllowNextLaunch => {}
             StmtKind::Scope(body) => self.stmts(body)?,
 
             StmtKind::Eval(e) => {
