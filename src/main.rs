@@ -55,14 +55,15 @@ enum Command {
         /// Timed launches per kernel (the median is reported).
         #[arg(long, default_value_t = 200)]
         reps: usize,
-        /// Rows each wavefront computes at a time (several values compare variants).
-        #[arg(long, value_delimiter = ',', default_value = "1")]
+        /// Rows each wavefront computes at a time (several values compare variants; 0: the
+        /// library's default, as for the options below).
+        #[arg(long, value_delimiter = ',', default_value = "0")]
         rows_per_wave: Vec<u32>,
         /// Threads per block (several values compare variants).
-        #[arg(long, value_delimiter = ',', default_value = "512")]
+        #[arg(long, value_delimiter = ',', default_value = "0")]
         block: Vec<u32>,
-        /// Resident blocks per compute unit the grid is sized for.
-        #[arg(long, value_delimiter = ',', default_value = "2")]
+        /// Resident blocks per compute unit the grid is sized for, at most.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
         blocks_per_unit: Vec<u32>,
         /// Steps loaded before the prologue (1 or 2; 0 chooses by shape).
         #[arg(long, value_delimiter = ',', default_value = "0")]
@@ -233,12 +234,14 @@ fn main() -> Result<()> {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
                         for &early in &early_steps {
+                            let default = Matvec::new(GpuFormat::Q4K, false, 0);
+                            let or = |v: u32, d: u32| if v == 0 { d } else { v };
                             variants.push(Matvec {
-                                rows_per_wave,
-                                block,
-                                blocks_per_unit,
+                                rows_per_wave: or(rows_per_wave, default.rows_per_wave),
+                                block: or(block, default.block),
+                                blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
                                 early_steps: (early > 0).then_some(early),
-                                ..Matvec::new(GpuFormat::Q4K, false, 0)
+                                ..default
                             });
                         }
                     }

@@ -98,20 +98,19 @@ pub fn prologue(
             let v1 = v[1] * scale * g[1];
             let v2 = v[2] * scale * g[2];
             let v3 = v[3] * scale * g[3];
-            let mut amax = max(max(abs(v0), abs(v1)), max(abs(v2), abs(v3)));
-            amax = max(amax, shfl_xor(amax, 1));
-            amax = max(amax, shfl_xor(amax, 2));
-            amax = max(amax, shfl_xor(amax, 4));
-            // `max` ignores NaN and a NaN cast to int is 0: without this a NaN or infinite
-            // input would vanish in the quantisation. It poisons its block's step instead,
-            // so every product that reads the block is NaN.
-            let finite = is_finite(v0) && is_finite(v1) && is_finite(v2) && is_finite(v3);
-            let mut bad = if finite { 0u32 } else { 1u32 };
-            bad = max(bad, shfl_xor(bad, 1));
-            bad = max(bad, shfl_xor(bad, 2));
-            bad = max(bad, shfl_xor(bad, 4));
-            let d = if bad > 0 { f32::NAN } else { amax / 127.0 };
-
+            // The largest magnitude, compared as bits: for non-negative floats integer order
+            // is value order, and infinities and NaNs order above every finite value. (A
+            // float `max` drops NaN, and a NaN cast to int is 0: a non-finite input would
+            // vanish in the quantisation.) A non-finite input becomes its block's step, so
+            // every product that reads the block is non-finite.
+            let mut top = max(
+                max(abs(v0).to_bits(), abs(v1).to_bits()),
+                max(abs(v2).to_bits(), abs(v3).to_bits()),
+            );
+            top = max(top, shfl_xor(top, 1));
+            top = max(top, shfl_xor(top, 2));
+            top = max(top, shfl_xor(top, 4));
+            let d = f32::from_bits(top) / 127.0;
             let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
             let q0 = floor(v0 * inv + 0.5) as i32;
             let q1 = floor(v1 * inv + 0.5) as i32;
