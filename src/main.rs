@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use greta::codegen::{hip, Target};
+use greta::codegen::{hip, Target, GFX942};
 use greta::kernels::matvec::Matvec;
 use greta::kernels::{builtins, KernelVariants};
 use greta::quant::gpu::GpuFormat;
@@ -119,8 +119,8 @@ fn target(name: &str) -> Result<Target> {
 
 /// The built-in kernels named on the command line (all if none), or an error naming the
 /// unknown ones.
-fn select(names: &[String]) -> Result<Vec<KernelVariants>> {
-    let all = builtins();
+fn select(names: &[String], target: &Target) -> Result<Vec<KernelVariants>> {
+    let all = builtins(target);
     if names.is_empty() {
         return Ok(all);
     }
@@ -141,13 +141,13 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::List => {
-            for k in builtins() {
+            for k in builtins(&GFX942) {
                 println!("{:<24} {} specialisation(s)", k.name(), k.variants.len());
             }
         }
         Command::Check { target: t, kernels } => {
             let t = target(&t)?;
-            let rows = greta::check::check(&select(&kernels)?, &t)?;
+            let rows = greta::check::check(&select(&kernels, &t)?, &t)?;
             print!("{}", greta::check::table(&rows, &t));
             let failed = rows.iter().filter(|r| !r.problems(&t).is_empty()).count();
             if failed > 0 {
@@ -174,7 +174,7 @@ fn main() -> Result<()> {
                 std::env::set_var("GRETA_WAVE", w.to_string());
             }
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
-            select(&kernels)?;
+            select(&kernels, &dev.target())?;
             println!("device: {}", dev.describe());
             let outcomes = greta::selftest::run(&dev, &kernels, seed);
             print!("{}", greta::selftest::table(&outcomes, &dev));
@@ -234,7 +234,7 @@ fn main() -> Result<()> {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
                         for &early in &early_steps {
-                            let default = Matvec::new(GpuFormat::Q4K, false, 0);
+                            let default = Matvec::new(GpuFormat::Q4K, false, 0, &dev.target());
                             let or = |v: u32, d: u32| if v == 0 { d } else { v };
                             variants.push(Matvec {
                                 rows_per_wave: or(rows_per_wave, default.rows_per_wave),
@@ -271,7 +271,7 @@ fn main() -> Result<()> {
             let start = std::time::Instant::now();
             let before = greta::runtime::jit::compilations();
             let mut count = 0;
-            for k in builtins() {
+            for k in builtins(&dev.target()) {
                 for spec in &k.variants {
                     dev.prepare((k.def)(), spec)?;
                     count += 1;
@@ -325,7 +325,7 @@ fn main() -> Result<()> {
             out,
         } => {
             let t = target(&t)?;
-            for k in select(&kernels)? {
+            for k in select(&kernels, &t)? {
                 for spec in &k.variants {
                     let ir = (k.def)().specialise(&t, spec)?;
                     let src = hip::emit(&ir, &t)?;

@@ -10,9 +10,9 @@ fn generated_source_of_every_builtin_kernel_for_every_target() {
     settings.set_prepend_module_to_snapshot(false);
     settings.set_snapshot_path("snapshots");
     settings.bind(|| {
-        for k in builtins() {
-            for spec in &k.variants {
-                for target in TARGETS {
+        for target in TARGETS {
+            for k in builtins(&target) {
+                for spec in &k.variants {
                     let ir = (k.def)()
                         .specialise(&target, spec)
                         .unwrap_or_else(|e| panic!("{e}"));

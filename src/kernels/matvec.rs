@@ -297,22 +297,23 @@ pub struct Rope {
     pub base: f32,
 }
 
-/// Threads per block of the SwiGLU and QKV products (see `Matvec::new`).
-const SWIGLU_BLOCK: u32 = 512;
-const QKV_BLOCK: u32 = 256;
-
 /// Largest input length (row length) the kernel accepts: its int8 copy fills shared memory.
 pub const XCAP: u32 = 16384;
 
 impl Matvec {
-    /// A product with the launch shape measured best on the H100. One matrix: one row per
-    /// wavefront in 1024-thread blocks, one per compute unit (every block repeats the
-    /// prologue, so fewer, larger blocks repeat it less). The paired epilogues hold two
-    /// rows per wavefront, whose registers do not fit 1024 threads: SwiGLU runs 512-thread
-    /// blocks; QKV 256, because at 512 its gfx942 build spills to stay at four waves per
-    /// SIMD (on the H100 512 would be 2.5% faster end to end). Grids never exceed what the
-    /// registers keep resident (see `grid`).
-    pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: u32) -> Matvec {
+    /// A product on `target` with the launch shape measured best on the H100. One
+    /// matrix: one row per wavefront in 1024-thread blocks, one per compute unit (every
+    /// block repeats the prologue, so fewer, larger blocks repeat it less). The paired
+    /// epilogues hold two rows per wavefront, whose registers do not fit 1024 threads:
+    /// 512-thread blocks, except QKV on wave-64 targets, whose 512-thread gfx942 build
+    /// spills to keep four waves per SIMD: 256 there. Grids never exceed what the registers
+    /// keep resident (see `grid`).
+    pub fn new(
+        fmt: crate::quant::gpu::GpuFormat,
+        norm: bool,
+        epilogue: u32,
+        target: &crate::codegen::Target,
+    ) -> Matvec {
         let paired = matches!(epilogue, SWIGLU | QKV);
         Matvec {
             fmt,
@@ -321,8 +322,8 @@ impl Matvec {
             epilogue,
             rows_per_wave: if paired { 2 } else { 1 },
             block: match epilogue {
-                SWIGLU => SWIGLU_BLOCK,
-                QKV => QKV_BLOCK,
+                QKV if target.wave == 64 => 256,
+                SWIGLU | QKV => 512,
                 _ => 1024,
             },
             blocks_per_unit: if paired { 4 } else { 1 },

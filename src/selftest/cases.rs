@@ -94,7 +94,12 @@ pub fn all() -> Vec<Case> {
             v.push(Case::new("matvec", shape, tol, move |d, r| {
                 let mv = Matvec {
                     early_steps: early,
-                    ..Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE })
+                    ..Matvec::new(
+                        fmt,
+                        norm,
+                        if add { matvec::ADD } else { matvec::STORE },
+                        &d.target(),
+                    )
                 };
                 matvec_case(d, r, mv, rows, cols)
             }));
@@ -337,7 +342,7 @@ fn swiglu_case(
     let dw = dev.upload(&packed)?;
     let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
     let mut y = dev.upload(&vec![f32::NAN; n_ff])?;
-    let mv = Matvec::new(fmt, true, matvec::SWIGLU);
+    let mv = Matvec::new(fmt, true, matvec::SWIGLU, &dev.target());
     mv.launch(
         dev,
         &dw,
@@ -396,7 +401,7 @@ fn qkv_case(
     let pos = dev.upload(&[p])?;
     let mv = Matvec {
         fmt_b: fmt_v,
-        ..Matvec::new(fmt_qk, true, matvec::QKV)
+        ..Matvec::new(fmt_qk, true, matvec::QKV, &dev.target())
     };
     let rope = Rope {
         q_rows: q_rows as u32,

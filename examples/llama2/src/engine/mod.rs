@@ -230,7 +230,9 @@ impl Engine {
             ctx: 1,
             base: cfg.rope_freq_base,
         };
-        let plain = |m: &GpuMatrix, norm: bool, epilogue: u32| Matvec::new(m.fmt, norm, epilogue);
+        let target = dev.target();
+        let plain =
+            |m: &GpuMatrix, norm: bool, epilogue: u32| Matvec::new(m.fmt, norm, epilogue, &target);
         // The attention output and FFN down projections both add `m · x` into the residual.
         let add_to_residual = |m: &GpuMatrix, x: &Buffer<f32>, h: &mut Buffer<f32>| {
             plain(m, false, matvec::ADD).launch(
@@ -257,7 +259,7 @@ impl Engine {
                 let layer = &self.w.layers[l];
                 let mv = Matvec {
                     fmt_b: layer.wv.fmt,
-                    ..Matvec::new(layer.wqk.fmt, true, matvec::QKV)
+                    ..Matvec::new(layer.wqk.fmt, true, matvec::QKV, &target)
                 };
                 let rope = Rope {
                     q_rows: (cfg.n_head * cfg.head_dim) as u32,
