@@ -248,7 +248,7 @@ fn main() -> Result<()> {
                 }
             }
             let mut rows = greta::bench::matvec_sweep(&dev, &variants, timing, reps)?;
-            for chunk in [128, 256] {
+            for chunk in [64, 128, 256] {
                 for len in [128, 1024, 4096] {
                     rows.push(greta::bench::bench_attention(
                         &dev, len, chunk, timing, reps,
