@@ -100,15 +100,10 @@ impl<'a> Lowerer<'a> {
         span: Span,
     ) -> Expr {
         match path {
-            [name]
-                if ["barrier", "fence", "wait_prior_launch", "allow_next_launch"]
-                    .contains(&name.as_str()) =>
-            {
-                self.poison(
-                    span,
-                    format!("`{name}()` is a statement: write `{name}();` on its own line"),
-                )
-            }
+            [name] if super::stmt::ordering_statement(name).is_some() => self.poison(
+                span,
+                format!("`{name}()` is a statement: write `{name}();` on its own line"),
+            ),
             [name] if name == "bitcast" => self.lower_bitcast(generics, args, span),
             [name] => {
                 if let Some((op, sig)) = builtin_by_name(name) {

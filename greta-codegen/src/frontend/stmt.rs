@@ -240,33 +240,13 @@ impl Lowerer<'_> {
                 }
                 None => return,
             },
-            ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "fence" => {
-                if !args.is_empty() {
-                    self.error(span, "`fence()` takes no arguments");
-                }
-                StmtKind::Fence
-            }
-            ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "barrier" => {
-                if !args.is_empty() {
-                    self.error(span, "`barrier()` takes no arguments");
-                }
-                StmtKind::Barrier
-            }
             ExprKindAst::Call { path, args, .. }
-                if path.len() == 1 && path[0] == "wait_prior_launch" =>
+                if path.len() == 1 && ordering_statement(&path[0]).is_some() =>
             {
                 if !args.is_empty() {
-                    self.error(span, "`wait_prior_launch()` takes no arguments");
+                    self.error(span, format!("`{}()` takes no arguments", path[0]));
                 }
-                StmtKind::WaitPriorLaunch
-            }
-            ExprKindAst::Call { path, args, .. }
-                if path.len() == 1 && path[0] == "allow_next_launch" =>
-            {
-                if !args.is_empty() {
-                    self.error(span, "`allow_next_launch()` takes no arguments");
-                }
-                StmtKind::AllowNextLaunch
+                ordering_statement(&path[0]).expect("matched above")
             }
             _ => {
                 let value = self.lower_expr(e, None);
@@ -459,4 +439,15 @@ fn ends_in_return(stmts: &[Stmt]) -> bool {
         }
         _ => false,
     }
+}
+
+/// The built-in statements without arguments that order memory or execution.
+pub(super) fn ordering_statement(name: &str) -> Option<StmtKind> {
+    Some(match name {
+        "fence" => StmtKind::Fence,
+        "barrier" => StmtKind::Barrier,
+        "wait_prior_launch" => StmtKind::WaitPriorLaunch,
+        "allow_next_launch" => StmtKind::AllowNextLaunch,
+        _ => return None,
+    })
 }
