@@ -133,69 +133,113 @@ pub fn bench_read(dev: &Device, bytes: usize, timing: Timing, reps: usize) -> Re
     })
 }
 
-/// Times the single-matrix product `mv` (its format, prologue and launch shape; the
-/// epilogue is a plain store) on a `rows x cols` matrix.
+/// Random weights for a `rows x cols` matrix of `fmt`, packed, in enough copies that the
+/// L2 cannot serve them.
+fn weight_copies(
+    dev: &Device,
+    fmt: GpuFormat,
+    rows: usize,
+    cols: usize,
+    rng: &mut StdRng,
+) -> Result<(Vec<Buffer<u32>>, usize)> {
+    let ty = fmt.ggml();
+    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), rng)
+        .map_err(|e| Error::Backend(e.to_string()))?;
+    let packed = pack(ty, rows, cols, &blocks).map_err(|e| Error::Backend(e.to_string()))?;
+    let bytes = packed.len() * 4;
+    let copies = (0..rotation(bytes, 64))
+        .map(|_| dev.upload(&packed))
+        .collect::<Result<_>>()?;
+    Ok((copies, bytes))
+}
+
+/// Times the product `mv` (formats, prologue, epilogue, launch shape) of stacked matrices
+/// of `rows_a` and `rows_b` rows of `cols` values. For `QKV` the Llama-2-7B geometry is
+/// used: 32 heads of 128, the first `rows_a / 2` rows are Q, a 4096-position cache.
 pub fn bench_matvec(
     dev: &Device,
     mv: Matvec,
-    rows: usize,
+    rows_a: usize,
+    rows_b: usize,
     cols: usize,
     timing: Timing,
     reps: usize,
 ) -> Result<BenchRow> {
-    let mv = Matvec {
-        fmt_b: mv.fmt,
-        epilogue: matvec::STORE,
-        ..mv
+    let mut rng = StdRng::seed_from_u64(rows_a as u64 * 31 + cols as u64);
+    let (wa, bytes_a) = weight_copies(dev, mv.fmt, rows_a, cols, &mut rng)?;
+    let (wb, bytes_b) = if rows_b > 0 {
+        weight_copies(dev, mv.fmt_b, rows_b, cols, &mut rng)?
+    } else {
+        (wa.iter().map(|b| b.view::<u32>()).collect(), 0)
     };
-    let ty = mv.fmt.ggml();
-    let mut rng = StdRng::seed_from_u64(rows as u64 * 31 + cols as u64);
-    let blocks = random_blocks(ty, rows * cols / ty.block_elems(), &mut rng)
-        .map_err(|e| Error::Backend(e.to_string()))?;
-    let packed = pack(ty, rows, cols, &blocks).map_err(|e| Error::Backend(e.to_string()))?;
-    let weight_bytes = packed.len() * 4;
-    let copies = rotation(weight_bytes, 64);
-    let weights: Vec<Buffer<u32>> = (0..copies)
-        .map(|_| dev.upload(&packed))
-        .collect::<Result<_>>()?;
     let x = dev.upload(&crate::selftest::random_f32(&mut rng, cols, 1.0))?;
-    let nw = dev.upload(&vec![1.0f32; cols])?;
-    let mut y = dev.alloc::<f32>(rows)?;
+    let nw = dev.upload(&crate::selftest::random_f32(&mut rng, cols, 1.0))?;
+    let qkv = mv.epilogue == matvec::QKV;
     let rope = Rope {
-        q_rows: 0,
-        head_dim: 2,
-        ctx: 1,
+        q_rows: if qkv { rows_a as u32 / 2 } else { 0 },
+        head_dim: if qkv { 128 } else { 2 },
+        ctx: if qkv { 4096 } else { 1 },
         base: 1e4,
     };
-    let us = time_launches(dev, timing, copies, reps, |d, k| {
-        let w = &weights[k];
+    let outputs = match mv.epilogue {
+        matvec::SWIGLU => rows_a / 2,
+        matvec::QKV => rope.q_rows as usize,
+        _ => rows_a,
+    };
+    let mut y = dev.alloc::<f32>(outputs)?;
+    let cache_len = if qkv { rows_b * rope.ctx as usize } else { 1 };
+    let mut kc = dev.alloc::<half::f16>(cache_len)?;
+    let mut vc = dev.alloc::<half::f16>(cache_len)?;
+    let pos = dev.upload(&[rope.ctx / 2])?;
+    let us = time_launches(dev, timing, wa.len(), reps, |d, k| {
+        let cache = qkv.then_some((&mut kc, &mut vc, &pos));
         mv.launch(
             d,
-            w,
-            w,
+            &wa[k],
+            &wb[k % wb.len()],
             &x,
             &nw,
             &mut y,
-            None,
-            rows as u32,
-            0,
+            cache,
+            rows_a as u32,
+            rows_b as u32,
             cols as u32,
             1e-5,
             rope,
         )
     })?;
+    let epilogue = match mv.epilogue {
+        matvec::ADD => " +=",
+        matvec::SWIGLU => " swiglu",
+        matvec::QKV => " qkv",
+        _ => "",
+    };
+    let formats = if rows_b > 0 {
+        format!("{}+{}", mv.fmt.ggml().name(), mv.fmt_b.ggml().name())
+    } else {
+        mv.fmt.ggml().name().to_string()
+    };
     Ok(BenchRow {
         name: format!(
-            "matvec {} r{}b{}u{}e{}",
-            ty.name(),
+            "matvec {formats} r{}b{}u{}e{}",
             mv.rows_per_wave,
             mv.block,
             mv.blocks_per_unit,
             mv.early_steps.map_or("auto".to_string(), |e| e.to_string())
         ),
-        shape: format!("{cols}->{rows}{}", if mv.norm { " +norm" } else { "" }),
+        shape: format!(
+            "{cols}->{}{}{epilogue}",
+            rows_a + rows_b,
+            if mv.norm { " +norm" } else { "" }
+        ),
         us,
-        bytes: weight_bytes + cols * 4 * (1 + mv.norm as usize) + rows * 4,
+        // Weights, the input (and norm weights), and each output read and written once
+        // (the cache rows of a QKV step: K and V at one position, f16).
+        bytes: bytes_a
+            + bytes_b
+            + cols * 4 * (1 + mv.norm as usize)
+            + outputs * 4 * (1 + (mv.epilogue == matvec::ADD) as usize)
+            + if qkv { rows_b * 2 * 2 } else { 0 },
     })
 }
 
@@ -222,20 +266,42 @@ pub fn matvec_sweep(
             for (_, r, c) in LLAMA2_7B_SHAPES {
                 let mv = Matvec {
                     fmt,
+                    fmt_b: fmt,
                     norm: false,
+                    epilogue: matvec::STORE,
                     ..*v
                 };
-                rows.push(bench_matvec(dev, mv, r, c, timing, reps)?);
+                rows.push(bench_matvec(dev, mv, r, 0, c, timing, reps)?);
             }
         }
         let mv = Matvec {
             fmt: GpuFormat::Q4K,
+            fmt_b: GpuFormat::Q4K,
             norm: true,
+            epilogue: matvec::STORE,
             ..*v
         };
-        rows.push(bench_matvec(dev, mv, 4096, 4096, timing, reps)?);
+        rows.push(bench_matvec(dev, mv, 4096, 0, 4096, timing, reps)?);
     }
     Ok(rows)
+}
+
+/// The fused products a Llama-2-7B Q4_K_M decode step launches, in their own launch
+/// shapes: QKV (Q and K in Q4_K, V in Q6_K, RoPE and the cache write), gate+up with
+/// SwiGLU, and the down projection added into the residual.
+pub fn fused_sweep(dev: &Device, timing: Timing, reps: usize) -> Result<Vec<BenchRow>> {
+    let target = dev.target();
+    let qkv = Matvec {
+        fmt_b: GpuFormat::Q6K,
+        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV, &target)
+    };
+    let swiglu = Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU, &target);
+    let down = Matvec::new(GpuFormat::Q4K, false, matvec::ADD, &target);
+    Ok(vec![
+        bench_matvec(dev, qkv, 8192, 4096, 4096, timing, reps)?,
+        bench_matvec(dev, swiglu, 22016, 0, 4096, timing, reps)?,
+        bench_matvec(dev, down, 4096, 0, 11008, timing, reps)?,
+    ])
 }
 
 /// Times `attention` on the Llama-2-7B shape (32 KV heads of 128, no grouping) at

@@ -248,6 +248,7 @@ fn main() -> Result<()> {
                 }
             }
             let mut rows = greta::bench::matvec_sweep(&dev, &variants, timing, reps)?;
+            rows.extend(greta::bench::fused_sweep(&dev, timing, reps)?);
             for chunk in [64, 128, 256] {
                 for len in [128, 1024, 4096] {
                     rows.push(greta::bench::bench_attention(

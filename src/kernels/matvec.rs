@@ -81,6 +81,9 @@ pub fn matvec<
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
     let mut acc = [0.0f32; ROWS];
+    // For `ADD`, the residual values of the row group being consumed, read when its first
+    // step is, so the read is not a round trip at the end of the row.
+    let mut resid = [0.0f32; ROWS];
     // Row group and slot of the step being fetched and of the one being consumed (counters
     // instead of divisions by `per_lane` in the loop).
     let mut fetch_base = first;
@@ -143,6 +146,13 @@ pub fn matvec<
         if s >= 1 && s <= steps {
             let base = use_base;
             let it = lane_id() + use_slot * WAVE;
+            if EPI == ADD && use_slot == 0 && lane_id() == 0 {
+                for r in 0..ROWS {
+                    if base + r < rows {
+                        resid[r] = y[base + r];
+                    }
+                }
+            }
             for r in 0..ROWS {
                 let row = base + r;
                 if it < items && row < rows {
@@ -184,7 +194,7 @@ pub fn matvec<
                         for r in 0..ROWS {
                             if base + r < rows {
                                 if EPI == ADD {
-                                    y[base + r] = y[base + r] + acc[r];
+                                    y[base + r] = resid[r] + acc[r];
                                 } else {
                                     y[base + r] = acc[r];
                                 }
