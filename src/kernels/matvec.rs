@@ -67,12 +67,16 @@ pub fn matvec<
     let waves = BLOCK / WAVE;
     let items = items_per_row(FMT, cols);
     let per_lane = (items + WAVE - 1) / WAVE;
-    let stride = grid_dim() * waves * ROWS;
+    // The paired epilogues (SwiGLU, QKV) walk each pair of rows one row after the other in
+    // one wavefront (ROWS is 1) and finish the pair after its second row.
+    let paired = EPI == SWIGLU || EPI == QKV;
+    let span = if paired { 2 } else { ROWS };
+    let stride = grid_dim() * waves * span;
     // Row groups are dealt to waves across blocks first, so the waves with one group more
     // than the others are spread over every compute unit instead of filling a few.
-    let first = (wave_id() * grid_dim() + block_idx()) * ROWS;
+    let first = (wave_id() * grid_dim() + block_idx()) * span;
     let groups = if first < rows {
-        (rows - first + stride - 1) / stride
+        (rows - first + stride - 1) / stride * (span / ROWS)
     } else {
         0
     };
@@ -84,6 +88,8 @@ pub fn matvec<
     // For `ADD`, the residual values of the row group being consumed, read when its first
     // step is, so the read is not a round trip at the end of the row.
     let mut resid = [0.0f32; ROWS];
+    // For the paired epilogues, the first row's result until the second row is done.
+    let mut held = 0.0;
     // Row group and slot of the step being fetched and of the one being consumed (counters
     // instead of divisions by `per_lane` in the loop).
     let mut fetch_base = first;
@@ -133,7 +139,7 @@ pub fn matvec<
             fetch_slot += 1;
             if fetch_slot == per_lane {
                 fetch_slot = 0;
-                fetch_base += stride;
+                fetch_base = next_group(fetch_base, paired, stride);
             }
         }
         if s == early - 1 {
@@ -185,7 +191,7 @@ pub fn matvec<
             use_slot += 1;
             if use_slot == per_lane {
                 use_slot = 0;
-                use_base += stride;
+                use_base = next_group(use_base, paired, stride);
                 for r in 0..ROWS {
                     acc[r] = wave_sum(acc[r]);
                 }
@@ -200,22 +206,25 @@ pub fn matvec<
                                 }
                             }
                         }
+                    } else if base % 2 == 0 {
+                        held = acc[0];
+                    } else if EPI == SWIGLU {
+                        y[base / 2] = held / (1.0 + exp(-held)) * acc[0];
                     } else {
-                        for p in 0..ROWS / 2 {
-                            let row = base + 2 * p;
-                            if row < rows {
-                                let a = acc[2 * p];
-                                let b = acc[2 * p + 1];
-                                if EPI == SWIGLU {
-                                    y[row / 2] = a / (1.0 + exp(-a)) * b;
-                                } else {
-                                    qkv_epilogue(
-                                        row, a, b, y, kc, vc, pos[0], rows_a, q_rows, head_dim,
-                                        ctx, rope_base,
-                                    );
-                                }
-                            }
-                        }
+                        qkv_epilogue(
+                            base - 1,
+                            held,
+                            acc[0],
+                            y,
+                            kc,
+                            vc,
+                            pos[0],
+                            rows_a,
+                            q_rows,
+                            head_dim,
+                            ctx,
+                            rope_base,
+                        );
                     }
                 }
                 for r in 0..ROWS {
@@ -229,6 +238,19 @@ pub fn matvec<
         for r in 0..ROWS {
             cur_s[r] = nxt_s[r];
         }
+    }
+}
+
+/// The first row of the wavefront's next row group: `stride` rows on, or for a pair walked
+/// row by row (`paired`), the pair's second row and then the next pair's first.
+#[crate::device]
+fn next_group(base: u32, paired: bool, stride: u32) -> u32 {
+    if !paired {
+        base + stride
+    } else if base % 2 == 0 {
+        base + 1
+    } else {
+        base - 1 + stride
     }
 }
 
@@ -311,32 +333,30 @@ pub struct Rope {
 pub const XCAP: u32 = 16384;
 
 impl Matvec {
-    /// A product on `target` with the launch shape measured best on the H100. One
-    /// matrix: one row per wavefront in 1024-thread blocks, one per compute unit (every
-    /// block repeats the prologue, so fewer, larger blocks repeat it less). The paired
-    /// epilogues hold two rows per wavefront, whose registers do not fit 1024 threads:
-    /// 512-thread blocks, except QKV on wave-64 targets, whose 512-thread gfx942 build
-    /// spills to keep four waves per SIMD: 256 there. Grids never exceed what the registers
-    /// keep resident (see `grid`).
+    /// A product on `target` with the launch shape measured best on the H100: one row at a
+    /// time per wavefront (the paired epilogues walk a pair's two rows in turn) in
+    /// 1024-thread blocks, one per compute unit (every block repeats the prologue, so
+    /// fewer, larger blocks repeat it less); QKV on wave-32 targets in 512-thread blocks.
+    /// Grids never exceed what the registers keep resident (see `grid`).
     pub fn new(
         fmt: crate::quant::gpu::GpuFormat,
         norm: bool,
         epilogue: u32,
         target: &crate::codegen::Target,
     ) -> Matvec {
-        let paired = matches!(epilogue, SWIGLU | QKV);
         Matvec {
             fmt,
             fmt_b: fmt,
             norm,
             epilogue,
-            rows_per_wave: if paired { 2 } else { 1 },
-            block: match epilogue {
-                QKV if target.wave == 64 => 256,
-                SWIGLU | QKV => 512,
-                _ => 1024,
+            rows_per_wave: 1,
+            // QKV at 1024 threads on sm_90 must fit 64 registers and spills.
+            block: if epilogue == QKV && target.wave == 32 {
+                512
+            } else {
+                1024
             },
-            blocks_per_unit: if paired { 4 } else { 1 },
+            blocks_per_unit: 1,
             early_steps: None,
         }
     }
@@ -392,7 +412,12 @@ impl Matvec {
         cols: u32,
         dev: &crate::runtime::Device,
     ) -> Result<u32, crate::runtime::Error> {
-        let per_block = self.block / dev.target().wave * self.rows_per_wave;
+        let span = if matches!(self.epilogue, SWIGLU | QKV) {
+            2
+        } else {
+            self.rows_per_wave
+        };
+        let per_block = self.block / dev.target().wave * span;
         let resident = dev.resident_blocks(matvec::definition(), &self.spec(cols))?;
         Ok(rows
             .div_ceil(per_block)
@@ -430,9 +455,11 @@ impl Matvec {
             ));
         }
         if matches!(self.epilogue, SWIGLU | QKV)
-            && (!self.rows_per_wave.is_multiple_of(2) || !rows_a.is_multiple_of(2))
+            && (self.rows_per_wave != 1 || !rows_a.is_multiple_of(2) || !rows_b.is_multiple_of(2))
         {
-            return bad("paired epilogues need even row counts and rows per wavefront".into());
+            return bad(
+                "paired epilogues need even row counts and one row per wavefront at a time".into(),
+            );
         }
         Ok(())
     }
