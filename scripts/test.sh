@@ -12,8 +12,9 @@ need_cargo
 bash scripts/install-toolchains.sh
 bash scripts/fetch-test-data.sh
 bash scripts/fetch-model.sh
+# install-toolchains.sh writes the file where GRETA_TOOLS points (default .greta-tools).
 # shellcheck disable=SC1091
-source .greta-tools/env
+source "${GRETA_TOOLS:-$REPO/.greta-tools}/env"
 
 # The HIP backend (cargo feature `hip`, which links Debian's libamdhip64 through hip-sys)
 # cannot run here: it is built, and its unit tests run its start-up paths that need no GPU.
