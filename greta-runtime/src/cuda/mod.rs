@@ -35,8 +35,7 @@ pub struct CudaBackend {
     sms: i32,
     nvrtc: Nvrtc,
     cache: Option<KernelCache>,
-    /// Entry points, each with whether it is started as a dependent launch.
-    kernels: LoadedKernels<sys::CUmodule, (sys::CUfunction, bool)>,
+    kernels: LoadedKernels<sys::CUmodule, Loaded>,
     /// Kernels that call `wait_prior_launch()` start before their predecessor ends
     /// (compute capability 9.0 and up; `GRETA_DEPENDENT_LAUNCH=0` turns it off).
     dependent_launch: bool,
@@ -46,6 +45,16 @@ pub struct CudaBackend {
 // the driver API is thread-safe for these objects.
 unsafe impl Send for CudaBackend {}
 unsafe impl Sync for CudaBackend {}
+
+/// A loaded kernel and the facts its launches need, found once at load.
+#[derive(Clone, Copy)]
+struct Loaded {
+    function: sys::CUfunction,
+    /// Started as a dependent launch (it waits for its predecessor itself).
+    dependent: bool,
+    /// Blocks one SM holds at once.
+    resident: u32,
+}
 
 /// Device memory owned by the backend.
 struct CudaMemory {
@@ -179,9 +188,8 @@ impl CudaBackend {
             .ok_or(Error::ForeignBuffer)
     }
 
-    /// The kernel's entry point and whether to start it as a dependent launch, compiling
-    /// (or reading the cache) and loading on first use.
-    fn function(&self, kernel: &Kernel) -> Result<(sys::CUfunction, bool)> {
+    /// The loaded kernel, compiling (or reading the cache) and loading on first use.
+    fn function(&self, kernel: &Kernel) -> Result<Loaded> {
         self.kernels.get_or_load(&kernel.symbol, || {
             let code = crate::jit::code_object(
                 kernel,
@@ -200,12 +208,22 @@ impl CudaBackend {
                     .map_err(driver("module load"))?;
                 let function =
                     result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
+                let mut resident = 0;
+                sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &mut resident,
+                    function,
+                    kernel.block as i32,
+                    0,
+                )
+                .result()
+                .map_err(driver("occupancy query"))?;
                 Ok((
                     module,
-                    (
+                    Loaded {
                         function,
-                        self.dependent_launch && kernel.waits_prior_launch(),
-                    ),
+                        dependent: self.dependent_launch && kernel.waits_prior_launch(),
+                        resident: resident.max(1) as u32,
+                    },
                 ))
             }
         })
@@ -284,25 +302,16 @@ impl Backend for CudaBackend {
 
     fn resident_blocks(&self, kernel: &Arc<Kernel>) -> Result<u32> {
         self.bind()?;
-        let (function, _) = self.function(kernel)?;
-        let mut blocks = 0;
-        // SAFETY: the function is loaded in this context; the count is written once.
-        unsafe {
-            sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
-                &mut blocks,
-                function,
-                kernel.block as i32,
-                0,
-            )
-            .result()
-        }
-        .map_err(driver("occupancy query"))?;
-        Ok(blocks.max(1) as u32)
+        Ok(self.function(kernel)?.resident)
     }
 
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
         self.bind()?;
-        let (function, dependent) = self.function(kernel)?;
+        let Loaded {
+            function,
+            dependent,
+            ..
+        } = self.function(kernel)?;
         let mut slots = ArgSlots::pack(args, |b| self.ptr(b))?;
         let mut params = slots.params();
         // SAFETY: the argument list was checked against the kernel's parameters; the slots

@@ -63,7 +63,8 @@ pub struct HipBackend {
     compute_units: i32,
     hiprtc: Hiprtc,
     cache: Option<KernelCache>,
-    kernels: LoadedKernels<sys::hipModule_t, sys::hipFunction_t>,
+    /// Entry points, each with the blocks one CU holds at once (found at load).
+    kernels: LoadedKernels<sys::hipModule_t, (sys::hipFunction_t, u32)>,
 }
 
 // SAFETY: the raw handles are used only after selecting this backend's device on the
@@ -235,8 +236,9 @@ impl HipBackend {
             .ok_or(Error::ForeignBuffer)
     }
 
-    /// The kernel's entry point, compiling (or reading the cache) and loading on first use.
-    fn function(&self, kernel: &Kernel) -> Result<sys::hipFunction_t> {
+    /// The kernel's entry point and resident blocks per CU, compiling (or reading the
+    /// cache) and loading on first use.
+    fn function(&self, kernel: &Kernel) -> Result<(sys::hipFunction_t, u32)> {
         self.kernels.get_or_load(&kernel.symbol, || {
             let code = crate::jit::code_object(
                 kernel,
@@ -262,7 +264,20 @@ impl HipBackend {
                     "kernel lookup",
                 )?;
             }
-            Ok((module, function))
+            let mut resident = 0;
+            // SAFETY: the function was just loaded on this device; the count is written once.
+            check(
+                unsafe {
+                    sys::hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(
+                        &mut resident,
+                        function,
+                        kernel.block as i32,
+                        0,
+                    )
+                },
+                "occupancy query",
+            )?;
+            Ok((module, (function, resident.max(1) as u32)))
         })
     }
 
@@ -369,26 +384,12 @@ impl Backend for HipBackend {
 
     fn resident_blocks(&self, kernel: &Arc<Kernel>) -> Result<u32> {
         self.bind()?;
-        let function = self.function(kernel)?;
-        let mut blocks = 0;
-        // SAFETY: the function is loaded on this device; the count is written once.
-        check(
-            unsafe {
-                sys::hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &mut blocks,
-                    function,
-                    kernel.block as i32,
-                    0,
-                )
-            },
-            "occupancy query",
-        )?;
-        Ok(blocks.max(1) as u32)
+        Ok(self.function(kernel)?.1)
     }
 
     fn launch(&self, kernel: &Arc<Kernel>, grid: Grid, args: &[Arg]) -> Result<()> {
         self.bind()?;
-        let function = self.function(kernel)?;
+        let (function, _) = self.function(kernel)?;
         let mut slots = ArgSlots::pack(args, |b| Ok(self.ptr(b)? as u64))?;
         let mut params = slots.params();
         // SAFETY: the argument list was checked against the kernel's parameters; HIP reads

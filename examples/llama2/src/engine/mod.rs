@@ -231,12 +231,26 @@ impl Engine {
             base: cfg.rope_freq_base,
         };
         let target = dev.target();
-        let plain =
-            |m: &GpuMatrix, norm: bool, epilogue: u32| Matvec::new(m.fmt, norm, epilogue, &target);
-        // The attention output and FFN down projections both add `m · x` into the residual.
-        let add_to_residual = |m: &GpuMatrix, x: &Buffer<f32>, h: &mut Buffer<f32>| {
-            plain(m, false, matvec::ADD).launch(
-                dev, &m.buf, &m.buf, x, x, h, None, m.rows, 0, m.cols, eps, no_rope,
+        // One matrix times `x`, normalised by `nw` when given (otherwise `x` stands in for
+        // the unused norm weights), with `epilogue` into `y`.
+        let product = |m: &GpuMatrix,
+                       epilogue: u32,
+                       x: &Buffer<f32>,
+                       nw: Option<&Buffer<f32>>,
+                       y: &mut Buffer<f32>| {
+            Matvec::new(m.fmt, nw.is_some(), epilogue, &target).launch(
+                dev,
+                &m.buf,
+                &m.buf,
+                x,
+                nw.unwrap_or(x),
+                y,
+                None,
+                m.rows,
+                0,
+                m.cols,
+                eps,
+                no_rope,
             )
         };
         match op {
@@ -293,42 +307,22 @@ impl Engine {
                     &mut s.attn,
                 )?;
             }
-            Op::OutProj(l) => add_to_residual(&self.w.layers[l].wo, &s.attn, &mut s.h)?,
+            Op::OutProj(l) => product(&self.w.layers[l].wo, matvec::ADD, &s.attn, None, &mut s.h)?,
             Op::GateUp(l) => {
                 let layer = &self.w.layers[l];
-                let m = &layer.w_gate_up;
-                plain(m, true, matvec::SWIGLU).launch(
-                    dev,
-                    &m.buf,
-                    &m.buf,
-                    &s.h,
-                    &layer.ffn_norm,
-                    &mut s.ffn,
-                    None,
-                    m.rows,
-                    0,
-                    m.cols,
-                    eps,
-                    no_rope,
-                )?;
+                let nw = Some(&layer.ffn_norm);
+                product(&layer.w_gate_up, matvec::SWIGLU, &s.h, nw, &mut s.ffn)?;
             }
-            Op::Down(l) => add_to_residual(&self.w.layers[l].w_down, &s.ffn, &mut s.h)?,
+            Op::Down(l) => product(
+                &self.w.layers[l].w_down,
+                matvec::ADD,
+                &s.ffn,
+                None,
+                &mut s.h,
+            )?,
             Op::LmHead => {
-                let m = &self.w.output;
-                plain(m, true, matvec::STORE).launch(
-                    dev,
-                    &m.buf,
-                    &m.buf,
-                    &s.h,
-                    &self.w.output_norm,
-                    &mut s.logits,
-                    None,
-                    m.rows,
-                    0,
-                    m.cols,
-                    eps,
-                    no_rope,
-                )?;
+                let nw = Some(&self.w.output_norm);
+                product(&self.w.output, matvec::STORE, &s.h, nw, &mut s.logits)?;
             }
             Op::Argmax => {
                 decode::argmax::launch::<1024>(

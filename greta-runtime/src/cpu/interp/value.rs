@@ -281,38 +281,6 @@ int_ops!(i8, u8, i16, u16, i32, u32, i64, u64);
 macro_rules! with_num {
     ($s:expr, $T:ident => $e:expr) => {
         match $s {
-            Scalar::I8 => {
-                type $T = i8;
-                Some($e)
-            }
-            Scalar::U8 => {
-                type $T = u8;
-                Some($e)
-            }
-            Scalar::I16 => {
-                type $T = i16;
-                Some($e)
-            }
-            Scalar::U16 => {
-                type $T = u16;
-                Some($e)
-            }
-            Scalar::I32 => {
-                type $T = i32;
-                Some($e)
-            }
-            Scalar::U32 => {
-                type $T = u32;
-                Some($e)
-            }
-            Scalar::I64 => {
-                type $T = i64;
-                Some($e)
-            }
-            Scalar::U64 => {
-                type $T = u64;
-                Some($e)
-            }
             Scalar::F32 => {
                 type $T = f32;
                 Some($e)
@@ -326,6 +294,7 @@ macro_rules! with_num {
                 Some($e)
             }
             Scalar::Bool => None,
+            int => with_int!(int, $T => $e),
         }
     };
 }
