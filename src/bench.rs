@@ -304,12 +304,14 @@ pub fn fused_sweep(dev: &Device, timing: Timing, reps: usize) -> Result<Vec<Benc
     ])
 }
 
-/// Times `attention` on the Llama-2-7B shape (32 KV heads of 128, no grouping) at
-/// sequence length `len` in a 4096-position cache.
+/// Times attention `kernel` (launch shapes `shape`, whose head geometry is replaced) on
+/// the Llama-2-7B shape (32 KV heads of 128, no grouping) at sequence length `len` in a
+/// 4096-position cache.
 pub fn bench_attention(
     dev: &Device,
+    shape: crate::kernels::attention::Attention,
+    kernel: crate::kernels::attention::AttentionKernel,
     len: u32,
-    chunk: u32,
     timing: Timing,
     reps: usize,
 ) -> Result<BenchRow> {
@@ -318,7 +320,7 @@ pub fn bench_attention(
         group: 1,
         n_kv: 32,
         ctx: 4096,
-        chunk,
+        ..shape
     };
     let cache_elems = (att.n_kv * att.ctx * att.head_dim) as usize;
     let used_bytes = 2 * (att.n_kv * len * att.head_dim) as usize * 2;
@@ -333,11 +335,18 @@ pub fn bench_attention(
     let mut out = dev.alloc::<f32>((att.n_kv * att.head_dim) as usize)?;
     let us = time_launches(dev, timing, copies, reps, |d, k| {
         let (kc, vc) = &caches[k];
-        att.launch(d, &q, kc, vc, &pos, &mut scratch, &mut out)
+        att.launch(d, kernel, &q, kc, vc, &pos, &mut scratch, &mut out)
     })?;
+    let name = match kernel {
+        crate::kernels::attention::AttentionKernel::Chunked => {
+            format!("attention chunk {}", att.chunk)
+        }
+        crate::kernels::attention::AttentionKernel::Streamed => {
+            format!("attention_stream {}", att.variant())
+        }
+    };
     Ok(BenchRow {
-        name: format!("attention ch{chunk}"),
-
+        name,
         shape: format!("32x128 ctx {len}"),
         us,
         bytes: used_bytes + 2 * (att.n_kv * att.head_dim) as usize * 4,

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target, GFX942};
+use greta::kernels::attention::{Attention, AttentionKernel};
 use greta::kernels::matvec::Matvec;
 use greta::kernels::{builtins, KernelVariants};
 use greta::quant::gpu::GpuFormat;
@@ -68,6 +69,18 @@ enum Command {
         /// Steps loaded before the prologue (1 or 2; 0 chooses by shape).
         #[arg(long, value_delimiter = ',', default_value = "0")]
         early_steps: Vec<u32>,
+        /// Attention: positions each stream has in flight (several values compare variants).
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        attention_depth: Vec<u32>,
+        /// Attention: fewest positions per block.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        attention_min_chunk: Vec<u32>,
+        /// Attention: threads per block.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        attention_block: Vec<u32>,
+        /// Attention: rounds of resident blocks long sequences are split over.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        attention_rounds: Vec<u32>,
         /// Time batches of eager launches instead of launches replayed from a graph (the
         /// way the decode step runs them).
         #[arg(long)]
@@ -219,6 +232,10 @@ fn main() -> Result<()> {
             block,
             blocks_per_unit,
             early_steps,
+            attention_depth,
+            attention_min_chunk,
+            attention_block,
+            attention_rounds,
             eager,
         } => {
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
@@ -249,11 +266,42 @@ fn main() -> Result<()> {
             }
             let mut rows = greta::bench::matvec_sweep(&dev, &variants, timing, reps)?;
             rows.extend(greta::bench::fused_sweep(&dev, timing, reps)?);
-            for chunk in [64, 128, 256] {
-                for len in [128, 1024, 4096] {
-                    rows.push(greta::bench::bench_attention(
-                        &dev, len, chunk, timing, reps,
-                    )?);
+            let lens = [128, 1024, 2048, 4096];
+            for len in lens {
+                rows.push(greta::bench::bench_attention(
+                    &dev,
+                    Attention::new(128, 1, 32, 4096),
+                    AttentionKernel::Chunked,
+                    len,
+                    timing,
+                    reps,
+                )?);
+            }
+            let or = |v: u32, d: u32| if v == 0 { d } else { v };
+            for &depth in &attention_depth {
+                for &min_chunk in &attention_min_chunk {
+                    for &block in &attention_block {
+                        for &rounds in &attention_rounds {
+                            let default = Attention::new(128, 1, 32, 4096);
+                            let shape = Attention {
+                                depth: or(depth, default.depth),
+                                min_chunk: or(min_chunk, default.min_chunk),
+                                block: or(block, default.block),
+                                rounds: or(rounds, default.rounds),
+                                ..default
+                            };
+                            for len in lens {
+                                rows.push(greta::bench::bench_attention(
+                                    &dev,
+                                    shape,
+                                    AttentionKernel::Streamed,
+                                    len,
+                                    timing,
+                                    reps,
+                                )?);
+                            }
+                        }
+                    }
                 }
             }
             for mb in [4.0, 9.5, 25.5, 34.0, 51.0, 74.0] {

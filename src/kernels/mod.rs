@@ -33,6 +33,7 @@ impl KernelVariants {
 /// Every built-in kernel, with the specialisations used on `target` (launch shapes may
 /// differ between targets).
 pub fn builtins(target: &Target) -> Vec<KernelVariants> {
+    use attention::AttentionKernel::{Chunked, Streamed};
     use SpecValue::{Const, Type};
     vec![
         KernelVariants {
@@ -92,14 +93,16 @@ pub fn builtins(target: &Target) -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: attention::attention::definition,
-
             variants: vec![
-                [128, 1, 128, attention::ATTENTION_BLOCK]
-                    .map(|v| Const(v as i128))
-                    .to_vec(),
-                [64, 3, 128, attention::ATTENTION_BLOCK]
-                    .map(|v| Const(v as i128))
-                    .to_vec(),
+                attention::Attention::new(128, 1, 1, 1).spec(Chunked),
+                attention::Attention::new(64, 3, 1, 1).spec(Chunked),
+            ],
+        },
+        KernelVariants {
+            def: attention::attention_stream::definition,
+            variants: vec![
+                attention::Attention::new(128, 1, 1, 1).spec(Streamed),
+                attention::Attention::new(64, 3, 1, 1).spec(Streamed),
             ],
         },
     ]
@@ -117,7 +120,10 @@ mod tests {
         for k in builtins(&SM90) {
             let def = (k.def)();
             let kernel = def.specialise(&SM90, &k.variants[0]).expect("specialise");
-            let expected = matches!(def.name(), "matvec" | "attention" | "read_stream");
+            let expected = matches!(
+                def.name(),
+                "matvec" | "attention" | "attention_stream" | "read_stream"
+            );
             assert_eq!(kernel.waits_prior_launch(), expected, "{}", def.name());
         }
     }

@@ -1,7 +1,10 @@
 //! Cases and f64 references of the built-in kernels.
 
 use super::{compare, random_f32, Case, Comparison, Tolerance};
-use crate::kernels::attention::Attention;
+use crate::kernels::attention::{
+    Attention, AttentionKernel,
+    AttentionKernel::{Chunked, Streamed},
+};
 use crate::kernels::matvec::{self, Matvec, Rope};
 use crate::kernels::{decode, elementwise, gemv, norm};
 use crate::quant::gpu::{pack, GpuFormat};
@@ -136,44 +139,58 @@ pub fn all() -> Vec<Case> {
             qkv_case(d, r, qk, vf, heads, kv, hd, cols, p)
         }));
     }
-    for (att, lens) in [
+    // Both kernels at one chunk and several, chunks that end inside a pass, streams with
+    // no position, several depths, block sizes and rounds; lengths from 1 to the cache.
+    let chunked = |d, g, n_kv, ctx, chunk| Attention {
+        chunk,
+        ..Attention::new(d, g, n_kv, ctx)
+    };
+    for (att, kernel, lens) in [
+        (chunked(128, 1, 2, 1024, 256), Chunked, [1u32, 257]),
+        (chunked(128, 1, 2, 1024, 256), Chunked, [256, 1024]),
+        (chunked(64, 3, 3, 600, 256), Chunked, [37, 513]),
         (
             Attention {
-                head_dim: 128,
-                group: 1,
-                n_kv: 2,
-                ctx: 1024,
-                chunk: 256,
+                min_chunk: 64,
+                ..Attention::new(128, 1, 2, 1024)
             },
-            [1u32, 257],
+            Streamed,
+            [1, 257],
         ),
         (
             Attention {
-                head_dim: 128,
-                group: 1,
-                n_kv: 2,
-                ctx: 1024,
-                chunk: 256,
+                depth: 3,
+                block: 128,
+                min_chunk: 256,
+                rounds: 2,
+                ..Attention::new(128, 1, 2, 1024)
             },
+            Streamed,
             [256, 1024],
         ),
         (
             Attention {
-                head_dim: 64,
-                group: 3,
-                n_kv: 3,
-                ctx: 600,
-                chunk: 256,
+                min_chunk: 64,
+                ..Attention::new(64, 3, 3, 600)
             },
-            [37, 513],
+            Streamed,
+            [37, 600],
         ),
     ] {
+        let shape = match kernel {
+            Chunked => format!("chunk {}", att.chunk),
+            Streamed => att.variant(),
+        };
         let shape = format!(
-            "d{} g{} len {}+{}",
+            "d{} g{} {shape} len {}+{}",
             att.head_dim, att.group, lens[0], lens[1]
         );
-        v.push(Case::new("attention", shape, F32_ATTENTION, move |d, r| {
-            attention_case(d, r, att, lens)
+        let name = match kernel {
+            Chunked => "attention",
+            Streamed => "attention_stream",
+        };
+        v.push(Case::new(name, shape, F32_ATTENTION, move |d, r| {
+            attention_case(d, r, att, kernel, lens)
         }));
     }
     for fmt in GpuFormat::ALL {
@@ -459,6 +476,7 @@ fn attention_case(
     dev: &Device,
     rng: &mut StdRng,
     att: Attention,
+    kernel: AttentionKernel,
     lens: [u32; 2],
 ) -> Result<Comparison> {
     let (d, g, n_kv, ctx) = (
@@ -491,7 +509,7 @@ fn attention_case(
         let (dk, dv) = (dev.upload(&k16)?, dev.upload(&v16)?);
         let pos = dev.upload(&[len - 1])?;
         let mut out = dev.upload(&vec![f32::NAN; n_q * d])?;
-        att.launch(dev, &dq, &dk, &dv, &pos, &mut scratch, &mut out)?;
+        att.launch(dev, kernel, &dq, &dk, &dv, &pos, &mut scratch, &mut out)?;
         got.extend(dev.download(&out)?);
         let scale = 1.0 / (d as f64).sqrt();
         for hq in 0..n_q {

@@ -1,6 +1,7 @@
 //! The engine (every decode kernel, as DSL kernels) on the CPU backend: agreement with the
 //! plain-Rust reference forward pass, SmolLM2's known greedy answer, graph replay against
-//! eager steps, and the tracer finding an injected NaN at its layer.
+//! eager steps, both attention kernels across the length switch, a step past the context
+//! refused, and the tracer finding an injected NaN at its layer.
 
 mod common;
 
@@ -8,7 +9,7 @@ use greta::quant::GgmlType;
 use greta::runtime::cpu::{CpuBackend, CpuOptions};
 use greta::runtime::Device;
 use llama2::config::LlamaConfig;
-use llama2::engine::Engine;
+use llama2::engine::{Engine, EngineError};
 use llama2::genmodel::{Preset, Recipe};
 use llama2::gguf::Gguf;
 use llama2::oracle::Oracle;
@@ -65,6 +66,37 @@ fn tiny_models_of_every_weight_type_agree_with_the_reference() {
             );
         }
     }
+}
+
+#[test]
+fn both_attention_kernels_agree_with_the_reference_across_the_switch() {
+    let g = tiny(Recipe::Q4KM, 8);
+    let mut e = engine(&g, 32, 64);
+    // The streamed kernel from length 3 on: the third step replays a second graph.
+    e.set_long_attention_from(3);
+    let mut oracle = Oracle::new(&g, &LlamaConfig::from_gguf(&g).expect("config")).expect("oracle");
+    let steps =
+        llama2::check::compare(&mut e, &mut oracle, &[1, 300, 42, 7, 250, 3], 6).expect("compare");
+    assert_eq!(steps.len(), 6);
+    for (s, c) in steps.iter().enumerate() {
+        assert!(c.nmse < LOGIT_NMSE, "step {s}: logit NMSE {:.3e}", c.nmse);
+    }
+}
+
+#[test]
+fn a_step_past_the_context_is_refused() {
+    let g = tiny(Recipe::Q4KM, 9);
+    let mut e = engine(&g, 64, 4);
+    e.set_state(5, 3).expect("the last position");
+    e.step().expect("the step that fills the cache");
+    match e.step() {
+        Err(EngineError::ContextFull { pos: 4, ctx: 4 }) => {}
+        other => panic!("expected ContextFull, got {other:?}"),
+    }
+    assert!(matches!(
+        e.step_eager(),
+        Err(EngineError::ContextFull { .. })
+    ));
 }
 
 #[test]

@@ -1,14 +1,15 @@
 //! The forward pass on a GRETA device: a decode step is a fixed sequence of DSL kernels
 //! over device buffers. Everything that changes per token (the token, the position) lives
 //! in device memory and is updated by the kernels themselves (the argmax writes the next
-//! token and advances the position), so one captured graph replays every step.
+//! token and advances the position), so one captured graph replays every step of a length
+//! range (attention switches kernels once, for long sequences: a second graph).
 
 pub mod weights;
 
 use crate::config::{LlamaConfig, LlamaWeights};
 use crate::gguf::Gguf;
 use greta::codegen::KernelDef;
-use greta::kernels::attention::{Attention, AttentionScratch};
+use greta::kernels::attention::{Attention, AttentionKernel, AttentionScratch};
 use greta::kernels::decode;
 use greta::kernels::matvec::{self, Matvec, Rope};
 use greta::runtime::{Buffer, Device, Graph};
@@ -110,7 +111,11 @@ pub struct Engine {
     w: GpuWeights,
     s: State,
     attention: Attention,
-    graph: Option<Graph>,
+    /// The position the next step writes, as the device holds it (the argmax advances
+    /// both).
+    pos: usize,
+    /// The captured step for each attention kernel, captured on first use.
+    graphs: [Option<Graph>; 2],
 }
 
 impl Engine {
@@ -138,13 +143,12 @@ impl Engine {
         }
         let weights = LlamaWeights::from_gguf(g, cfg)?;
         let w = GpuWeights::upload(&dev, &weights, progress)?;
-        let attention = Attention {
-            head_dim: cfg.head_dim as u32,
-            group: (cfg.n_head / cfg.n_head_kv) as u32,
-            n_kv: cfg.n_head_kv as u32,
-            ctx: ctx as u32,
-            chunk: 128,
-        };
+        let attention = Attention::new(
+            cfg.head_dim as u32,
+            (cfg.n_head / cfg.n_head_kv) as u32,
+            cfg.n_head_kv as u32,
+            ctx as u32,
+        );
         let cache = cfg.n_head_kv * ctx * cfg.head_dim;
         let zeros = vec![f16::ZERO; cache];
         let s = State {
@@ -171,7 +175,8 @@ impl Engine {
             w,
             s,
             attention,
-            graph: None,
+            pos: 0,
+            graphs: [None, None],
         })
     }
 
@@ -188,6 +193,12 @@ impl Engine {
     /// Positions the KV cache holds.
     pub fn ctx(&self) -> usize {
         self.ctx
+    }
+
+    /// Runs the long-sequence attention kernel from sequences of `len` positions on
+    /// (instead of the length measured best on the H100).
+    pub fn set_long_attention_from(&mut self, len: u32) {
+        self.attention.long_from = len;
     }
 
     /// The launches of one decode step, in order.
@@ -218,8 +229,21 @@ impl Engine {
         }
     }
 
-    /// Launches one op.
+    /// The attention kernel the next step runs.
+    fn attention_kernel(&self) -> AttentionKernel {
+        self.attention.kernel_for(self.pos as u32 + 1)
+    }
+
+    /// Launches one op. A step starts with `Op::Embed`, which fails once the cache is full,
+    /// and ends with `Op::Argmax`, which advances the position.
     pub fn run_op(&mut self, op: Op) -> Result<(), EngineError> {
+        if op == Op::Embed && self.pos >= self.ctx {
+            return Err(EngineError::ContextFull {
+                pos: self.pos,
+                ctx: self.ctx,
+            });
+        }
+        let attention_kernel = self.attention_kernel();
         let cfg = &self.cfg;
         let s = &mut self.s;
         let dev = &self.dev;
@@ -299,6 +323,7 @@ impl Engine {
             Op::Attention(l) => {
                 self.attention.launch(
                     dev,
+                    attention_kernel,
                     &s.q,
                     &s.kc[l],
                     &s.vc[l],
@@ -334,6 +359,7 @@ impl Engine {
                     &mut s.history,
                     &mut s.pos,
                 )?;
+                self.pos += 1;
             }
         }
         Ok(())
@@ -350,8 +376,15 @@ impl Engine {
     /// Runs one decode step by replaying the captured graph (captured on first use, after
     /// an eager step has compiled and loaded every kernel).
     pub fn step(&mut self) -> Result<(), EngineError> {
-        if self.graph.is_none() {
-            let pos = self.position()?;
+        if self.pos >= self.ctx {
+            return Err(EngineError::ContextFull {
+                pos: self.pos,
+                ctx: self.ctx,
+            });
+        }
+        let slot = self.attention_kernel() as usize;
+        if self.graphs[slot].is_none() {
+            let pos = self.pos;
             let tok = self.last_token()?;
             self.step_eager()?;
             self.set_state(tok, pos)?;
@@ -367,14 +400,17 @@ impl Engine {
                 }
                 Ok(())
             })?;
+            // Capturing ran nothing on the device.
+            self.pos = pos;
             if let Some(e) = failure {
                 return Err(e);
             }
-            self.graph = Some(graph);
+            self.graphs[slot] = Some(graph);
         }
 
-        let graph = self.graph.as_ref().expect("captured above");
+        let graph = self.graphs[slot].as_ref().expect("captured above");
         self.dev.replay(graph)?;
+        self.pos += 1;
         Ok(())
     }
 
@@ -385,6 +421,7 @@ impl Engine {
         }
         self.dev.write(&mut self.s.tok, 0, &[tok])?;
         self.dev.write(&mut self.s.pos, 0, &[pos as u32])?;
+        self.pos = pos;
         Ok(())
     }
 
@@ -395,7 +432,7 @@ impl Engine {
 
     /// The current position (advanced by each step).
     pub fn position(&self) -> Result<usize, EngineError> {
-        Ok(self.dev.download(&self.s.pos)?[0] as usize)
+        Ok(self.pos)
     }
 
     /// Tokens selected by greedy steps, by the position that produced them.
