@@ -221,11 +221,8 @@ pub fn bench_matvec(
     };
     Ok(BenchRow {
         name: format!(
-            "matvec {formats} r{}b{}u{}e{}",
-            mv.rows_per_wave,
-            mv.block,
-            mv.blocks_per_unit,
-            mv.early_steps.map_or("auto".to_string(), |e| e.to_string())
+            "matvec {formats} r{}b{}u{}",
+            mv.rows_per_wave, mv.block, mv.blocks_per_unit
         ),
         shape: format!(
             "{cols}->{}{}{epilogue}",

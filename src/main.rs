@@ -66,9 +66,6 @@ enum Command {
         /// Resident blocks per compute unit the grid is sized for, at most.
         #[arg(long, value_delimiter = ',', default_value = "0")]
         blocks_per_unit: Vec<u32>,
-        /// Steps loaded before the prologue (1 or 2; 0 chooses by shape).
-        #[arg(long, value_delimiter = ',', default_value = "0")]
-        early_steps: Vec<u32>,
         /// Attention: positions each stream has in flight (several values compare variants).
         #[arg(long, value_delimiter = ',', default_value = "0")]
         attention_depth: Vec<u32>,
@@ -231,7 +228,6 @@ fn main() -> Result<()> {
             rows_per_wave,
             block,
             blocks_per_unit,
-            early_steps,
             attention_depth,
             attention_min_chunk,
             attention_block,
@@ -250,17 +246,14 @@ fn main() -> Result<()> {
             for &rows_per_wave in &rows_per_wave {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
-                        for &early in &early_steps {
-                            let default = Matvec::new(GpuFormat::Q4K, false, 0, &dev.target());
-                            let or = |v: u32, d: u32| if v == 0 { d } else { v };
-                            variants.push(Matvec {
-                                rows_per_wave: or(rows_per_wave, default.rows_per_wave),
-                                block: or(block, default.block),
-                                blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
-                                early_steps: (early > 0).then_some(early),
-                                ..default
-                            });
-                        }
+                        let default = Matvec::new(GpuFormat::Q4K, false, 0, &dev.target());
+                        let or = |v: u32, d: u32| if v == 0 { d } else { v };
+                        variants.push(Matvec {
+                            rows_per_wave: or(rows_per_wave, default.rows_per_wave),
+                            block: or(block, default.block),
+                            blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
+                            ..default
+                        });
                     }
                 }
             }

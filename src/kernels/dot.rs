@@ -1,6 +1,6 @@
-//! Device functions shared by the matrix-vector kernels: the input prologue (optional
-//! RMSNorm, then quantisation of the vector to int8 in blocks of 32 in shared memory) and
-//! the dot product of one work item of a weight row in every format.
+//! Device functions shared by the matrix-vector kernels: the pieces of the input prologue
+//! (the RMSNorm scale, and the quantisation of the vector to int8 in blocks of 32 in shared
+//! memory) and the dot product of one work item of a weight row in every format.
 //!
 //! Weights are in the layout of `greta::quant::gpu` (records of whole 16-byte vectors, then
 //! a region of f16 scales). Quantised formats multiply int8 weights by the int8 input with
@@ -50,93 +50,70 @@ pub fn items_per_row(fmt: u32, cols: u32) -> u32 {
     }
 }
 
-/// Prologue of every matrix-vector kernel: the RMSNorm scale of `x` (1 without `norm`), and
-/// for quantised formats `x * scale * nw` quantised to int8 per 32 values into shared
-/// memory (`xq` in the order `xq_slot` gives): `xq` packs four values per word, `dx` holds each block's step, `sx` each block's
-/// sum in real units and `s16` the integer sum of each 16 values (for Q6_K's offset).
+/// The RMSNorm scale `rsqrt(mean(x^2) + eps)` of the `n` values of `x`, read from global
+/// memory (the float formats' prologue: their products read the input from L2 directly).
 /// Every thread of the block must call it.
 #[device]
-pub fn prologue(
-    fmt: u32,
-    x: &[f32],
-    nw: &[f32],
-    norm: bool,
-    eps: f32,
-    n: u32,
+pub fn norm_scale(x: &[f32], n: u32, eps: f32) -> f32 {
+    let mut ss = 0.0;
+    for i in (thread_idx()..n).step_by(BLOCK) {
+        let v = x[i];
+        ss += v * v;
+    }
+    rsqrt(block_sum(ss) / (n as f32) + eps)
+}
+
+/// One pass of the quantised formats' prologue: the four input values `v` (already
+/// normalised) at `i..i+4` (`valid`: inside the row) quantised to int8 per 32 values into
+/// shared memory: `xq` packs four values per word (in the order `xq_slot` gives), `dx`
+/// holds each block's step, `sx` each block's sum in real units and `s16` the integer sum
+/// of each 16 values (for Q6_K's offset). Eight lanes cover one 32-value block, so every
+/// lane of the wave must call it (its reductions need a converged wave); the caller
+/// places a barrier before the results are read.
+#[device]
+pub fn quantise_pass(
+    v: f32x4,
+    i: u32,
+    valid: bool,
     xq: &mut [i32],
     dx: &mut [f32],
     sx: &mut [f32],
     s16: &mut [i32],
-) -> f32 {
-    let mut scale = 1.0;
-    if norm {
-        let mut ss = 0.0;
-        for i in (thread_idx()..n).step_by(BLOCK) {
-            let v = x[i];
-            ss += v * v;
+) {
+    // The largest magnitude, compared as bits: for non-negative floats integer order is
+    // value order, and infinities and NaNs order above every finite value. (A float `max`
+    // drops NaN, and a NaN cast to int is 0: a non-finite input would vanish in the
+    // quantisation.) A non-finite input becomes its block's step, so every product that
+    // reads the block is non-finite.
+    let mut top = max(
+        max(abs(v[0]).to_bits(), abs(v[1]).to_bits()),
+        max(abs(v[2]).to_bits(), abs(v[3]).to_bits()),
+    );
+    top = max(top, shfl_xor(top, 1));
+    top = max(top, shfl_xor(top, 2));
+    top = max(top, shfl_xor(top, 4));
+    let d = f32::from_bits(top) / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let q0 = floor(v[0] * inv + 0.5) as i32;
+    let q1 = floor(v[1] * inv + 0.5) as i32;
+    let q2 = floor(v[2] * inv + 0.5) as i32;
+    let q3 = floor(v[3] * inv + 0.5) as i32;
+    let packed = (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | ((q3 & 0xff) << 24);
+    let mut sum = q0 + q1 + q2 + q3;
+    sum += shfl_xor(sum, 1);
+    sum += shfl_xor(sum, 2);
+    let sum16 = sum;
+    sum += shfl_xor(sum, 4);
+    if valid {
+        xq[4 * xq_slot(i / 16) + (i / 4) % 4] = packed;
+        if thread_idx() % 4 == 0 {
+            s16[i / 16] = sum16;
         }
-        scale = rsqrt(block_sum(ss) / (n as f32) + eps);
-    }
-    if fmt >= Q8_0 {
-        // Eight lanes cover one 32-value block; the trip count is the same for every lane
-        // so the cross-lane reductions below always see a converged wave.
-        let per_pass = BLOCK * 4;
-        for pass in 0..(n + per_pass - 1) / per_pass {
-            let i = pass * per_pass + thread_idx() * 4;
-            let valid = i < n;
-            let v = if valid {
-                x.load_vec::<4>(i / 4)
-            } else {
-                f32x4::splat(0.0)
-            };
-            let g = if valid && norm {
-                nw.load_vec::<4>(i / 4)
-            } else {
-                f32x4::splat(1.0)
-            };
-            let v0 = v[0] * scale * g[0];
-            let v1 = v[1] * scale * g[1];
-            let v2 = v[2] * scale * g[2];
-            let v3 = v[3] * scale * g[3];
-            // The largest magnitude, compared as bits: for non-negative floats integer order
-            // is value order, and infinities and NaNs order above every finite value. (A
-            // float `max` drops NaN, and a NaN cast to int is 0: a non-finite input would
-            // vanish in the quantisation.) A non-finite input becomes its block's step, so
-            // every product that reads the block is non-finite.
-            let mut top = max(
-                max(abs(v0).to_bits(), abs(v1).to_bits()),
-                max(abs(v2).to_bits(), abs(v3).to_bits()),
-            );
-            top = max(top, shfl_xor(top, 1));
-            top = max(top, shfl_xor(top, 2));
-            top = max(top, shfl_xor(top, 4));
-            let d = f32::from_bits(top) / 127.0;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let q0 = floor(v0 * inv + 0.5) as i32;
-            let q1 = floor(v1 * inv + 0.5) as i32;
-            let q2 = floor(v2 * inv + 0.5) as i32;
-            let q3 = floor(v3 * inv + 0.5) as i32;
-            let packed =
-                (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | ((q3 & 0xff) << 24);
-            let mut sum = q0 + q1 + q2 + q3;
-            sum += shfl_xor(sum, 1);
-            sum += shfl_xor(sum, 2);
-            let sum16 = sum;
-            sum += shfl_xor(sum, 4);
-            if valid {
-                xq[4 * xq_slot(i / 16) + (i / 4) % 4] = packed;
-                if thread_idx() % 4 == 0 {
-                    s16[i / 16] = sum16;
-                }
-                if thread_idx() % 8 == 0 {
-                    dx[i / 32] = d;
-                    sx[i / 32] = d * (sum as f32);
-                }
-            }
+        if thread_idx() % 8 == 0 {
+            dx[i / 32] = d;
+            sx[i / 32] = d * (sum as f32);
         }
-        barrier();
     }
-    scale
 }
 
 /// Where 16-byte vector `q` of the quantised input lives in shared memory. A 16-byte
@@ -235,8 +212,10 @@ pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u
     w.load_vec::<4>(item_vec_index(fmt, cols, row, it, k))
 }
 
-/// The scale of work item `it` of row `row` from the scale region: the f16 `d` in the low
-/// half (and Q4_1's `m` in the high half); 0 for formats without one.
+/// The scale region's word that holds the scale of work item `it` of row `row` (0 for
+/// formats without one). Where two f16 scales share a word, `scale_shift` says which half
+/// is the item's: the word is returned whole, so that the loop that issues the load does
+/// not wait for it.
 #[device]
 pub fn fetch_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, it: u32) -> u32 {
     if fmt <= F16 || fmt == Q4K {
@@ -249,12 +228,25 @@ pub fn fetch_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, it: u32)
         if fmt == Q4_1 {
             w[region + b]
         } else {
-            (w[region + b / 2] >> (16 * (b % 2))) & 0xffff
+            w[region + b / 2]
         }
     } else {
         let sbs = cols / 256;
         let sb = row * sbs + it / 4;
-        (w[rows * sbs * 52 + sb / 2] >> (16 * (sb % 2))) & 0xffff
+        w[rows * sbs * 52 + sb / 2]
+    }
+}
+
+/// The shift that brings work item `it`'s scale (the f16 `d`, and Q4_1's `m` above it) to
+/// the low bits of the word `fetch_scale` returns.
+#[device]
+pub fn scale_shift(fmt: u32, cols: u32, row: u32, it: u32) -> u32 {
+    if fmt == Q8_0 || fmt == Q4_0 {
+        16 * ((row * (cols / 32) + it) % 2)
+    } else if fmt == Q6K {
+        16 * ((row * (cols / 256) + it / 4) % 2)
+    } else {
+        0
     }
 }
 
@@ -276,7 +268,6 @@ pub fn dot_fetched(
     x: &[f32],
     nw: &[f32],
     norm: bool,
-    scale: f32,
 ) -> f32 {
     if fmt <= F16 {
         let xa = x.load_vec::<4>(2 * it);
@@ -305,7 +296,7 @@ pub fn dot_fetched(
                     f32::from_bits(v0[k]) * xa[k] * ga[k] + f32::from_bits(v1[k]) * xb[k] * gb[k];
             }
         }
-        acc * scale
+        acc
     } else if fmt <= Q4_1 {
         let u = it;
         let xs = xq_slot(2 * u);
@@ -427,7 +418,8 @@ pub fn dequant_value(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, col: u
         let blocks = cols / 32;
         let b = row * blocks + col / 32;
         let i = col % 32;
-        let sw = fetch_scale(fmt, w, rows, cols, row, col / 32);
+        let sw =
+            fetch_scale(fmt, w, rows, cols, row, col / 32) >> scale_shift(fmt, cols, row, col / 32);
         let d = f16_lo(sw);
         if fmt == Q8_0 {
             d * (sbyte(w[8 * b + i / 4], i % 4) as f32)
@@ -467,7 +459,9 @@ pub fn dequant_value(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, col: u
         let hi = ((w[base + qh_at / 4] >> (8 * (qh_at % 4))) >> (2 * r)) & 3;
         let sc_at = 192 + e / 16;
         let sc = sbyte(w[base + sc_at / 4], sc_at % 4);
-        let d = f16_lo(fetch_scale(fmt, w, rows, cols, row, col / 64));
+        let d = f16_lo(
+            fetch_scale(fmt, w, rows, cols, row, col / 64) >> scale_shift(fmt, cols, row, col / 64),
+        );
         d * (sc as f32) * (((lo | (hi << 4)) as f32) - 32.0)
     }
 }

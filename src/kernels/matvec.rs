@@ -11,7 +11,10 @@
 //! runs: it issues its first weight loads, then waits for that launch before reading
 //! anything else. The weights must therefore not be written by the launch before it.
 
-use super::dot::{dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, prologue};
+use super::dot::{
+    dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_pass,
+    scale_shift, Q8_0,
+};
 use crate::kernel;
 
 /// Epilogue: `y[r] = (W x)[r]`.
@@ -28,8 +31,7 @@ pub const QKV: u32 = 3;
 /// `FMT_B`) times `NORM ? rmsnorm(x, nw) : x`, with epilogue `EPI`. `XCAP` bounds `cols`
 /// for the shared int8 copy of the input. For `QKV`, `q_rows` is the number of Q rows in A,
 /// `head_dim` the head size, `ctx` the cache length and `rope_base` the RoPE frequency
-/// base; other epilogues ignore them and the cache buffers. `early` (1 or 2) is the number
-/// of steps whose weights are loaded before the prologue. The compiler keeps room for four
+/// base; other epilogues ignore them and the cache buffers. The compiler keeps room for four
 /// waves per SIMD: enough loads in flight per compute unit to cover memory latency.
 #[kernel(min_waves = 4)]
 pub fn matvec<
@@ -57,7 +59,6 @@ pub fn matvec<
     head_dim: u32,
     ctx: u32,
     rope_base: f32,
-    early: u32,
 ) {
     let xq = shared!([i32; XCAP / 4]);
     let dx = shared!([f32; XCAP / 32]);
@@ -84,6 +85,7 @@ pub fn matvec<
     let mut scale = 1.0;
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
+    let mut cur_shift = [0u32; ROWS];
     let mut acc = [0.0f32; ROWS];
     // For `ADD`, the residual values of the row group being consumed, read when its first
     // step is, so the read is not a round trip at the end of the row.
@@ -100,11 +102,16 @@ pub fn matvec<
     // launch may start now and fill the compute units this one leaves idle at its end.
     allow_next_launch();
     // Iteration s issues the loads of step s and consumes step s - 1. The prologue runs in
-    // iteration `early - 1`, so the first `early` steps are in flight while it waits and
-    // quantises.
-    for s in 0..max(steps, early - 1) + 1 {
+    // iteration 0, after the first step's loads, so they are in flight while it waits and
+    // quantises; the barrier after it comes in iteration 1 after that iteration's loads, so
+    // a thread that has quantised its share issues them without waiting for the others.
+    // (Loading two steps before the wait measured slower on the H100 for every shape: the
+    // input's loads queue behind them.) Every thread runs iterations 0 and 1, so the
+    // prologue's barriers see the whole block.
+    for s in 0..max(steps, 1) + 1 {
         let mut nxt = [u32x4::splat(0); 4 * ROWS];
         let mut nxt_s = [0u32; ROWS];
+        let mut nxt_shift = [0u32; ROWS];
         if s < steps {
             let base = fetch_base;
             let it = lane_id() + fetch_slot * WAVE;
@@ -134,6 +141,7 @@ pub fn matvec<
                     } else {
                         fetch_scale(fmt, wb, rows_b, cols, local, it)
                     };
+                    nxt_shift[r] = scale_shift(fmt, cols, local, it);
                 }
             }
             fetch_slot += 1;
@@ -142,12 +150,49 @@ pub fn matvec<
                 fetch_base = next_group(fetch_base, paired, stride);
             }
         }
-        if s == early - 1 {
-            // Every thread passes here exactly once, so the prologue's barriers see the
-            // whole block. Nothing before the wait reads or writes what the previous
-            // launch touches.
+        if s == 0 {
+            // Nothing before the wait reads or writes what the previous launch touches.
             wait_prior_launch();
-            scale = prologue(FMT, x, nw, NORM == 1, eps, cols, xq, dx, sx, s16);
+            if FMT >= Q8_0 {
+                // The prologue: every value of the input this thread quantises (and its
+                // norm weights) loaded at once, one memory round trip for all passes; each
+                // pass quantised to int8 in shared memory. The norm's scale is common to
+                // the whole input, so it leaves the int8 values unchanged: `x * nw` is
+                // quantised without waiting for it, and the rows' sums are scaled instead.
+                let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                    let i = (p * BLOCK + thread_idx()) * 4;
+                    if i < cols {
+                        xv[p] = x.load_vec::<4>(i / 4);
+                        if NORM == 1 {
+                            gv[p] = nw.load_vec::<4>(i / 4);
+                        }
+                    }
+                }
+                let mut ss = 0.0;
+                for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                    let i = (p * BLOCK + thread_idx()) * 4;
+                    for k in 0..4 {
+                        ss += xv[p][k] * xv[p][k];
+                    }
+                    let v = f32x4::new(
+                        xv[p][0] * gv[p][0],
+                        xv[p][1] * gv[p][1],
+                        xv[p][2] * gv[p][2],
+                        xv[p][3] * gv[p][3],
+                    );
+                    quantise_pass(v, i, i < cols, xq, dx, sx, s16);
+                }
+                if NORM == 1 {
+                    scale = rsqrt(block_sum(ss) / (cols as f32) + eps);
+                }
+            } else if NORM == 1 {
+                scale = norm_scale(x, cols, eps);
+            }
+        }
+        if s == 1 {
+            barrier();
         }
         if s >= 1 && s <= steps {
             let base = use_base;
@@ -175,7 +220,7 @@ pub fn matvec<
                         cur[4 * r + 1],
                         cur[4 * r + 2],
                         cur[4 * r + 3],
-                        cur_s[r],
+                        cur_s[r] >> cur_shift[r],
                         it,
                         xq,
                         dx,
@@ -184,7 +229,6 @@ pub fn matvec<
                         x,
                         nw,
                         NORM == 1,
-                        scale,
                     );
                 }
             }
@@ -193,7 +237,7 @@ pub fn matvec<
                 use_slot = 0;
                 use_base = next_group(use_base, paired, stride);
                 for r in 0..ROWS {
-                    acc[r] = wave_sum(acc[r]);
+                    acc[r] = wave_sum(acc[r]) * scale;
                 }
                 if lane_id() == 0 {
                     if EPI == STORE || EPI == ADD {
@@ -237,6 +281,7 @@ pub fn matvec<
         }
         for r in 0..ROWS {
             cur_s[r] = nxt_s[r];
+            cur_shift[r] = nxt_shift[r];
         }
     }
 }
@@ -313,8 +358,6 @@ pub struct Matvec {
     pub block: u32,
     /// Resident blocks per compute unit the grid is sized for.
     pub blocks_per_unit: u32,
-    /// Steps each wavefront loads before the prologue (1 or 2); `None` chooses by shape.
-    pub early_steps: Option<u32>,
 }
 
 /// RoPE and KV-cache geometry for the `QKV` epilogue.
@@ -357,25 +400,6 @@ impl Matvec {
                 1024
             },
             blocks_per_unit: 1,
-            early_steps: None,
-        }
-    }
-
-    /// Steps loaded before the prologue for a grid of `grid` blocks: two when each
-    /// wavefront walks more than two steps. When two steps are all a wavefront reads (the
-    /// whole matrix at once), the prologue's input loads queue behind them, so one it is
-    /// (measured on the H100: 4096x4096 Q4_K 5.2 us with one, 5.8 us with two).
-    fn early_steps(&self, grid: u32, rows: u32, cols: u32, wave: u32) -> u32 {
-        if let Some(e) = self.early_steps {
-            return e.clamp(1, 2);
-        }
-        let waves = grid * (self.block / wave) * self.rows_per_wave;
-        let items = cols / self.fmt.item_elems();
-        let steps = rows.div_ceil(waves) * items.div_ceil(wave);
-        if steps > 2 {
-            2
-        } else {
-            1
         }
     }
 
@@ -487,10 +511,9 @@ impl Matvec {
     ) -> Result<(), crate::runtime::Error> {
         self.check(rows_a, rows_b, cols)?;
         let grid = self.grid(rows_a + rows_b, cols, dev)?;
-        let early = self.early_steps(grid, rows_a + rows_b, cols, dev.target().wave);
         let spec = self.spec(cols);
         let scalars = |args: &mut Vec<crate::runtime::Arg<'_>>| {
-            args.extend::<[crate::runtime::Arg<'_>; 9]>([
+            args.extend::<[crate::runtime::Arg<'_>; 8]>([
                 rows_a.into(),
                 rows_b.into(),
                 cols.into(),
@@ -499,7 +522,6 @@ impl Matvec {
                 rope.head_dim.into(),
                 rope.ctx.into(),
                 rope.base.into(),
-                early.into(),
             ])
         };
         match cache {
