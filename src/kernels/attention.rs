@@ -213,14 +213,16 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
     let stream = tid / lanes;
     let dd = (tid % lanes) * 8;
     let slot = h * G;
-    // This lane's eight dimensions of every query head, pre-scaled.
+    // This lane's eight dimensions of every query head, pre-scaled by `scale * log2(e)`:
+    // the streams work in powers of two (`exp2`), converted back where partials are
+    // written.
     let mut qv = [0.0f32; 8 * G];
     for g in 0..G {
         let qa = q.load_vec::<4>(((slot + g) * D + dd) / 4);
         let qb = q.load_vec::<4>(((slot + g) * D + dd) / 4 + 1);
         for k in 0..4 {
-            qv[8 * g + k] = qa[k] * scale;
-            qv[8 * g + 4 + k] = qb[k] * scale;
+            qv[8 * g + k] = qa[k] * scale * 1.442695;
+            qv[8 * g + 4 + k] = qb[k] * scale * 1.442695;
         }
     }
 
@@ -268,13 +270,13 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
                 }
                 // A stream whose positions all lie past the end keeps its empty state.
                 if top > f32::NEG_INFINITY {
-                    let corr = exp(m[g] - top);
+                    let corr = exp2(m[g] - top);
                     l[g] = l[g] * corr;
                     for k in 0..8 {
                         acc[8 * g + k] = acc[8 * g + k] * corr;
                     }
                     for j in 0..DEPTH {
-                        let p = exp(sc[j] - top);
+                        let p = exp2(sc[j] - top);
                         l[g] += p;
                         for k in 0..8 {
                             acc[8 * g + k] += p * (cv[j][k] as f32);
@@ -290,7 +292,7 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
         }
     }
 
-    // Merge the streams: each rescales its state to the block's maximum.
+    // Merge the streams: each rescales its state to the block's maximum (log2 units).
     let single = chunks == 1;
     for g in 0..G {
         if tid % lanes == 0 {
@@ -303,7 +305,7 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
             top = max(top, ml[2 * s]);
         }
         let w = if m[g] > f32::NEG_INFINITY {
-            exp(m[g] - top)
+            exp2(m[g] - top)
         } else {
             0.0
         };
@@ -317,7 +319,7 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
             for s in 0..streams {
                 o += red[s * D + tid];
                 if ml[2 * s] > f32::NEG_INFINITY {
-                    sum += exp(ml[2 * s] - top) * ml[2 * s + 1];
+                    sum += exp2(ml[2 * s] - top) * ml[2 * s + 1];
                 }
             }
             if single {
@@ -325,7 +327,8 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
             } else {
                 part_o[((slot + g) * splits + c) * D + tid] = o;
                 if tid == 0 {
-                    part_ml[((slot + g) * splits + c) * 2] = top;
+                    // The combine works in natural units.
+                    part_ml[((slot + g) * splits + c) * 2] = top * 0.6931472;
                     part_ml[((slot + g) * splits + c) * 2 + 1] = sum;
                 }
             }

@@ -1,6 +1,7 @@
 //! `llama2 bench`: prompt processing and generation throughput in the manner of
-//! llama-bench (pp512, tg128), time to first token for a short prompt, and the mean decode
-//! latency per transformer block, each repeated and reported as mean and spread.
+//! llama-bench (pp512, tg128, generation at a given cache depth), time to first token for a
+//! short prompt, and the mean decode latency per transformer block, each repeated and
+//! reported as mean and spread.
 
 use crate::engine::{Engine, EngineError};
 use serde_json::json;
@@ -39,33 +40,54 @@ pub struct BenchReport {
     pub reps: usize,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
+    /// Position generation starts at (tokens already in the cache).
+    pub depth: usize,
     /// Prompt tokens per second.
     pub pp: Stat,
     /// Generated tokens per second.
     pub tg: Stat,
     /// Time to first token for a 3-token prompt, milliseconds.
     pub ttft_ms: Stat,
-    /// Decode time per transformer block, microseconds.
+    /// Decode time per transformer block during generation, microseconds.
     pub layer_us: Stat,
 }
 
-/// Runs the benchmark: `reps` repetitions of each measurement.
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchPlan {
+    /// Prompt tokens (pp).
+    pub prompt_tokens: usize,
+    /// Generated tokens (tg).
+    pub gen_tokens: usize,
+    /// Position generation starts at: the attention of every generated token reads this
+    /// many earlier positions (their cache contents do not change the timing).
+    pub depth: usize,
+    pub reps: usize,
+}
+
+/// Runs the benchmark: `plan.reps` repetitions of each measurement. Token counts are
+/// clipped to the context; a depth that leaves no room to generate is refused.
 pub fn run(
     engine: &mut Engine,
     model: &str,
     params: u64,
-    prompt_tokens: usize,
-    gen_tokens: usize,
-    reps: usize,
+    plan: BenchPlan,
 ) -> Result<BenchReport, EngineError> {
     let ctx = engine.ctx();
-    let prompt_tokens = prompt_tokens.min(ctx.saturating_sub(1)).max(1);
-    let gen_tokens = gen_tokens.min(ctx.saturating_sub(1)).max(1);
+    let depth = plan.depth;
+    if depth + 1 >= ctx {
+        return Err(EngineError::ContextFull { pos: depth, ctx });
+    }
+    let prompt_tokens = plan.prompt_tokens.min(ctx - 1).max(1);
+    let gen_tokens = plan.gen_tokens.min(ctx - 1 - depth).max(1);
+    let reps = plan.reps;
     let vocab = engine.config().n_vocab as u32;
     let token = |i: usize| (i as u32 * 7919 + 13) % vocab;
-    // Warm-up: compiles every kernel and captures the graph.
-    engine.set_state(token(0), 0)?;
-    engine.step()?;
+    // Warm-up: compiles every kernel and captures the graphs of both ends.
+    for pos in [0, depth] {
+        engine.set_state(token(0), pos)?;
+        engine.step()?;
+    }
     engine.last_token()?;
     let (mut pp, mut tg, mut ttft, mut layer) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
@@ -77,7 +99,7 @@ pub fn run(
         engine.last_token()?;
         pp.push(prompt_tokens as f64 / start.elapsed().as_secs_f64());
 
-        engine.set_state(token(1), 0)?;
+        engine.set_state(token(1), depth)?;
         let start = Instant::now();
         for _ in 0..gen_tokens {
             engine.step()?;
@@ -102,6 +124,7 @@ pub fn run(
         reps,
         prompt_tokens,
         gen_tokens,
+        depth,
         pp: Stat::of(&pp),
         tg: Stat::of(&tg),
         ttft_ms: Stat::of(&ttft),
@@ -126,7 +149,12 @@ impl BenchReport {
             "| model | params | device | test | result |\n| --- | ---: | --- | --- | ---: |\n",
         );
         t += &row(&format!("pp{}", self.prompt_tokens), "t/s", self.pp);
-        t += &row(&format!("tg{}", self.gen_tokens), "t/s", self.tg);
+        let tg = if self.depth > 0 {
+            format!("tg{} @ d{}", self.gen_tokens, self.depth)
+        } else {
+            format!("tg{}", self.gen_tokens)
+        };
+        t += &row(&tg, "t/s", self.tg);
         t += &row("ttft (3-token prompt)", "ms", self.ttft_ms);
         t += &row("decode per layer", "us", self.layer_us);
         t += &format!(
@@ -145,7 +173,7 @@ impl BenchReport {
             "params": self.params,
             "repetitions": self.reps,
             "pp": { "tokens": self.prompt_tokens, "tokens_per_second": s(self.pp) },
-            "tg": { "tokens": self.gen_tokens, "tokens_per_second": s(self.tg) },
+            "tg": { "tokens": self.gen_tokens, "depth": self.depth, "tokens_per_second": s(self.tg) },
             "ttft_ms": s(self.ttft_ms),
             "decode_per_layer_us": s(self.layer_us),
         })

@@ -104,6 +104,9 @@ struct BenchArgs {
     /// Generated tokens (tg).
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
+    /// Position generation starts at: tokens already in the KV cache (llama-bench's -d).
+    #[arg(long, default_value_t = 0)]
+    depth: usize,
     #[arg(long, default_value_t = 3)]
     reps: usize,
     /// Print JSON instead of a markdown table.
@@ -323,9 +326,12 @@ fn bench(args: &BenchArgs) -> Result<()> {
         &mut engine,
         &name,
         params,
-        args.prompt_tokens,
-        args.gen_tokens,
-        args.reps,
+        llama2::bench::BenchPlan {
+            prompt_tokens: args.prompt_tokens,
+            gen_tokens: args.gen_tokens,
+            depth: args.depth,
+            reps: args.reps,
+        },
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);

@@ -215,3 +215,35 @@ fn smollm2_answers_the_capital_of_france_on_the_cpu_backend() {
         "generation ends at the end-of-sequence token"
     );
 }
+
+#[test]
+fn the_benchmark_generates_at_the_requested_depth_and_refuses_a_full_cache() {
+    let g = tiny(Recipe::Q4KM, 12);
+    let mut e = engine(&g, 32, 32);
+    e.set_long_attention_from(16);
+    let plan = llama2::bench::BenchPlan {
+        prompt_tokens: 4,
+        gen_tokens: 5,
+        depth: 20,
+        reps: 1,
+    };
+    let report = llama2::bench::run(&mut e, "tiny", 1, plan).expect("bench");
+    assert_eq!((report.gen_tokens, report.depth), (5, 20));
+    assert!(report.tg.mean > 0.0 && report.pp.mean > 0.0);
+    assert!(
+        report.markdown().contains("tg5 @ d20"),
+        "{}",
+        report.markdown()
+    );
+    // The last measurement is the 3-token time-to-first-token prompt, from position 0.
+    assert_eq!(
+        e.position().expect("position"),
+        3,
+        "the last measurement is the ttft prompt"
+    );
+    let full = llama2::bench::BenchPlan { depth: 31, ..plan };
+    assert!(matches!(
+        llama2::bench::run(&mut e, "tiny", 1, full),
+        Err(EngineError::ContextFull { pos: 31, ctx: 32 })
+    ));
+}
