@@ -287,13 +287,12 @@ pub fn matvec_sweep(
 /// shapes: QKV (Q and K in Q4_K, V in Q6_K, RoPE and the cache write), gate+up with
 /// SwiGLU, and the down projection added into the residual.
 pub fn fused_sweep(dev: &Device, timing: Timing, reps: usize) -> Result<Vec<BenchRow>> {
-    let target = dev.target();
     let qkv = Matvec {
         fmt_b: GpuFormat::Q6K,
-        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV, &target)
+        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
     };
-    let swiglu = Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU, &target);
-    let down = Matvec::new(GpuFormat::Q4K, false, matvec::ADD, &target);
+    let swiglu = Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU);
+    let down = Matvec::new(GpuFormat::Q4K, false, matvec::ADD);
     Ok(vec![
         bench_matvec(dev, qkv, 8192, 4096, 4096, timing, reps)?,
         bench_matvec(dev, swiglu, 22016, 0, 4096, timing, reps)?,

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use greta::codegen::{hip, Target, GFX942};
+use greta::codegen::{hip, Target};
 use greta::kernels::attention::{Attention, AttentionKernel};
 use greta::kernels::matvec::Matvec;
 use greta::kernels::{builtins, KernelVariants};
@@ -129,8 +129,8 @@ fn target(name: &str) -> Result<Target> {
 
 /// The built-in kernels named on the command line (all if none), or an error naming the
 /// unknown ones.
-fn select(names: &[String], target: &Target) -> Result<Vec<KernelVariants>> {
-    let all = builtins(target);
+fn select(names: &[String]) -> Result<Vec<KernelVariants>> {
+    let all = builtins();
     if names.is_empty() {
         return Ok(all);
     }
@@ -151,13 +151,13 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::List => {
-            for k in builtins(&GFX942) {
+            for k in builtins() {
                 println!("{:<24} {} specialisation(s)", k.name(), k.variants.len());
             }
         }
         Command::Check { target: t, kernels } => {
             let t = target(&t)?;
-            let rows = greta::check::check(&select(&kernels, &t)?, &t)?;
+            let rows = greta::check::check(&select(&kernels)?, &t)?;
             print!("{}", greta::check::table(&rows, &t));
             let failed = rows.iter().filter(|r| !r.problems(&t).is_empty()).count();
             if failed > 0 {
@@ -184,7 +184,7 @@ fn main() -> Result<()> {
                 std::env::set_var("GRETA_WAVE", w.to_string());
             }
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
-            select(&kernels, &dev.target())?;
+            select(&kernels)?;
             println!("device: {}", dev.describe());
             let outcomes = greta::selftest::run(&dev, &kernels, seed);
             print!("{}", greta::selftest::table(&outcomes, &dev));
@@ -246,7 +246,7 @@ fn main() -> Result<()> {
             for &rows_per_wave in &rows_per_wave {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
-                        let default = Matvec::new(GpuFormat::Q4K, false, 0, &dev.target());
+                        let default = Matvec::new(GpuFormat::Q4K, false, 0);
                         let or = |v: u32, d: u32| if v == 0 { d } else { v };
                         variants.push(Matvec {
                             rows_per_wave: or(rows_per_wave, default.rows_per_wave),
@@ -313,7 +313,7 @@ fn main() -> Result<()> {
             let start = std::time::Instant::now();
             let before = greta::runtime::jit::compilations();
             let mut count = 0;
-            for k in builtins(&dev.target()) {
+            for k in builtins() {
                 for spec in &k.variants {
                     dev.prepare((k.def)(), spec)?;
                     count += 1;
@@ -367,7 +367,7 @@ fn main() -> Result<()> {
             out,
         } => {
             let t = target(&t)?;
-            for k in select(&kernels, &t)? {
+            for k in select(&kernels)? {
                 for spec in &k.variants {
                     let ir = (k.def)().specialise(&t, spec)?;
                     let src = hip::emit(&ir, &t)?;

@@ -42,7 +42,7 @@ struct Compiled {
 /// Compiles (or reads from `cache`) every variant of every built-in kernel.
 fn compile_all(compiler: &Counting, cache: &KernelCache) -> Vec<Compiled> {
     let mut out = Vec::new();
-    for k in builtins(&GFX90A) {
+    for k in builtins() {
         for spec in &k.variants {
             let ir = (k.def)()
                 .specialise(&GFX90A, spec)

@@ -141,7 +141,13 @@ pub fn matvec<
                     } else {
                         fetch_scale(fmt, wb, rows_b, cols, local, it)
                     };
-                    nxt_shift[r] = scale_shift(fmt, cols, local, it);
+                    // Single-format products keep the scale's shift from here (one
+                    // register); stacked matrices of two formats recompute it when the
+                    // step is used, which keeps the QKV product within the registers of
+                    // 1024-thread blocks.
+                    if FMT == FMT_B {
+                        nxt_shift[r] = scale_shift(fmt, cols, local, it);
+                    }
                 }
             }
             fetch_slot += 1;
@@ -214,13 +220,20 @@ pub fn matvec<
                     } else {
                         FMT_B
                     };
+                    let shift = if FMT == FMT_B {
+                        cur_shift[r]
+                    } else if row < rows_a {
+                        scale_shift(fmt, cols, row, it)
+                    } else {
+                        scale_shift(fmt, cols, row - rows_a, it)
+                    };
                     acc[r] += dot_fetched(
                         fmt,
                         cur[4 * r],
                         cur[4 * r + 1],
                         cur[4 * r + 2],
                         cur[4 * r + 3],
-                        cur_s[r] >> cur_shift[r],
+                        cur_s[r] >> shift,
                         it,
                         xq,
                         dx,
@@ -376,29 +389,20 @@ pub struct Rope {
 pub const XCAP: u32 = 16384;
 
 impl Matvec {
-    /// A product on `target` with the launch shape measured best on the H100: one row at a
-    /// time per wavefront (the paired epilogues walk a pair's two rows in turn) in
-    /// 1024-thread blocks, one per compute unit (every block repeats the prologue, so
-    /// fewer, larger blocks repeat it less); QKV on wave-32 targets in 512-thread blocks.
-    /// Grids never exceed what the registers keep resident (see `grid`).
-    pub fn new(
-        fmt: crate::quant::gpu::GpuFormat,
-        norm: bool,
-        epilogue: u32,
-        target: &crate::codegen::Target,
-    ) -> Matvec {
+    /// A product with the launch shape measured best on the H100: one row at a time per
+    /// wavefront (the paired epilogues walk a pair's two rows in turn) in 1024-thread
+    /// blocks, one per compute unit (every block repeats the prologue, so fewer, larger
+    /// blocks repeat it less). Every product fits the registers this leaves (64 per thread
+    /// on sm_90, at least four waves per SIMD on gfx942; `greta check`). Grids never exceed
+    /// what the registers keep resident (see `grid`).
+    pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: u32) -> Matvec {
         Matvec {
             fmt,
             fmt_b: fmt,
             norm,
             epilogue,
             rows_per_wave: 1,
-            // QKV at 1024 threads on sm_90 must fit 64 registers and spills.
-            block: if epilogue == QKV && target.wave == 32 {
-                512
-            } else {
-                1024
-            },
+            block: 1024,
             blocks_per_unit: 1,
         }
     }

@@ -10,7 +10,7 @@ pub mod matvec;
 pub mod norm;
 pub mod stream;
 
-use crate::codegen::{KernelDef, Scalar, SpecValue, Target};
+use crate::codegen::{KernelDef, Scalar, SpecValue};
 use crate::quant::gpu::GpuFormat;
 use matvec::Matvec;
 
@@ -30,9 +30,8 @@ impl KernelVariants {
     }
 }
 
-/// Every built-in kernel, with the specialisations used on `target` (launch shapes may
-/// differ between targets).
-pub fn builtins(target: &Target) -> Vec<KernelVariants> {
+/// Every built-in kernel, with the specialisations the library launches.
+pub fn builtins() -> Vec<KernelVariants> {
     use attention::AttentionKernel::{Chunked, Streamed};
     use SpecValue::{Const, Type};
     vec![
@@ -60,13 +59,13 @@ pub fn builtins(target: &Target) -> Vec<KernelVariants> {
             def: matvec::matvec::definition,
             variants: GpuFormat::ALL
                 .iter()
-                .map(|f| Matvec::new(*f, true, matvec::STORE, target).spec(4096))
+                .map(|f| Matvec::new(*f, true, matvec::STORE).spec(4096))
                 .chain([
-                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD, target).spec(11008),
-                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU, target).spec(4096),
+                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(11008),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(4096),
                     Matvec {
                         fmt_b: GpuFormat::Q6K,
-                        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV, target)
+                        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
                     }
                     .spec(4096),
                 ])
@@ -117,7 +116,7 @@ mod tests {
     /// predecessor themselves may be started before it ends.
     #[test]
     fn only_kernels_that_wait_for_their_predecessor_overlap_it() {
-        for k in builtins(&SM90) {
+        for k in builtins() {
             let def = (k.def)();
             let kernel = def.specialise(&SM90, &k.variants[0]).expect("specialise");
             let expected = matches!(

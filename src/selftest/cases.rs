@@ -95,12 +95,7 @@ pub fn all() -> Vec<Case> {
                 if add { " +=" } else { "" },
             );
             v.push(Case::new("matvec", shape, tol, move |d, r| {
-                let mv = Matvec::new(
-                    fmt,
-                    norm,
-                    if add { matvec::ADD } else { matvec::STORE },
-                    &d.target(),
-                );
+                let mv = Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE });
                 matvec_case(d, r, mv, rows, cols)
             }));
         }
@@ -358,7 +353,7 @@ fn swiglu_case(
     let dw = dev.upload(&packed)?;
     let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
     let mut y = dev.upload(&vec![f32::NAN; n_ff])?;
-    let mv = Matvec::new(fmt, true, matvec::SWIGLU, &dev.target());
+    let mv = Matvec::new(fmt, true, matvec::SWIGLU);
     mv.launch(
         dev,
         &dw,
@@ -417,7 +412,7 @@ fn qkv_case(
     let pos = dev.upload(&[p])?;
     let mv = Matvec {
         fmt_b: fmt_v,
-        ..Matvec::new(fmt_qk, true, matvec::QKV, &dev.target())
+        ..Matvec::new(fmt_qk, true, matvec::QKV)
     };
     let rope = Rope {
         q_rows: q_rows as u32,

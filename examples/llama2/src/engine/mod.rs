@@ -254,7 +254,6 @@ impl Engine {
             ctx: 1,
             base: cfg.rope_freq_base,
         };
-        let target = dev.target();
         // One matrix times `x`, normalised by `nw` when given (otherwise `x` stands in for
         // the unused norm weights), with `epilogue` into `y`.
         let product = |m: &GpuMatrix,
@@ -262,7 +261,7 @@ impl Engine {
                        x: &Buffer<f32>,
                        nw: Option<&Buffer<f32>>,
                        y: &mut Buffer<f32>| {
-            Matvec::new(m.fmt, nw.is_some(), epilogue, &target).launch(
+            Matvec::new(m.fmt, nw.is_some(), epilogue).launch(
                 dev,
                 &m.buf,
                 &m.buf,
@@ -297,7 +296,7 @@ impl Engine {
                 let layer = &self.w.layers[l];
                 let mv = Matvec {
                     fmt_b: layer.wv.fmt,
-                    ..Matvec::new(layer.wqk.fmt, true, matvec::QKV, &target)
+                    ..Matvec::new(layer.wqk.fmt, true, matvec::QKV)
                 };
                 let rope = Rope {
                     q_rows: (cfg.n_head * cfg.head_dim) as u32,
