@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Llama example on the GPU machine with binaries built elsewhere: SmolLM2 (the
 # greedy answer, logit agreement with the reference, a trace) and a random Llama-2-7B
-# Q4_K_M model written there (logit agreement, trace, benchmark). Logs go to $OUT.
+# Q4_K_M model written there (logit agreement, trace, benchmark, and generation at cache
+# depth 3968). Logs go to $OUT.
 # Usage: gpu-llama.sh SMOLLM2.gguf
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,5 +26,7 @@ step "random Llama-2-7B Q4_K_M"
 run l7b_check "$BIN/llama2" check-logits --backend cuda --model "$L7B" -n 3
 run l7b_trace "$BIN/llama2" trace --backend cuda --model "$L7B" -n 1
 run l7b_bench "$BIN/llama2" bench --backend cuda --model "$L7B" --reps 3
+# Generation with a nearly full 4096-position cache: the long-sequence attention kernel.
+run l7b_depth "$BIN/llama2" bench --backend cuda --model "$L7B" --reps 3 --depth 3968 --prompt-tokens 16
 step "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status
