@@ -63,8 +63,8 @@ pub fn norm_scale(x: &[f32], n: u32, eps: f32) -> f32 {
     rsqrt(block_sum(ss) / (n as f32) + eps)
 }
 
-/// One pass of the quantised formats' prologue: the four input values `v` (already
-/// normalised) at `i..i+4` (`valid`: inside the row) quantised to int8 per 32 values into
+/// One pass of the quantised formats' prologue: the four input values `v` (times the
+/// norm weights) at `i..i+4` (`valid`: inside the row) quantised to int8 per 32 values into
 /// shared memory: `xq` packs four values per word (in the order `xq_slot` gives), `dx`
 /// holds each block's step, `sx` each block's sum in real units and `s16` the integer sum
 /// of each 16 values (for Q6_K's offset). Eight lanes cover one 32-value block, so every

@@ -13,7 +13,7 @@
 
 use super::dot::{
     dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_pass,
-    scale_shift, Q8_0,
+    scale_shift, Q6K, Q8_0,
 };
 use crate::kernel;
 
@@ -64,6 +64,8 @@ pub fn matvec<
     let dx = shared!([f32; XCAP / 32]);
     let sx = shared!([f32; XCAP / 32]);
     let s16 = shared!([i32; XCAP / 16]);
+    // Each wave's share of the input's sum of squares (the norm).
+    let ssw = shared!([f32; BLOCK / WAVE]);
     let rows = rows_a + rows_b;
     let waves = BLOCK / WAVE;
     let items = items_per_row(FMT, cols);
@@ -85,7 +87,6 @@ pub fn matvec<
     let mut scale = 1.0;
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
-    let mut cur_shift = [0u32; ROWS];
     let mut acc = [0.0f32; ROWS];
     // For `ADD`, the residual values of the row group being consumed, read when its first
     // step is, so the read is not a round trip at the end of the row.
@@ -111,7 +112,6 @@ pub fn matvec<
     for s in 0..max(steps, 1) + 1 {
         let mut nxt = [u32x4::splat(0); 4 * ROWS];
         let mut nxt_s = [0u32; ROWS];
-        let mut nxt_shift = [0u32; ROWS];
         if s < steps {
             let base = fetch_base;
             let it = lane_id() + fetch_slot * WAVE;
@@ -141,13 +141,6 @@ pub fn matvec<
                     } else {
                         fetch_scale(fmt, wb, rows_b, cols, local, it)
                     };
-                    // Single-format products keep the scale's shift from here (one
-                    // register); stacked matrices of two formats recompute it when the
-                    // step is used, which keeps the QKV product within the registers of
-                    // 1024-thread blocks.
-                    if FMT == FMT_B {
-                        nxt_shift[r] = scale_shift(fmt, cols, local, it);
-                    }
                 }
             }
             fetch_slot += 1;
@@ -160,38 +153,68 @@ pub fn matvec<
             // Nothing before the wait reads or writes what the previous launch touches.
             wait_prior_launch();
             if FMT >= Q8_0 {
-                // The prologue: every value of the input this thread quantises (and its
-                // norm weights) loaded at once, one memory round trip for all passes; each
-                // pass quantised to int8 in shared memory. The norm's scale is common to
-                // the whole input, so it leaves the int8 values unchanged: `x * nw` is
+                // The prologue: the input this thread quantises (and its norm weights),
+                // each pass of four values quantised to int8 in shared memory. When they
+                // fit in three 16-byte vectors (two for Q6_K, whose steps hold the most
+                // registers) they are loaded at once, one memory round trip for all
+                // passes (every 7B shape but Q6_K down); wider inputs go pass by pass
+                // rather than spill at 64 registers per thread. The norm's scale is common
+                // to the whole input, so it leaves the int8 values unchanged: `x * nw` is
                 // quantised without waiting for it, and the rows' sums are scaled instead.
-                let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                    let i = (p * BLOCK + thread_idx()) * 4;
-                    if i < cols {
-                        xv[p] = x.load_vec::<4>(i / 4);
-                        if NORM == 1 {
-                            gv[p] = nw.load_vec::<4>(i / 4);
+                let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
+                let room = if FMT == Q6K { 2 } else { 3 };
+                let mut ss = 0.0;
+                if passes * (1 + NORM) <= room {
+                    let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                    let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        if i < cols {
+                            xv[p] = x.load_vec::<4>(i / 4);
+                            if NORM == 1 {
+                                gv[p] = nw.load_vec::<4>(i / 4);
+                            }
                         }
                     }
-                }
-                let mut ss = 0.0;
-                for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                    let i = (p * BLOCK + thread_idx()) * 4;
-                    for k in 0..4 {
-                        ss += xv[p][k] * xv[p][k];
+                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        for k in 0..4 {
+                            ss += xv[p][k] * xv[p][k];
+                        }
+                        let v = f32x4::new(
+                            xv[p][0] * gv[p][0],
+                            xv[p][1] * gv[p][1],
+                            xv[p][2] * gv[p][2],
+                            xv[p][3] * gv[p][3],
+                        );
+                        quantise_pass(v, i, i < cols, xq, dx, sx, s16);
                     }
-                    let v = f32x4::new(
-                        xv[p][0] * gv[p][0],
-                        xv[p][1] * gv[p][1],
-                        xv[p][2] * gv[p][2],
-                        xv[p][3] * gv[p][3],
-                    );
-                    quantise_pass(v, i, i < cols, xq, dx, sx, s16);
+                } else {
+                    for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        let mut v = f32x4::splat(0.0);
+                        let mut g = f32x4::splat(1.0);
+                        if i < cols {
+                            v = x.load_vec::<4>(i / 4);
+                            if NORM == 1 {
+                                g = nw.load_vec::<4>(i / 4);
+                            }
+                        }
+                        for k in 0..4 {
+                            ss += v[k] * v[k];
+                        }
+                        let vg = f32x4::new(v[0] * g[0], v[1] * g[1], v[2] * g[2], v[3] * g[3]);
+                        quantise_pass(vg, i, i < cols, xq, dx, sx, s16);
+                    }
                 }
+                // The scale is needed only at the end of each row, where it is summed
+                // from the waves' shares (published by the barrier after the next
+                // step's loads), so it holds no register through the loop.
                 if NORM == 1 {
-                    scale = rsqrt(block_sum(ss) / (cols as f32) + eps);
+                    let wave_ss = wave_sum(ss);
+                    if lane_id() == 0 {
+                        ssw[wave_id()] = wave_ss;
+                    }
                 }
             } else if NORM == 1 {
                 scale = norm_scale(x, cols, eps);
@@ -220,9 +243,9 @@ pub fn matvec<
                     } else {
                         FMT_B
                     };
-                    let shift = if FMT == FMT_B {
-                        cur_shift[r]
-                    } else if row < rows_a {
+                    // The scale's half of its word, found here rather than carried from the
+                    // fetch: a register less through the loop.
+                    let shift = if row < rows_a {
                         scale_shift(fmt, cols, row, it)
                     } else {
                         scale_shift(fmt, cols, row - rows_a, it)
@@ -249,8 +272,17 @@ pub fn matvec<
             if use_slot == per_lane {
                 use_slot = 0;
                 use_base = next_group(use_base, paired, stride);
+                let row_scale = if FMT >= Q8_0 && NORM == 1 {
+                    let mut total = 0.0;
+                    for w in 0..BLOCK / WAVE {
+                        total += ssw[w];
+                    }
+                    rsqrt(total / (cols as f32) + eps)
+                } else {
+                    scale
+                };
                 for r in 0..ROWS {
-                    acc[r] = wave_sum(acc[r]) * scale;
+                    acc[r] = wave_sum(acc[r]) * row_scale;
                 }
                 if lane_id() == 0 {
                     if EPI == STORE || EPI == ADD {
@@ -294,7 +326,6 @@ pub fn matvec<
         }
         for r in 0..ROWS {
             cur_s[r] = nxt_s[r];
-            cur_shift[r] = nxt_shift[r];
         }
     }
 }

@@ -61,7 +61,9 @@ pub fn builtins() -> Vec<KernelVariants> {
                 .iter()
                 .map(|f| Matvec::new(*f, true, matvec::STORE).spec(4096))
                 .chain([
+                    // The FFN down projections of a Q4_K_M model: Q4_K and Q6_K layers.
                     Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(11008),
+                    Matvec::new(GpuFormat::Q6K, false, matvec::ADD).spec(11008),
                     Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(4096),
                     Matvec {
                         fmt_b: GpuFormat::Q6K,
