@@ -259,7 +259,7 @@ fn main() -> Result<()> {
             }
             let mut rows = greta::bench::matvec_sweep(&dev, &variants, timing, reps)?;
             rows.extend(greta::bench::fused_sweep(&dev, timing, reps)?);
-            let lens = [128, 1024, 2048, 4096];
+            let lens = [128, 1024, 1280, 1536, 2048, 4096];
             for len in lens {
                 rows.push(greta::bench::bench_attention(
                     &dev,

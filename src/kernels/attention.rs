@@ -55,13 +55,13 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
     }
     let start = c * CH;
     let tid = thread_idx();
-    for i in (tid..G * D).step_by(BLOCK) {
-        qs[i] = q[h * G * D + i];
-    }
-    barrier();
 
     // D/8 lanes share one position, eight dimensions (one 16-byte load) each. Every K and
-    // V vector this thread needs is loaded up front: one burst of independent loads.
+    // V vector this thread needs is loaded up front: one burst of independent loads,
+    // issued before the query's copy to shared memory (a copy waits for its load, and
+    // nothing issues behind it), so that both latencies overlap. Holding the vectors
+    // through the copy costs registers (two blocks per SM on sm_90 instead of three),
+    // which long sequences would feel; they run `attention_stream`.
     let lanes = D / 8;
     let group = tid / lanes;
     let dd = (tid % lanes) * 8;
@@ -74,6 +74,10 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
             values[j] = vc.load_vec::<8>(((h * ctx + t) * D + dd) / 8);
         }
     }
+    for i in (tid..G * D).step_by(BLOCK) {
+        qs[i] = q[h * G * D + i];
+    }
+    barrier();
     let per_pass = BLOCK / lanes;
     for j in 0..CH / (BLOCK / (D / 8)) {
         let t0 = j * per_pass;
@@ -449,7 +453,7 @@ impl Attention {
             min_chunk: 128,
             block: 256,
             rounds: 1,
-            long_from: 2048,
+            long_from: 1280,
         }
     }
 
