@@ -5,8 +5,9 @@
 # installed. Writes everything to $OUT when it is set; extra arguments go to bench-kernels.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${GRETA_BIN:-$REPO/.carry/bin}"
-[[ -x "$BIN/greta" ]] || BIN="$REPO/target/release"
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+BIN="$(gpu_bin "$REPO")"
 OUT="${OUT:-$(mktemp -d)}"
 export GRETA_CACHE_DIR="${GRETA_CACHE_DIR:-$(mktemp -d)}"
 

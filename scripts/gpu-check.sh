@@ -5,8 +5,9 @@
 # summary to $OUT when it is set.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${GRETA_BIN:-$REPO/.carry/bin}"
-[[ -x "$BIN/greta" ]] || BIN="$REPO/target/release"
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+BIN="$(gpu_bin "$REPO")"
 OUT="${OUT:-$(mktemp -d)}"
 export GRETA_CACHE_DIR="$(mktemp -d)"
 SUMMARY="$OUT/summary.txt"

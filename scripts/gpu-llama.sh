@@ -6,7 +6,9 @@
 # Usage: gpu-llama.sh SMOLLM2.gguf
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${GRETA_BIN:-$REPO/.carry/bin}"
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+BIN="$(gpu_bin "$REPO")"
 OUT="${OUT:-$(mktemp -d)}"
 SMOL="$1"
 L7B="${L7B:-/tmp/llama2-7b-q4km.gguf}"

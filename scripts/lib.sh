@@ -16,3 +16,16 @@ need_cargo() {
         exit 1
     fi
 }
+
+# gpu_bin REPO: the folder of binaries the GPU scripts run: $GRETA_BIN if set, else
+# REPO/.carry/bin when it holds them (built on another machine and carried), else
+# REPO/target/release.
+gpu_bin() {
+    if [[ -n "${GRETA_BIN:-}" ]]; then
+        echo "$GRETA_BIN"
+    elif [[ -x "$1/.carry/bin/greta" ]]; then
+        echo "$1/.carry/bin"
+    else
+        echo "$1/target/release"
+    fi
+}

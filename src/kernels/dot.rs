@@ -63,6 +63,18 @@ pub fn norm_scale(x: &[f32], n: u32, eps: f32) -> f32 {
     rsqrt(block_sum(ss) / (n as f32) + eps)
 }
 
+/// The lane-wise product of two vectors (an input pass times its norm weights).
+#[device]
+pub fn times(a: f32x4, b: f32x4) -> f32x4 {
+    f32x4::new(a[0] * b[0], a[1] * b[1], a[2] * b[2], a[3] * b[3])
+}
+
+/// The sum of the squares of a vector's lanes (the norm's share of an input pass).
+#[device]
+pub fn sum_squares(a: f32x4) -> f32 {
+    a[0] * a[0] + a[1] * a[1] + a[2] * a[2] + a[3] * a[3]
+}
+
 /// One pass of the quantised formats' prologue: the four input values `v` (times the
 /// norm weights) at `i..i+4` (`valid`: inside the row) quantised to int8 per 32 values into
 /// shared memory: `xq` packs four values per word (in the order `xq_slot` gives), `dx`
@@ -167,10 +179,13 @@ pub fn item_vectors(fmt: u32) -> u32 {
     }
 }
 
-/// Index (in 16-byte vectors) of vector `k` of work item `it` of weight row `row`.
+/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
+/// arithmetic so that kernels can issue the next item's loads before using the current
+/// one (and the first item's before the prologue).
 #[device]
-pub fn item_vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
-    if fmt == F32 {
+pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    // The vector's index (in 16-byte vectors) in the layout of `greta::quant::gpu`.
+    let at = if fmt == F32 {
         row * (cols / 4) + 2 * it + k
     } else if fmt == F16 {
         row * (cols / 8) + it
@@ -201,15 +216,8 @@ pub fn item_vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
         } else {
             base + 12
         }
-    }
-}
-
-/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
-/// arithmetic so that kernels can issue the next item's loads before using the current
-/// one (and the first item's before the prologue).
-#[device]
-pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
-    w.load_vec::<4>(item_vec_index(fmt, cols, row, it, k))
+    };
+    w.load_vec::<4>(at)
 }
 
 /// The scale region's word that holds the scale of work item `it` of row `row` (0 for

@@ -13,7 +13,7 @@
 
 use super::dot::{
     dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_pass,
-    scale_shift, Q6K, Q8_0,
+    scale_shift, sum_squares, times, Q6K, Q8_0,
 };
 use crate::kernel;
 
@@ -178,16 +178,8 @@ pub fn matvec<
                     }
                     for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
                         let i = (p * BLOCK + thread_idx()) * 4;
-                        for k in 0..4 {
-                            ss += xv[p][k] * xv[p][k];
-                        }
-                        let v = f32x4::new(
-                            xv[p][0] * gv[p][0],
-                            xv[p][1] * gv[p][1],
-                            xv[p][2] * gv[p][2],
-                            xv[p][3] * gv[p][3],
-                        );
-                        quantise_pass(v, i, i < cols, xq, dx, sx, s16);
+                        ss += sum_squares(xv[p]);
+                        quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
                     }
                 } else {
                     for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
@@ -200,11 +192,8 @@ pub fn matvec<
                                 g = nw.load_vec::<4>(i / 4);
                             }
                         }
-                        for k in 0..4 {
-                            ss += v[k] * v[k];
-                        }
-                        let vg = f32x4::new(v[0] * g[0], v[1] * g[1], v[2] * g[2], v[3] * g[3]);
-                        quantise_pass(vg, i, i < cols, xq, dx, sx, s16);
+                        ss += sum_squares(v);
+                        quantise_pass(times(v, g), i, i < cols, xq, dx, sx, s16);
                     }
                 }
                 // The scale is needed only at the end of each row, where it is summed
