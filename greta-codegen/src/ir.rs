@@ -339,6 +339,9 @@ pub enum Builtin {
     Log2,
     Sqrt,
     Rsqrt,
+    /// Reciprocal to within a unit in the last place, without a division's exact rounding
+    /// (one hardware instruction).
+    Rcp,
     Tanh,
     Sin,
     Cos,
@@ -472,6 +475,98 @@ impl Kernel {
             })
         }
         any(&self.entry.body) || self.funcs.iter().any(|f| any(&f.body))
+    }
+
+    /// For each parameter, whether a statement before the kernel's first `WaitPriorLaunch`
+    /// (in program order) names it. Such a buffer is read while the previous launch may
+    /// still run, so by the statement's contract that launch does not write it; the others
+    /// may hold the previous launch's results (false for every parameter of a kernel that
+    /// never waits).
+    pub fn named_before_wait(&self) -> Vec<bool> {
+        fn contains_wait(stmts: &[Stmt]) -> bool {
+            stmts.iter().any(|s| match &s.kind {
+                StmtKind::WaitPriorLaunch => true,
+                StmtKind::If { then, els, .. } => contains_wait(then) || contains_wait(els),
+                StmtKind::For { body, .. } | StmtKind::While { body, .. } => contains_wait(body),
+                StmtKind::Scope(body) => contains_wait(body),
+                _ => false,
+            })
+        }
+        fn mark(e: &Expr, named: &mut [bool]) {
+            match &e.kind {
+                ExprKind::Load {
+                    mem: MemRef::Global(p),
+                    ..
+                }
+                | ExprKind::Atomic {
+                    mem: MemRef::Global(p),
+                    ..
+                } => named[*p as usize] = true,
+                ExprKind::Call { args, .. } => {
+                    for a in args {
+                        if let CallArg::Memory(MemRef::Global(p)) = a {
+                            named[*p as usize] = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        /// Marks what `stmts` name up to the wait; true once it is found.
+        fn scan(stmts: &[Stmt], named: &mut [bool]) -> bool {
+            for s in stmts {
+                let body_with_wait = match &s.kind {
+                    StmtKind::WaitPriorLaunch => return true,
+                    StmtKind::If { cond, then, els }
+                        if contains_wait(then) || contains_wait(els) =>
+                    {
+                        walk_expr(cond, &mut |e| mark(e, named));
+                        if scan(then, named) {
+                            return true;
+                        }
+                        els
+                    }
+                    StmtKind::For {
+                        start,
+                        end,
+                        step,
+                        body,
+                        ..
+                    } if contains_wait(body) => {
+                        for e in [start, end, step] {
+                            walk_expr(e, &mut |e| mark(e, named));
+                        }
+                        body
+                    }
+                    StmtKind::While { cond, body } if contains_wait(body) => {
+                        walk_expr(cond, &mut |e| mark(e, named));
+                        body
+                    }
+                    StmtKind::Scope(body) if contains_wait(body) => body,
+                    _ => {
+                        walk_stmts(std::slice::from_ref(s), &mut |e| mark(e, named));
+                        if let StmtKind::Store {
+                            mem: MemRef::Global(p),
+                            ..
+                        } = &s.kind
+                        {
+                            named[*p as usize] = true;
+                        }
+                        continue;
+                    }
+                };
+                if scan(body_with_wait, named) {
+                    return true;
+                }
+            }
+            false
+        }
+        let mut named = vec![false; self.params.len()];
+        if scan(&self.entry.body, &mut named) {
+            named
+        } else {
+            vec![false; self.params.len()]
+        }
     }
 }
 

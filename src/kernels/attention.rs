@@ -200,26 +200,16 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
     wait_prior_launch();
     let h = block_idx();
     let c = block_idx_y();
-    let len = pos[0] + 1;
     let lanes = D / 8;
     let streams = BLOCK / lanes;
-    // Positions per block: the sequence over `splits` blocks, in whole passes of every
-    // stream's `DEPTH` positions.
-    let batch = streams * DEPTH;
-    let per = (max((len + splits - 1) / splits, min_chunk) + batch - 1) / batch * batch;
-    let chunks = (len + per - 1) / per;
-    if c >= chunks {
-        return;
-    }
-    let start = c * per;
-    let end = min(start + per, len);
     let tid = thread_idx();
     let stream = tid / lanes;
     let dd = (tid % lanes) * 8;
     let slot = h * G;
     // This lane's eight dimensions of every query head, pre-scaled by `scale * log2(e)`:
     // the streams work in powers of two (`exp2`), converted back where partials are
-    // written.
+    // written. Read with the length, not after it, so that the two reads share one
+    // round trip before the first keys are requested.
     let mut qv = [0.0f32; 8 * G];
     for g in 0..G {
         let qa = q.load_vec::<4>(((slot + g) * D + dd) / 4);
@@ -229,7 +219,18 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
             qv[8 * g + 4 + k] = qb[k] * scale * 1.442695;
         }
     }
-
+    let len = pos[0] + 1;
+    // Positions per block: the sequence over `splits` blocks, in whole passes of every
+    // stream's `DEPTH` positions.
+    let batch = streams * DEPTH;
+    let per = (max((len + splits - 1) / splits, min_chunk) + batch - 1) / batch * batch;
+    let chunks = (len + per - 1) / per;
+    // A block past the last chunk walks no positions and returns before the merge. (An
+    // early return here would let the compiler sink the query's loads behind it, to
+    // after the length's round trip.)
+    let active = c < chunks;
+    let start = c * per;
+    let end = if active { min(start + per, len) } else { start };
     let mut m = [f32::NEG_INFINITY; G];
     let mut l = [0.0f32; G];
     let mut acc = [0.0f32; 8 * G];
@@ -296,6 +297,9 @@ pub fn attention_stream<const D: u32, const G: u32, const DEPTH: u32, const BLOC
         }
     }
 
+    if !active {
+        return;
+    }
     // Merge the streams: each rescales its state to the block's maximum (log2 units).
     let single = chunks == 1;
     for g in 0..G {

@@ -50,6 +50,7 @@ fn builtin_by_name(name: &str) -> Option<(Builtin, Sig)> {
         "log2" => (Log2, Sig::FloatUnary),
         "sqrt" => (Sqrt, Sig::FloatUnary),
         "rsqrt" => (Rsqrt, Sig::FloatUnary),
+        "rcp" => (Rcp, Sig::FloatUnary),
         "tanh" => (Tanh, Sig::FloatUnary),
         "sin" => (Sin, Sig::FloatUnary),
         "cos" => (Cos, Sig::FloatUnary),
@@ -80,8 +81,10 @@ fn builtin_by_name(name: &str) -> Option<(Builtin, Sig)> {
 fn method_builtin(name: &str) -> Option<(Builtin, Sig)> {
     match name {
         "log" => None,
-        "exp" | "exp2" | "ln" | "log2" | "sqrt" | "rsqrt" | "tanh" | "sin" | "cos" | "floor"
-        | "is_nan" | "is_finite" | "abs" | "min" | "max" | "mul_add" => builtin_by_name(name),
+        "exp" | "exp2" | "ln" | "log2" | "sqrt" | "rsqrt" | "rcp" | "tanh" | "sin" | "cos"
+        | "floor" | "is_nan" | "is_finite" | "abs" | "min" | "max" | "mul_add" => {
+            builtin_by_name(name)
+        }
         _ => None,
     }
 }
@@ -297,7 +300,7 @@ impl<'a> Lowerer<'a> {
         let Some((op, sig)) = method_builtin(method) else {
             return self.poison(
                 method_span,
-                format!("unknown method `{method}`; value methods are exp, exp2, ln, log2, sqrt, rsqrt, tanh, sin, cos, floor, abs, min, max, mul_add, is_nan, is_finite, to_bits"),
+                format!("unknown method `{method}`; value methods are exp, exp2, ln, log2, sqrt, rsqrt, rcp, tanh, sin, cos, floor, abs, min, max, mul_add, is_nan, is_finite, to_bits"),
             );
         };
         let mut lowered = vec![receiver];

@@ -38,18 +38,28 @@ impl KernelParts {
             .iter()
             .map(|f| FnPrinter::new(k, f, target).device_function())
             .collect();
+        // The compiler may move loads through a `__restrict__` pointer (read-only ones
+        // become invariant loads) ahead of the dependent-launch wait, which is only an asm
+        // statement. Where launches overlap, a buffer first named after the wait may hold
+        // the previous launch's results, so it is not declared `__restrict__`.
+        let overlaps = target.dialect == crate::target::Dialect::Cuda && k.waits_prior_launch();
+        let named_before_wait = k.named_before_wait();
         let params = k
             .params
             .iter()
-            .map(|p| match p.kind {
-                ParamKind::Buffer {
-                    elem,
-                    mutable: false,
-                } => format!("const {}* __restrict__ {}", elem.name(), p.name),
-                ParamKind::Buffer {
-                    elem,
-                    mutable: true,
-                } => format!("{}* __restrict__ {}", elem.name(), p.name),
+            .zip(named_before_wait)
+            .map(|(p, early)| match p.kind {
+                ParamKind::Buffer { elem, mutable } => format!(
+                    "{}{}*{} {}",
+                    if mutable { "" } else { "const " },
+                    elem.name(),
+                    if overlaps && !early {
+                        ""
+                    } else {
+                        " __restrict__"
+                    },
+                    p.name
+                ),
                 ParamKind::Scalar(s) => format!("{} {}", s.name(), p.name),
             })
             .collect();
@@ -741,6 +751,7 @@ impl<'k> FnPrinter<'k> {
             Builtin::Log2 => format!("log2f({})", a[0]),
             Builtin::Sqrt => format!("sqrtf({})", a[0]),
             Builtin::Rsqrt => format!("rsqrtf({})", a[0]),
+            Builtin::Rcp => format!("greta_rcp({})", a[0]),
             Builtin::Tanh => format!("tanhf({})", a[0]),
             Builtin::Sin => format!("sinf({})", a[0]),
             Builtin::Cos => format!("cosf({})", a[0]),
