@@ -94,8 +94,15 @@ fn rotation(bytes: usize, most: usize) -> usize {
 }
 
 /// The read roofline at `bytes`: a kernel that only streams that many bytes with 16-byte
-/// loads, timed the same way as the products.
-pub fn bench_read(dev: &Device, bytes: usize, timing: Timing, reps: usize) -> Result<BenchRow> {
+/// loads, timed the same way as the products; `early`: its loads overlap the previous
+/// launch (as the products' first weight loads do), else it waits for that launch first.
+pub fn bench_read(
+    dev: &Device,
+    bytes: usize,
+    early: bool,
+    timing: Timing,
+    reps: usize,
+) -> Result<BenchRow> {
     let vecs = bytes.div_ceil(16);
     let copies = rotation(vecs * 16, 64);
     let mut rng = StdRng::seed_from_u64(bytes as u64);
@@ -105,7 +112,7 @@ pub fn bench_read(dev: &Device, bytes: usize, timing: Timing, reps: usize) -> Re
         .collect::<Result<_>>()?;
     let mut out = dev.alloc::<u32>(1)?;
     let (unroll, block) = (4u32, 512u32);
-    let spec = [unroll, block].map(|v| crate::codegen::SpecValue::Const(v as i128));
+    let spec = [unroll, block, early as u32].map(|v| crate::codegen::SpecValue::Const(v as i128));
     let grid = (vecs as u32)
         .div_ceil(block * unroll)
         .min(dev.compute_units() * (2048 / block))
@@ -126,7 +133,11 @@ pub fn bench_read(dev: &Device, bytes: usize, timing: Timing, reps: usize) -> Re
         )
     })?;
     Ok(BenchRow {
-        name: "read roofline".into(),
+        name: if early {
+            "read roofline".into()
+        } else {
+            "read, waiting first".into()
+        },
         shape: format!("{:.1} MB", bytes as f64 / 1e6),
         us,
         bytes: vecs * 16,

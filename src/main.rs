@@ -297,13 +297,16 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            for mb in [4.0, 9.5, 25.5, 34.0, 51.0, 74.0] {
-                rows.push(greta::bench::bench_read(
-                    &dev,
-                    (mb * 1e6) as usize,
-                    timing,
-                    reps,
-                )?);
+            for early in [true, false] {
+                for mb in [4.0, 9.5, 25.5, 34.0, 51.0, 74.0] {
+                    rows.push(greta::bench::bench_read(
+                        &dev,
+                        (mb * 1e6) as usize,
+                        early,
+                        timing,
+                        reps,
+                    )?);
+                }
             }
 
             print!("{}", greta::bench::table(&rows, copy));

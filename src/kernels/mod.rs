@@ -90,7 +90,10 @@ pub fn builtins() -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: stream::read_stream::definition,
-            variants: vec![vec![Const(4), Const(512)]],
+            variants: vec![
+                vec![Const(4), Const(512), Const(1)],
+                vec![Const(4), Const(512), Const(0)],
+            ],
         },
         KernelVariants {
             def: attention::attention::definition,

@@ -6,11 +6,12 @@ use crate::kernel;
 
 /// Reads `vecs` 16-byte vectors of `src`, `UNROLL` independent loads in flight per thread,
 /// blocks striding over the buffer. A thread writes `out[0]` only if the XOR of everything
-/// it read equals `never`, which keeps the loads alive without adding traffic. Like the products it
-/// stands for, it overlaps the launch before it where the target allows (it only writes
-/// after waiting for it).
+/// it read equals `never`, which keeps the loads alive without adding traffic. With `EARLY`
+/// 1 it overlaps the launch before it where the target allows, like the products' weight
+/// loads (it only writes after waiting for it); with `EARLY` 0 it waits first: the bound
+/// for a launch that may read nothing before the previous one has finished.
 #[kernel]
-pub fn read_stream<const UNROLL: u32, const BLOCK: u32>(
+pub fn read_stream<const UNROLL: u32, const BLOCK: u32, const EARLY: u32>(
     src: &[u32],
     out: &mut [u32],
     vecs: u32,
@@ -19,6 +20,9 @@ pub fn read_stream<const UNROLL: u32, const BLOCK: u32>(
     let stride = grid_dim() * BLOCK;
     let mut acc = 0u32;
     allow_next_launch();
+    if EARLY == 0 {
+        wait_prior_launch();
+    }
     for base in (block_idx() * BLOCK * UNROLL + thread_idx()..vecs).step_by(stride * UNROLL) {
         let mut buf = [u32x4::splat(0); UNROLL];
         for u in 0..UNROLL {
@@ -31,7 +35,9 @@ pub fn read_stream<const UNROLL: u32, const BLOCK: u32>(
             acc = acc ^ buf[u][0] ^ buf[u][1] ^ buf[u][2] ^ buf[u][3];
         }
     }
-    wait_prior_launch();
+    if EARLY == 1 {
+        wait_prior_launch();
+    }
     if acc == never {
         out[0] = acc;
     }
@@ -79,20 +85,25 @@ mod tests {
                 .expect("CPU backend"),
             ));
             let src = dev.upload(&data).expect("upload");
-            // One thread's own value, then a value no thread has.
+            // One thread's own value, then a value no thread has; loads before and after
+            // the wait.
             for (never, written) in [(accs[grid * block - 1], true), (absent, false)] {
-                let mut out = dev.upload(&[!never]).expect("upload");
-                super::read_stream::launch::<4, 512>(
-                    &dev,
-                    grid as u32,
-                    &src,
-                    &mut out,
-                    vecs as u32,
-                    never,
-                )
-                .expect("launch");
-                let got = dev.download(&out).expect("download")[0];
-                assert_eq!(got == never, written, "wave {wave}, never {never:#x}");
+                for early in [true, false] {
+                    let mut out = dev.upload(&[!never]).expect("upload");
+                    let (g, n) = (grid as u32, vecs as u32);
+                    if early {
+                        super::read_stream::launch::<4, 512, 1>(&dev, g, &src, &mut out, n, never)
+                    } else {
+                        super::read_stream::launch::<4, 512, 0>(&dev, g, &src, &mut out, n, never)
+                    }
+                    .expect("launch");
+                    let got = dev.download(&out).expect("download")[0];
+                    assert_eq!(
+                        got == never,
+                        written,
+                        "wave {wave}, never {never:#x}, early {early}"
+                    );
+                }
             }
         }
     }
