@@ -480,8 +480,8 @@ impl Kernel {
     /// For each parameter, whether a statement before the kernel's first `WaitPriorLaunch`
     /// (in program order) names it. Such a buffer is read while the previous launch may
     /// still run, so by the statement's contract that launch does not write it; the others
-    /// may hold the previous launch's results (false for every parameter of a kernel that
-    /// never waits).
+    /// may hold the previous launch's results. All false for a kernel that never waits in
+    /// its body (also one that waits only inside a device function: nothing is assumed).
     pub fn named_before_wait(&self) -> Vec<bool> {
         fn contains_wait(stmts: &[Stmt]) -> bool {
             stmts.iter().any(|s| match &s.kind {
