@@ -295,17 +295,20 @@ pub fn matvec_sweep(
 }
 
 /// The fused products a Llama-2-7B Q4_K_M decode step launches, in their own launch
-/// shapes: QKV (Q and K in Q4_K, V in Q6_K, RoPE and the cache write), gate+up with
-/// SwiGLU, and the down projection added into the residual.
+/// shapes: QKV (Q and K in Q4_K, V in Q6_K or Q4_K, RoPE and the cache write), gate+up
+/// with SwiGLU, and the down projection added into the residual.
 pub fn fused_sweep(dev: &Device, timing: Timing, reps: usize) -> Result<Vec<BenchRow>> {
+    // A Q4_K_M model's V projection is Q6_K in half the layers and Q4_K in the others.
     let qkv = Matvec {
         fmt_b: GpuFormat::Q6K,
         ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
     };
+    let qkv_q4k = Matvec::new(GpuFormat::Q4K, true, matvec::QKV);
     let swiglu = Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU);
     let down = Matvec::new(GpuFormat::Q4K, false, matvec::ADD);
     Ok(vec![
         bench_matvec(dev, qkv, 8192, 4096, 4096, timing, reps)?,
+        bench_matvec(dev, qkv_q4k, 8192, 4096, 4096, timing, reps)?,
         bench_matvec(dev, swiglu, 22016, 0, 4096, timing, reps)?,
         bench_matvec(dev, down, 4096, 0, 11008, timing, reps)?,
     ])

@@ -65,11 +65,13 @@ pub fn builtins() -> Vec<KernelVariants> {
                     Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(11008),
                     Matvec::new(GpuFormat::Q6K, false, matvec::ADD).spec(11008),
                     Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(4096),
+                    // Its QKV products: V in Q6_K or in Q4_K.
                     Matvec {
                         fmt_b: GpuFormat::Q6K,
                         ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
                     }
                     .spec(4096),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::QKV).spec(4096),
                 ])
                 .collect(),
         },
