@@ -262,11 +262,15 @@ pub fn matvec<
                 use_slot = 0;
                 use_base = next_group(use_base, paired, stride);
                 let row_scale = if FMT >= Q8_0 && NORM == 1 {
-                    let mut total = 0.0;
-                    for w in 0..BLOCK / WAVE {
-                        total += ssw[w];
-                    }
-                    rsqrt(total / (cols as f32) + eps)
+                    // One share per lane (a block has at most as many waves as a wave has
+                    // lanes), summed across the wave: a dozen instructions at every row
+                    // end instead of a load and an add per wave.
+                    let share = if lane_id() < BLOCK / WAVE {
+                        ssw[lane_id()]
+                    } else {
+                        0.0
+                    };
+                    rsqrt(wave_sum(share) / (cols as f32) + eps)
                 } else {
                     scale
                 };
