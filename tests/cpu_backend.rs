@@ -937,3 +937,46 @@ fn half_conversions_round_to_nearest_even_and_ints_saturate() {
         assert_eq!(h[1].to_bits(), 0x3c00, "ties round to even");
     }
 }
+
+#[test]
+fn a_qkv_product_whose_rows_are_not_whole_heads_is_refused() {
+    use greta::kernels::matvec::{Matvec, Rope, QKV};
+    use greta::quant::gpu::GpuFormat;
+    let dev = device(64);
+    let (cols, head_dim) = (64usize, 8u32);
+    let w = dev.upload(&vec![0u32; 64 * cols]).unwrap();
+    let x = dev.upload(&vec![1.0f32; cols]).unwrap();
+    let mut y = dev.upload(&vec![0.0f32; 64]).unwrap();
+    let mut kc = dev.upload(&vec![f16::ZERO; 1024]).unwrap();
+    let mut vc = dev.upload(&vec![f16::ZERO; 1024]).unwrap();
+    let pos = dev.upload(&[0u32]).unwrap();
+    let qkv = Matvec::new(GpuFormat::F32, false, QKV);
+    // 12 Q rows are a head and a half of 8.
+    let rope = Rope {
+        q_rows: 12,
+        head_dim,
+        ctx: 16,
+        base: 10000.0,
+    };
+    let r = qkv.launch(
+        &dev,
+        &w,
+        &w,
+        &x,
+        &x,
+        &mut y,
+        Some((&mut kc, &mut vc, &pos)),
+        20,
+        8,
+        cols as u32,
+        1e-5,
+        rope,
+    );
+    match r {
+        Err(Error::Launch { kernel, message }) => {
+            assert_eq!(kernel, "matvec");
+            assert!(message.contains("not whole heads of 8"), "{message}");
+        }
+        other => panic!("expected a launch error, got {other:?}"),
+    }
+}

@@ -30,8 +30,9 @@ pub const QKV: u32 = 3;
 /// Stacked matrices A (`rows_a x cols`, format `FMT`) and B (`rows_b x cols`, format
 /// `FMT_B`) times `NORM ? rmsnorm(x, nw) : x`, with epilogue `EPI`. `XCAP` bounds `cols`
 /// for the shared int8 copy of the input. For `QKV`, `q_rows` is the number of Q rows in A,
-/// `head_dim` the head size, `ctx` the cache length and `rope_base` the RoPE frequency
-/// base; other epilogues ignore them and the cache buffers. The compiler keeps room for four
+/// `head_dim` the head size, `ctx` the cache length and `rope_step` the RoPE frequency base's
+/// log2 over the head size (`Rope::step`); other epilogues ignore them and the cache
+/// buffers. The compiler keeps room for four
 /// waves per SIMD: enough loads in flight per compute unit to cover memory latency.
 #[kernel(min_waves = 4)]
 pub fn matvec<
@@ -58,7 +59,7 @@ pub fn matvec<
     q_rows: u32,
     head_dim: u32,
     ctx: u32,
-    rope_base: f32,
+    rope_step: f32,
 ) {
     let xq = shared!([i32; XCAP / 4]);
     let dx = shared!([f32; XCAP / 32]);
@@ -305,7 +306,7 @@ pub fn matvec<
                             q_rows,
                             head_dim,
                             ctx,
-                            rope_base,
+                            rope_step,
                         );
                     }
                 }
@@ -338,8 +339,11 @@ fn next_group(base: u32, paired: bool, stride: u32) -> u32 {
 
 /// Finishes the pair of rows `(row, row + 1)` of a QKV product: rotates Q and K pairs by
 /// RoPE at position `p` (GGUF Llama convention: adjacent pairs, angle
-/// `p * base^(-2i/head_dim)`), writes Q to `q`, K and V into the caches (layout
-/// `[kv_head][ctx][head_dim]`).
+/// `p * base^(-2i/head_dim)`, from `rope_step = log2(base) / head_dim`), writes Q to `q`,
+/// K and V into the caches (layout `[kv_head][ctx][head_dim]`). Q, K and V start at head
+/// boundaries (`Matvec::launch`), so the pair's offset `d` in its head is the same in its
+/// own matrix, and its head's cache rows start at `(head row - d) * ctx`: one integer
+/// division per pair.
 #[crate::device]
 fn qkv_epilogue(
     row: u32,
@@ -353,18 +357,17 @@ fn qkv_epilogue(
     q_rows: u32,
     head_dim: u32,
     ctx: u32,
-    rope_base: f32,
+    rope_step: f32,
 ) {
+    let d = row % head_dim;
     if row >= rows_a {
-        let v = row - rows_a;
-        let at = ((v / head_dim) * ctx + p) * head_dim + v % head_dim;
+        let at = (row - rows_a - d) * ctx + p * head_dim + d;
         vc[at] = a as f16;
         vc[at + 1] = b as f16;
         return;
     }
     // The angle in half-turns, reduced exactly to [0, 2) before sinpi/cospi.
-    let i = (row % head_dim) / 2;
-    let freq = exp2(-(2.0 * (i as f32) / (head_dim as f32)) * log2(rope_base));
+    let freq = exp2(-(d as f32) * rope_step);
     let turns = (p as f32) * freq * 0.15915494;
     let half_turns = 2.0 * (turns - floor(turns));
     let c = cospi(half_turns);
@@ -375,8 +378,7 @@ fn qkv_epilogue(
         q[row] = ra;
         q[row + 1] = rb;
     } else {
-        let k = row - q_rows;
-        let at = ((k / head_dim) * ctx + p) * head_dim + k % head_dim;
+        let at = (row - q_rows - d) * ctx + p * head_dim + d;
         kc[at] = ra as f16;
         kc[at + 1] = rb as f16;
     }
@@ -407,6 +409,18 @@ pub struct Rope {
     pub ctx: u32,
     /// RoPE frequency base.
     pub base: f32,
+}
+
+impl Rope {
+    /// `log2(base) / head_dim`, computed in f64: the angle of pair `i` at position `p` is
+    /// `p * 2^(-2i * step)` (0 without a head size).
+    pub fn step(&self) -> f32 {
+        if self.head_dim == 0 {
+            0.0
+        } else {
+            ((self.base as f64).log2() / self.head_dim as f64) as f32
+        }
+    }
 }
 
 /// Largest input length (row length) the kernel accepts: its int8 copy fills shared memory.
@@ -538,6 +552,21 @@ impl Matvec {
         rope: Rope,
     ) -> Result<(), crate::runtime::Error> {
         self.check(rows_a, rows_b, cols)?;
+        if self.epilogue == QKV
+            && (rope.head_dim == 0
+                || rope.head_dim % 2 != 0
+                || rope.q_rows % rope.head_dim != 0
+                || rows_a % rope.head_dim != 0
+                || rows_b % rope.head_dim != 0)
+        {
+            return Err(crate::runtime::Error::Launch {
+                kernel: "matvec".into(),
+                message: format!(
+                    "QKV rows ({} Q of {rows_a} in A, {rows_b} in B) are not whole heads of {} (an even size)",
+                    rope.q_rows, rope.head_dim
+                ),
+            });
+        }
         let grid = self.grid(rows_a + rows_b, cols, dev)?;
         let spec = self.spec(cols);
         let scalars = |args: &mut Vec<crate::runtime::Arg<'_>>| {
@@ -549,7 +578,7 @@ impl Matvec {
                 rope.q_rows.into(),
                 rope.head_dim.into(),
                 rope.ctx.into(),
-                rope.base.into(),
+                rope.step().into(),
             ])
         };
         match cache {
