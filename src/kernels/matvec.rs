@@ -554,10 +554,10 @@ impl Matvec {
         self.check(rows_a, rows_b, cols)?;
         if self.epilogue == QKV
             && (rope.head_dim == 0
-                || rope.head_dim % 2 != 0
-                || rope.q_rows % rope.head_dim != 0
-                || rows_a % rope.head_dim != 0
-                || rows_b % rope.head_dim != 0)
+                || !rope.head_dim.is_multiple_of(2)
+                || !rope.q_rows.is_multiple_of(rope.head_dim)
+                || !rows_a.is_multiple_of(rope.head_dim)
+                || !rows_b.is_multiple_of(rope.head_dim))
         {
             return Err(crate::runtime::Error::Launch {
                 kernel: "matvec".into(),
