@@ -198,10 +198,10 @@ pub fn matvec<
                     }
                 }
                 // The scale is needed only at the end of each row, where it is summed
-                // from the waves' shares (published by the barrier after the next
-                // step's loads), so it holds no register through the loop.
+                // from the waves' shares of the mean square (published by the barrier
+                // after the next step's loads), so it holds no register through the loop.
                 if NORM == 1 {
-                    let wave_ss = wave_sum(ss);
+                    let wave_ss = wave_sum(ss) / (cols as f32);
                     if lane_id() == 0 {
                         ssw[wave_id()] = wave_ss;
                     }
@@ -271,7 +271,7 @@ pub fn matvec<
                     } else {
                         0.0
                     };
-                    rsqrt(wave_sum(share) / (cols as f32) + eps)
+                    rsqrt(wave_sum(share) + eps)
                 } else {
                     scale
                 };
