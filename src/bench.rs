@@ -3,6 +3,7 @@
 //! Timing uses events after a warm-up, reports the median of many runs, and rotates among
 //! enough copies of the weights that the L2 cache cannot serve them.
 
+use crate::kernels::attention::{Attention, AttentionKernel};
 use crate::kernels::matvec::{self, Matvec, Rope};
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
@@ -319,13 +320,13 @@ pub fn fused_sweep(dev: &Device, timing: Timing, reps: usize) -> Result<Vec<Benc
 /// 4096-position cache.
 pub fn bench_attention(
     dev: &Device,
-    shape: crate::kernels::attention::Attention,
-    kernel: crate::kernels::attention::AttentionKernel,
+    shape: Attention,
+    kernel: AttentionKernel,
     len: u32,
     timing: Timing,
     reps: usize,
 ) -> Result<BenchRow> {
-    let att = crate::kernels::attention::Attention {
+    let att = Attention {
         head_dim: 128,
         group: 1,
         n_kv: 32,
@@ -348,12 +349,8 @@ pub fn bench_attention(
         att.launch(d, kernel, &q, kc, vc, &pos, &mut scratch, &mut out)
     })?;
     let name = match kernel {
-        crate::kernels::attention::AttentionKernel::Chunked => {
-            format!("attention chunk {}", att.chunk)
-        }
-        crate::kernels::attention::AttentionKernel::Streamed => {
-            format!("attention_stream {}", att.variant())
-        }
+        AttentionKernel::Chunked => format!("attention chunk {}", att.chunk),
+        AttentionKernel::Streamed => format!("attention_stream {}", att.variant()),
     };
     Ok(BenchRow {
         name,

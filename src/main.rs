@@ -242,12 +242,13 @@ fn main() -> Result<()> {
             };
             println!("device: {}", dev.describe());
             let copy = greta::bench::copy_bandwidth(&dev, 1 << 30, 20)?;
+            // A swept value of 0 stands for the library's default.
+            let or = |v: u32, d: u32| if v == 0 { d } else { v };
             let mut variants = Vec::new();
             for &rows_per_wave in &rows_per_wave {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
                         let default = Matvec::new(GpuFormat::Q4K, false, 0);
-                        let or = |v: u32, d: u32| if v == 0 { d } else { v };
                         variants.push(Matvec {
                             rows_per_wave: or(rows_per_wave, default.rows_per_wave),
                             block: or(block, default.block),
@@ -270,7 +271,6 @@ fn main() -> Result<()> {
                     reps,
                 )?);
             }
-            let or = |v: u32, d: u32| if v == 0 { d } else { v };
             for &depth in &attention_depth {
                 for &min_chunk in &attention_min_chunk {
                     for &block in &attention_block {

@@ -1,7 +1,7 @@
 //! Buffers of a kernel that overlaps the previous launch (`wait_prior_launch()`): what the
 //! generated source promises the compiler about each of them.
 
-use greta::codegen::{hip, SpecValue, GFX942, SM90};
+use greta::codegen::{hip, SpecValue, Target, GFX942, SM90};
 
 /// `w` is read before the wait (the previous launch does not write it), `x` and `n` only
 /// after it, `y` written after it; a device function reads `w` before the wait too.
@@ -30,7 +30,13 @@ fn serial(w: &[f32], x: &[f32], n: &[u32], y: &mut [f32]) {
     }
 }
 
-fn params(src: &str) -> Vec<String> {
+/// The entry point's parameter list as `def` is emitted for `target`, one normalised
+/// parameter per item.
+fn params(def: &greta::codegen::KernelDef, target: &Target) -> Vec<String> {
+    let ir = def
+        .specialise(target, &[] as &[SpecValue])
+        .expect("specialises");
+    let src = hip::emit(&ir, target).expect("emits");
     // The entry point's line ends with the parameter list's opening parenthesis.
     let start = src.find("__global__").expect("an entry point");
     let open = start + src[start..].find("(\n").expect("a parameter list");
@@ -44,11 +50,8 @@ fn params(src: &str) -> Vec<String> {
 
 #[test]
 fn buffers_read_after_the_wait_are_not_restrict_where_launches_overlap() {
-    let sm90 = overlapped::definition()
-        .specialise(&SM90, &[] as &[SpecValue])
-        .expect("specialises");
     assert_eq!(
-        params(&hip::emit(&sm90, &SM90).expect("emits")),
+        params(overlapped::definition(), &SM90),
         [
             "const f32* __restrict__ w",
             "const f32* x",
@@ -57,11 +60,8 @@ fn buffers_read_after_the_wait_are_not_restrict_where_launches_overlap() {
         ]
     );
     // HIP launches in a stream never overlap: every buffer keeps `__restrict__`.
-    let gfx = overlapped::definition()
-        .specialise(&GFX942, &[] as &[SpecValue])
-        .expect("specialises");
     assert_eq!(
-        params(&hip::emit(&gfx, &GFX942).expect("emits")),
+        params(overlapped::definition(), &GFX942),
         [
             "const f32* __restrict__ w",
             "const f32* __restrict__ x",
@@ -70,10 +70,7 @@ fn buffers_read_after_the_wait_are_not_restrict_where_launches_overlap() {
         ]
     );
     // A kernel that does not wait is never started early.
-    let plain = serial::definition()
-        .specialise(&SM90, &[] as &[SpecValue])
-        .expect("specialises");
-    assert!(params(&hip::emit(&plain, &SM90).expect("emits"))
+    assert!(params(serial::definition(), &SM90)
         .iter()
         .all(|p| p.contains("__restrict__")));
 }

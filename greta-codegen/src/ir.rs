@@ -461,20 +461,22 @@ macro_rules! stmt_walker {
     };
 }
 
+/// Whether `stmts` contain a `WaitPriorLaunch`, at any depth.
+fn contains_wait(stmts: &[Stmt]) -> bool {
+    stmts.iter().any(|s| match &s.kind {
+        StmtKind::WaitPriorLaunch => true,
+        StmtKind::If { then, els, .. } => contains_wait(then) || contains_wait(els),
+        StmtKind::For { body, .. } | StmtKind::While { body, .. } => contains_wait(body),
+        StmtKind::Scope(body) => contains_wait(body),
+        _ => false,
+    })
+}
+
 impl Kernel {
     /// Whether the kernel waits for the previous launch itself (`wait_prior_launch()`), so
     /// the runtime may start it while that launch still runs.
     pub fn waits_prior_launch(&self) -> bool {
-        fn any(stmts: &[Stmt]) -> bool {
-            stmts.iter().any(|s| match &s.kind {
-                StmtKind::WaitPriorLaunch => true,
-                StmtKind::If { then, els, .. } => any(then) || any(els),
-                StmtKind::For { body, .. } | StmtKind::While { body, .. } => any(body),
-                StmtKind::Scope(body) => any(body),
-                _ => false,
-            })
-        }
-        any(&self.entry.body) || self.funcs.iter().any(|f| any(&f.body))
+        contains_wait(&self.entry.body) || self.funcs.iter().any(|f| contains_wait(&f.body))
     }
 
     /// For each parameter, whether a statement before the kernel's first `WaitPriorLaunch`
@@ -483,15 +485,6 @@ impl Kernel {
     /// may hold the previous launch's results. All false for a kernel that never waits in
     /// its body (also one that waits only inside a device function: nothing is assumed).
     pub fn named_before_wait(&self) -> Vec<bool> {
-        fn contains_wait(stmts: &[Stmt]) -> bool {
-            stmts.iter().any(|s| match &s.kind {
-                StmtKind::WaitPriorLaunch => true,
-                StmtKind::If { then, els, .. } => contains_wait(then) || contains_wait(els),
-                StmtKind::For { body, .. } | StmtKind::While { body, .. } => contains_wait(body),
-                StmtKind::Scope(body) => contains_wait(body),
-                _ => false,
-            })
-        }
         fn mark(e: &Expr, named: &mut [bool]) {
             match &e.kind {
                 ExprKind::Load {
