@@ -233,8 +233,11 @@ pub fn bench_matvec(
     };
     Ok(BenchRow {
         name: format!(
-            "matvec {formats} r{}b{}u{}",
-            mv.rows_per_wave, mv.block, mv.blocks_per_unit
+            "matvec {formats} r{}b{}u{}d{}",
+            mv.rows_per_wave,
+            mv.block,
+            mv.blocks_per_unit,
+            mv.depth(cols as u32, &dev.target())
         ),
         shape: format!(
             "{cols}->{}{}{epilogue}",

@@ -82,12 +82,15 @@ pub fn all() -> Vec<Case> {
         };
         let name = fmt.ggml().name();
         // Waves with several steps, with one, and with none; an input of two prologue
-        // passes, the second partial.
+        // passes, the second partial; waves with more steps (rows or items) than the shared
+        // ring holds, the last one partial as in the 7B FFN's down product.
         for (rows, cols, norm, add) in [
             (37usize, 512usize, true, false),
             (130, 1536, false, true),
             (8, 256, true, true),
             (19, 4352, true, false),
+            (300, 2048, false, true),
+            (5, 11008, true, false),
         ] {
             let shape = format!(
                 "{name} {rows}x{cols}{}{}",

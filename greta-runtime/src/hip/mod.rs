@@ -404,7 +404,9 @@ impl Backend for HipBackend {
                 kernel.block,
                 1,
                 1,
-                0,
+                kernel
+                    .dynamic_shared(&self.target)
+                    .map_or(0, |(_, bytes)| bytes),
                 self.stream,
                 params.as_mut_ptr(),
                 std::ptr::null_mut(),
