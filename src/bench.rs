@@ -233,11 +233,8 @@ pub fn bench_matvec(
     };
     Ok(BenchRow {
         name: format!(
-            "matvec {formats} r{}b{}u{}d{}",
-            mv.rows_per_wave,
-            mv.block,
-            mv.blocks_per_unit,
-            mv.depth(cols as u32, &dev.target())
+            "matvec {formats} r{}b{}u{}",
+            mv.rows_per_wave, mv.block, mv.blocks_per_unit
         ),
         shape: format!(
             "{cols}->{}{}{epilogue}",

@@ -79,8 +79,6 @@ fn compile_one(
         }
     };
     let symbol = ir.symbol.clone();
-    // The compilers report static shared memory; the dynamic allocation is sized at launch.
-    let dynamic_shared = ir.dynamic_shared(target).map_or(0, |(_, bytes)| bytes);
     let outcome = (|| -> Result<Resources, String> {
         let src = hip::emit(&ir, target).map_err(|e| e.to_string())?;
         match compiler {
@@ -103,10 +101,6 @@ fn compile_one(
                     .ok_or_else(|| format!("no ptxas report for `{symbol}`"))
             }
         }
-        .map(|r| Resources {
-            lds_bytes: r.lds_bytes + dynamic_shared,
-            ..r
-        })
     })();
     CheckRow { symbol, outcome }
 }

@@ -66,10 +66,6 @@ enum Command {
         /// Resident blocks per compute unit the grid is sized for, at most.
         #[arg(long, value_delimiter = ',', default_value = "0")]
         blocks_per_unit: Vec<u32>,
-        /// Matvec: most steps each wave requests ahead into shared memory, where the target
-        /// copies in the background (1: one, in registers).
-        #[arg(long, value_delimiter = ',', default_value = "0")]
-        ring_depth: Vec<u32>,
         /// Attention: positions each stream has in flight (several values compare variants).
         #[arg(long, value_delimiter = ',', default_value = "0")]
         attention_depth: Vec<u32>,
@@ -131,10 +127,10 @@ fn target(name: &str) -> Result<Target> {
     })
 }
 
-/// The built-in kernels named on the command line (all if none) with their specialisations
-/// for `target`, or an error naming the unknown ones.
-fn select(names: &[String], target: &Target) -> Result<Vec<KernelVariants>> {
-    let all = builtins(target);
+/// The built-in kernels named on the command line (all if none), or an error naming the
+/// unknown ones.
+fn select(names: &[String]) -> Result<Vec<KernelVariants>> {
+    let all = builtins();
     if names.is_empty() {
         return Ok(all);
     }
@@ -155,13 +151,13 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::List => {
-            for k in builtins(&greta::codegen::GFX942) {
+            for k in builtins() {
                 println!("{:<24} {} specialisation(s)", k.name(), k.variants.len());
             }
         }
         Command::Check { target: t, kernels } => {
             let t = target(&t)?;
-            let rows = greta::check::check(&select(&kernels, &t)?, &t)?;
+            let rows = greta::check::check(&select(&kernels)?, &t)?;
             print!("{}", greta::check::table(&rows, &t));
             let failed = rows.iter().filter(|r| !r.problems(&t).is_empty()).count();
             if failed > 0 {
@@ -188,7 +184,7 @@ fn main() -> Result<()> {
                 std::env::set_var("GRETA_WAVE", w.to_string());
             }
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
-            select(&kernels, &dev.target())?;
+            select(&kernels)?;
             println!("device: {}", dev.describe());
             let outcomes = greta::selftest::run(&dev, &kernels, seed);
             print!("{}", greta::selftest::table(&outcomes, &dev));
@@ -232,7 +228,6 @@ fn main() -> Result<()> {
             rows_per_wave,
             block,
             blocks_per_unit,
-            ring_depth,
             attention_depth,
             attention_min_chunk,
             attention_block,
@@ -253,16 +248,13 @@ fn main() -> Result<()> {
             for &rows_per_wave in &rows_per_wave {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
-                        for &ring_depth in &ring_depth {
-                            let default = Matvec::new(GpuFormat::Q4K, false, 0);
-                            variants.push(Matvec {
-                                rows_per_wave: or(rows_per_wave, default.rows_per_wave),
-                                block: or(block, default.block),
-                                blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
-                                max_depth: or(ring_depth, default.max_depth),
-                                ..default
-                            });
-                        }
+                        let default = Matvec::new(GpuFormat::Q4K, false, 0);
+                        variants.push(Matvec {
+                            rows_per_wave: or(rows_per_wave, default.rows_per_wave),
+                            block: or(block, default.block),
+                            blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
+                            ..default
+                        });
                     }
                 }
             }
@@ -324,7 +316,7 @@ fn main() -> Result<()> {
             let start = std::time::Instant::now();
             let before = greta::runtime::jit::compilations();
             let mut count = 0;
-            for k in builtins(&dev.target()) {
+            for k in builtins() {
                 for spec in &k.variants {
                     dev.prepare((k.def)(), spec)?;
                     count += 1;
@@ -378,7 +370,7 @@ fn main() -> Result<()> {
             out,
         } => {
             let t = target(&t)?;
-            for k in select(&kernels, &t)? {
+            for k in select(&kernels)? {
                 for spec in &k.variants {
                     let ir = (k.def)().specialise(&t, spec)?;
                     let src = hip::emit(&ir, &t)?;

@@ -11,7 +11,7 @@ fn generated_source_of_every_builtin_kernel_for_every_target() {
     settings.set_snapshot_path("snapshots");
     settings.bind(|| {
         for target in TARGETS {
-            for k in builtins(&target) {
+            for k in builtins() {
                 for spec in &k.variants {
                     let ir = (k.def)()
                         .specialise(&target, spec)

@@ -4,7 +4,6 @@
 
 pub use crate::ast::{BinOp, Span, UnOp};
 use crate::types::{Scalar, Type};
-use crate::target::Target;
 
 /// Index of a local variable within its function.
 pub type LocalId = u32;
@@ -182,9 +181,6 @@ pub enum StmtKind {
     Return(Option<Expr>),
     /// Block-wide barrier (`__syncthreads`).
     Barrier,
-    /// Wave-wide barrier (`__syncwarp`): every lane of the wave arrives, and its shared-memory
-    /// accesses before are visible to the wave's lanes after.
-    WaveBarrier,
     /// Device-wide memory fence (`__threadfence`): this thread's earlier writes are
     /// visible to every block before its later ones.
     Fence,
@@ -196,23 +192,6 @@ pub enum StmtKind {
     /// Lets the next launch in the stream start before this kernel has finished (it still
     /// waits for this one's completion at its own `WaitPriorLaunch`).
     AllowNextLaunch,
-    /// Starts copying one `ty` (a scalar or vector of the arrays' element type) at
-    /// `src_index` of a kernel buffer to `dst_index` of a kernel shared array, both in units
-    /// of `ty`. The copy lands by the `WaitAsync` that leaves fewer groups pending than were
-    /// committed after it; until then the destination must not be read. Where the target has
-    /// no asynchronous copy it is an ordinary load and store.
-    CopyAsync {
-        dst: MemRef,
-        dst_index: Expr,
-        src: MemRef,
-        src_index: Expr,
-        ty: Type,
-    },
-    /// Closes this thread's group of copies started since the last commit.
-    CommitAsync,
-    /// Waits until at most this many of this thread's most recently committed groups of
-    /// copies are still in flight.
-    WaitAsync(u32),
     /// A nested scope (one copy of an unrolled loop body, or a branch kept by folding).
     Scope(Vec<Stmt>),
     /// An expression evaluated for its effect (a call or an atomic).
@@ -409,27 +388,6 @@ impl Kernel {
         self.shared.iter().map(SharedArray::bytes).sum()
     }
 
-    /// Where the shared arrays exceed what `target` lets a block declare statically, they
-    /// live in one dynamic allocation, each at a 16-byte aligned offset: the offsets and
-    /// the allocation's size. `None` when static declarations suffice.
-    pub fn dynamic_shared(&self, target: &Target) -> Option<(Vec<u32>, u32)> {
-        let scratch = crate::validate::reduction_scratch_bytes(self, target);
-        if self.shared_bytes() + scratch <= target.shared_bytes {
-            return None;
-        }
-        let mut end = 0;
-        let offsets = self
-            .shared
-            .iter()
-            .map(|s| {
-                let at = end;
-                end = (at + s.bytes()).next_multiple_of(16);
-                at
-            })
-            .collect();
-        Some((offsets, end))
-    }
-
     /// The function a call refers to.
     pub fn func(&self, id: FuncId) -> &Function {
         &self.funcs[id as usize]
@@ -473,10 +431,6 @@ macro_rules! stmt_walker {
                         $expr(index, f);
                         $expr(value, f);
                     }
-                    StmtKind::CopyAsync { dst_index, src_index, .. } => {
-                        $expr(dst_index, f);
-                        $expr(src_index, f);
-                    }
                     StmtKind::If { cond, then, els } => {
                         $expr(cond, f);
                         $name(then, f);
@@ -498,12 +452,9 @@ macro_rules! stmt_walker {
                     | StmtKind::Break
                     | StmtKind::Continue
                     | StmtKind::Barrier
-                    | StmtKind::WaveBarrier
                     | StmtKind::Fence
                     | StmtKind::WaitPriorLaunch
-                    | StmtKind::AllowNextLaunch
-                    | StmtKind::CommitAsync
-                    | StmtKind::WaitAsync(_) => {}
+                    | StmtKind::AllowNextLaunch => {}
                 }
             }
         }
@@ -587,16 +538,12 @@ impl Kernel {
                     StmtKind::Scope(body) if contains_wait(body) => body,
                     _ => {
                         walk_stmts(std::slice::from_ref(s), &mut |e| mark(e, named));
-                        match &s.kind {
-                            StmtKind::Store {
-                                mem: MemRef::Global(p),
-                                ..
-                            }
-                            | StmtKind::CopyAsync {
-                                src: MemRef::Global(p),
-                                ..
-                            } => named[*p as usize] = true,
-                            _ => {}
+                        if let StmtKind::Store {
+                            mem: MemRef::Global(p),
+                            ..
+                        } = &s.kind
+                        {
+                            named[*p as usize] = true;
                         }
                         continue;
                     }

@@ -24,12 +24,6 @@ pub struct Target {
     pub wave: u32,
     /// Static shared memory (LDS) a block may declare, in bytes.
     pub shared_bytes: u32,
-    /// Shared memory a block may use in all, in bytes: above `shared_bytes` the arrays are
-    /// allocated dynamically at launch.
-    pub max_shared_bytes: u32,
-    /// Whether `copy_async` runs in the background (`cp.async`); elsewhere it is an ordinary
-    /// load and store, and kernels are better served by loads into registers.
-    pub async_copy: bool,
     /// Largest block the target runs.
     pub max_block: u32,
     /// Vector registers per SIMD lane (AMD) used to state occupancy; 0 where not applicable.
@@ -45,8 +39,6 @@ pub const GFX942: Target = Target {
     dialect: Dialect::Hip,
     wave: 64,
     shared_bytes: 64 * 1024,
-    max_shared_bytes: 64 * 1024,
-    async_copy: false,
     max_block: 1024,
     vgprs_per_simd: 512,
     simds_per_unit: 4,
@@ -59,8 +51,6 @@ pub const GFX90A: Target = Target {
     dialect: Dialect::Hip,
     wave: 64,
     shared_bytes: 64 * 1024,
-    max_shared_bytes: 64 * 1024,
-    async_copy: false,
     max_block: 1024,
     vgprs_per_simd: 512,
     simds_per_unit: 4,
@@ -73,9 +63,6 @@ pub const SM90: Target = Target {
     dialect: Dialect::Cuda,
     wave: 32,
     shared_bytes: 48 * 1024,
-    // 227 KiB: the most one block may opt in to on Hopper.
-    max_shared_bytes: 227 * 1024,
-    async_copy: true,
     max_block: 1024,
     vgprs_per_simd: 0,
     simds_per_unit: 4,

@@ -30,12 +30,12 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
         ));
     }
     let lds = k.shared_bytes() + reduction_scratch_bytes(k, target);
-    if lds > target.max_shared_bytes {
+    if lds > target.shared_bytes {
         diags.push(Diagnostic::new(
             k.shared.first().map(|s| s.span).unwrap_or(span),
             format!(
                 "the kernel uses {lds} bytes of shared memory; {} allows {} per block",
-                target.name, target.max_shared_bytes
+                target.name, target.shared_bytes
             ),
         ));
     }
@@ -163,14 +163,6 @@ fn definite_assignment(
                 reads(index, assigned, diags);
                 reads(value, assigned, diags);
             }
-            StmtKind::CopyAsync {
-                dst_index,
-                src_index,
-                ..
-            } => {
-                reads(dst_index, assigned, diags);
-                reads(src_index, assigned, diags);
-            }
             StmtKind::Eval(e) => reads(e, assigned, diags),
             StmtKind::If { cond, then, els } => {
                 reads(cond, assigned, diags);
@@ -218,12 +210,9 @@ fn definite_assignment(
             }
             StmtKind::Break | StmtKind::Continue => return true,
             StmtKind::Barrier
-            | StmtKind::WaveBarrier
             | StmtKind::Fence
             | StmtKind::WaitPriorLaunch
-            | StmtKind::AllowNextLaunch
-            | StmtKind::CommitAsync
-            | StmtKind::WaitAsync(_) => {}
+            | StmtKind::AllowNextLaunch => {}
         }
     }
     false

@@ -186,13 +186,13 @@ pub fn item_vectors(fmt: u32) -> u32 {
     }
 }
 
-/// Where vector `k` of work item `it` of weight row `row` lives, in 16-byte vectors of the
-/// layout of `greta::quant::gpu`. Addresses are separated from the arithmetic so that
-/// kernels can request the next items before using the current one (and the first items
-/// before the prologue), into registers or shared memory.
+/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
+/// arithmetic so that kernels can issue the next item's loads before using the current
+/// one (and the first item's before the prologue).
 #[device]
-pub fn vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
-    if fmt == F32 {
+pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    // The vector's index (in 16-byte vectors) in the layout of `greta::quant::gpu`.
+    let at = if fmt == F32 {
         row * (cols / 4) + 2 * it + k
     } else if fmt == F16 {
         row * (cols / 8) + it
@@ -223,67 +223,32 @@ pub fn vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
         } else {
             base + 12
         }
-    }
+    };
+    w.load_vec::<4>(at)
 }
 
-/// 16-byte vectors spanned by `n` consecutive work items of a row that start on a block
-/// boundary (a multiple of four items for the K-quants): one contiguous run of the layout.
+/// The scale region's word that holds the scale of work item `it` of row `row` (0 for
+/// formats without one). Where two f16 scales share a word, `scale_shift` says which half
+/// is the item's: the word is returned whole, so that the loop that issues the load does
+/// not wait for it.
 #[device]
-pub fn span_vectors(fmt: u32, n: u32) -> u32 {
-    if fmt == F32 || fmt == Q8_0 {
-        2 * n
-    } else if fmt == Q4K {
-        (n + 3) / 4 * 9
-    } else if fmt == Q6K {
-        (n + 3) / 4 * 13
-    } else {
-        n
-    }
-}
-
-/// Vector `k` of work item `it` of weight row `row`.
-#[device]
-pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
-    w.load_vec::<4>(vec_index(fmt, cols, row, it, k))
-}
-
-/// Whether the work items of `fmt` take their scale from the scale region (the legacy
-/// quants and Q6_K; Q4_K's scales are in its header vector).
-#[device]
-pub fn has_scale_word(fmt: u32) -> bool {
-    fmt > F16 && fmt != Q4K
-}
-
-/// The scale region's word (in 32-bit words of `w`) that holds the scale of work item `it`
-/// of row `row`, for formats with one (`has_scale_word`). Where two f16 scales share a
-/// word, `scale_shift` says which half is the item's: the word is fetched whole, so that
-/// the loop that issues the load does not wait for it.
-#[device]
-pub fn scale_index(fmt: u32, rows: u32, cols: u32, row: u32, it: u32) -> u32 {
-    if fmt <= Q4_1 {
+pub fn fetch_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, it: u32) -> u32 {
+    if fmt <= F16 || fmt == Q4K {
+        0
+    } else if fmt <= Q4_1 {
         let blocks = cols / 32;
         let b = row * blocks + it;
         let record_words = if fmt == Q8_0 { 8 } else { 4 };
         let region = rows * blocks * record_words;
         if fmt == Q4_1 {
-            region + b
+            w[region + b]
         } else {
-            region + b / 2
+            w[region + b / 2]
         }
     } else {
         let sbs = cols / 256;
         let sb = row * sbs + it / 4;
-        rows * sbs * 52 + sb / 2
-    }
-}
-
-/// The scale word of work item `it` of row `row` (0 for formats without one).
-#[device]
-pub fn fetch_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, it: u32) -> u32 {
-    if has_scale_word(fmt) {
-        w[scale_index(fmt, rows, cols, row, it)]
-    } else {
-        0
+        w[rows * sbs * 52 + sb / 2]
     }
 }
 

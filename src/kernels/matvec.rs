@@ -2,23 +2,20 @@
 //! the RMSNorm of the input fused into the prologue and the epilogues a decode step needs:
 //! store, residual add, SwiGLU, and QKV with RoPE and the KV-cache write.
 //!
-//! Each wavefront owns `ROWS` rows at a time and walks their work items, requesting them
-//! ahead of use: in registers one item ahead, or, where the target copies to shared memory
-//! in the background (`copy_async`), `DEPTH` items ahead in a per-thread ring of shared
-//! memory. The first items are requested before the prologue, so the norm and the
-//! quantisation of the input overlap memory traffic. Blocks stride over the rows.
+//! Each wavefront owns `ROWS` rows at a time and walks their work items; the loads of the
+//! next item are issued before the current one is used, and the first item's loads before
+//! the prologue, so the norm and the quantisation of the input overlap memory traffic.
+//! Blocks stride over the rows.
 //!
 //! Where the target has dependent launch, the kernel starts while the previous launch still
-//! runs: it requests its first weight items, then waits for that launch before reading
+//! runs: it issues its first weight loads, then waits for that launch before reading
 //! anything else. The weights must therefore not be written by the launch before it.
 
 use super::dot::{
-    dot_fetched, fetch_scale, fetch_vec, has_scale_word, item_vectors, items_per_row, norm_scale,
-    quantise_pass, scale_index, scale_shift, span_vectors, sum_squares, times, vec_index, F16, Q4K,
-    Q6K, Q8_0,
+    dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_pass,
+    scale_shift, sum_squares, times, Q6K, Q8_0,
 };
 use crate::kernel;
-use crate::quant::gpu::GpuFormat;
 
 /// Epilogue: `y[r] = (W x)[r]`.
 pub const STORE: u32 = 0;
@@ -35,11 +32,8 @@ pub const QKV: u32 = 3;
 /// for the shared int8 copy of the input. For `QKV`, `q_rows` is the number of Q rows in A,
 /// `head_dim` the head size, `ctx` the cache length and `rope_step` the RoPE frequency base's
 /// log2 over the head size (`Rope::step`); other epilogues ignore them and the cache
-/// buffers. `DEPTH` is the number of steps each wave keeps requested ahead in shared memory
-/// (0: one, in registers), `SPAN` the vectors of one step (`span_vectors` of a wave's items,
-/// the larger of the formats'). The
-/// compiler keeps room for four waves per SIMD: enough loads in flight per compute unit to
-/// cover memory latency.
+/// buffers. The compiler keeps room for four
+/// waves per SIMD: enough loads in flight per compute unit to cover memory latency.
 #[kernel(min_waves = 4)]
 pub fn matvec<
     const FMT: u32,
@@ -49,8 +43,6 @@ pub fn matvec<
     const ROWS: u32,
     const XCAP: u32,
     const BLOCK: u32,
-    const DEPTH: u32,
-    const SPAN: u32,
 >(
     wa: &[u32],
     wb: &[u32],
@@ -75,15 +67,6 @@ pub fn matvec<
     let s16 = shared!([i32; XCAP / 16]);
     // Each wave's share of the input's sum of squares (the norm).
     let ssw = shared!([f32; BLOCK / WAVE]);
-    // The ring of steps requested ahead: a wave's items of one step are one contiguous run of
-    // the weights' vectors, copied whole to vectors `((j * ROWS + r) * waves + wave) * SPAN`
-    // on of slot j for row r; the scale words (formats with them, `has_scale_word`) at
-    // `(j * ROWS + r) * BLOCK + thread`. (One spare vector and word: arrays are never empty,
-    // and with DEPTH 0 nothing else is used.)
-    let ring = shared!([u32; 4 * DEPTH * ROWS * (BLOCK / WAVE) * SPAN + 4]);
-    let ring_s = shared!(
-        [u32; DEPTH * ROWS * BLOCK * (((FMT > F16 && FMT != Q4K) || (FMT_B > F16 && FMT_B != Q4K)) as u32) + 1]
-    );
     let rows = rows_a + rows_b;
     let waves = BLOCK / WAVE;
     let items = items_per_row(FMT, cols);
@@ -120,24 +103,21 @@ pub fn matvec<
     // Every block of this launch is resident (the grid is sized to the device), so the next
     // launch may start now and fill the compute units this one leaves idle at its end.
     allow_next_launch();
-    // Steps requested before the first is used.
-    let lag = max(DEPTH, 1);
-    // Iteration s requests step s and consumes step s - lag. In registers the request comes
-    // first, so that it is in flight while the previous step is used; in the ring it comes
-    // after, into the slot the consumed step has just left. The prologue runs at the end of
-    // iteration lag - 1, after the first steps are requested, so they are in flight while it
-    // waits and quantises; the barrier after it comes in iteration lag, after that
-    // iteration's register loads, so a thread that has quantised its share issues them
-    // without waiting for the others. (Loading two steps into registers before the wait
-    // measured slower on the H100 for every shape: the input's loads queue behind them.)
-    // Every thread runs iterations 0 to lag, so the prologue's barriers see the whole block.
-    for s in 0..max(steps, 1) + lag {
+    // Iteration s issues the loads of step s and consumes step s - 1. The prologue runs in
+    // iteration 0, after the first step's loads, so they are in flight while it waits and
+    // quantises; the barrier after it comes in iteration 1 after that iteration's loads, so
+    // a thread that has quantised its share issues them without waiting for the others.
+    // (Loading two steps before the wait measured slower on the H100 for every shape: the
+    // input's loads queue behind them.) Every thread runs iterations 0 and 1, so the
+    // prologue's barriers see the whole block.
+    for s in 0..max(steps, 1) + 1 {
         let mut nxt = [u32x4::splat(0); 4 * ROWS];
         let mut nxt_s = [0u32; ROWS];
-        if DEPTH == 0 && s < steps {
+        if s < steps {
+            let base = fetch_base;
             let it = lane_id() + fetch_slot * WAVE;
             for r in 0..ROWS {
-                let row = fetch_base + r;
+                let row = base + r;
                 if it < items && row < rows {
                     let in_a = row < rows_a;
                     let fmt = if FMT == FMT_B {
@@ -164,21 +144,78 @@ pub fn matvec<
                     };
                 }
             }
+            fetch_slot += 1;
+            if fetch_slot == per_lane {
+                fetch_slot = 0;
+                fetch_base = next_group(fetch_base, paired, stride);
+            }
         }
-        if s == lag {
+        if s == 0 {
+            // Nothing before the wait reads or writes what the previous launch touches.
+            wait_prior_launch();
+            if FMT >= Q8_0 {
+                // The prologue: the input this thread quantises (and its norm weights),
+                // each pass of four values quantised to int8 in shared memory. When they
+                // fit in three 16-byte vectors (two for Q6_K, whose steps hold the most
+                // registers) they are loaded at once, one memory round trip for all
+                // passes (every 7B shape but Q6_K down); wider inputs go pass by pass
+                // rather than spill at 64 registers per thread. The norm's scale is common
+                // to the whole input, so it leaves the int8 values unchanged: `x * nw` is
+                // quantised without waiting for it, and the rows' sums are scaled instead.
+                let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
+                let room = if FMT == Q6K { 2 } else { 3 };
+                let mut ss = 0.0;
+                if passes * (1 + NORM) <= room {
+                    let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                    let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        if i < cols {
+                            xv[p] = x.load_vec::<4>(i / 4);
+                            if NORM == 1 {
+                                gv[p] = nw.load_vec::<4>(i / 4);
+                            }
+                        }
+                    }
+                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        ss += sum_squares(xv[p]);
+                        quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
+                    }
+                } else {
+                    for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        let mut v = f32x4::splat(0.0);
+                        let mut g = f32x4::splat(1.0);
+                        if i < cols {
+                            v = x.load_vec::<4>(i / 4);
+                            if NORM == 1 {
+                                g = nw.load_vec::<4>(i / 4);
+                            }
+                        }
+                        ss += sum_squares(v);
+                        quantise_pass(times(v, g), i, i < cols, xq, dx, sx, s16);
+                    }
+                }
+                // The scale is needed only at the end of each row, where it is summed
+                // from the waves' shares of the mean square (published by the barrier
+                // after the next step's loads), so it holds no register through the loop.
+                if NORM == 1 {
+                    let wave_ss = wave_sum(ss) / (cols as f32);
+                    if lane_id() == 0 {
+                        ssw[wave_id()] = wave_ss;
+                    }
+                }
+            } else if NORM == 1 {
+                scale = norm_scale(x, cols, eps);
+            }
+        }
+        if s == 1 {
             barrier();
         }
-        if s >= lag && s < steps + lag {
+        if s >= 1 && s <= steps {
             let base = use_base;
             let it = lane_id() + use_slot * WAVE;
-            if DEPTH > 0 {
-                // The step's copies have landed once at most DEPTH - 1 later groups are in
-                // flight (the count is written so that it is valid for DEPTH 0, which never
-                // runs this); each lane waits for its own, and the wave barrier makes them
-                // all visible to every lane.
-                wait_async(DEPTH - (DEPTH > 0) as u32);
-                wave_barrier();
-            }
             if EPI == ADD && use_slot == 0 && lane_id() == 0 {
                 for r in 0..ROWS {
                     if base + r < rows {
@@ -196,20 +233,6 @@ pub fn matvec<
                     } else {
                         FMT_B
                     };
-                    if DEPTH > 0 {
-                        let local = if row < rows_a { row } else { row - rows_a };
-                        let run = ((s % lag * ROWS + r) * waves + wave_id()) * SPAN;
-                        let first = vec_index(fmt, cols, local, use_slot * WAVE, 0);
-                        for k in 0..4 {
-                            if k < item_vectors(fmt) {
-                                let v = vec_index(fmt, cols, local, it, k) - first;
-                                cur[4 * r + k] = ring.load_vec::<4>(run + v);
-                            }
-                        }
-                        if has_scale_word(fmt) {
-                            cur_s[r] = ring_s[(s % lag * ROWS + r) * BLOCK + thread_idx()];
-                        }
-                    }
                     // The scale's half of its word, found here rather than carried from the
                     // fetch: a register less through the loop.
                     let shift = if row < rows_a {
@@ -292,130 +315,11 @@ pub fn matvec<
                 }
             }
         }
-        if DEPTH > 0 {
-            // Every lane has read the slot refilled below (the step just consumed).
-            wave_barrier();
-            if s < steps {
-                let first = fetch_slot * WAVE;
-                let it = first + lane_id();
-                for r in 0..ROWS {
-                    let row = fetch_base + r;
-                    if first < items && row < rows {
-                        let in_a = row < rows_a;
-                        let fmt = if FMT == FMT_B {
-                            FMT
-                        } else if in_a {
-                            FMT
-                        } else {
-                            FMT_B
-                        };
-                        let local = if in_a { row } else { row - rows_a };
-                        // The lanes copy the wave's run together, 16 contiguous bytes each,
-                        // so every copy instruction reads whole sectors once (copying each
-                        // lane's own vectors would read half sectors, and headers four times,
-                        // past L1).
-                        let start = vec_index(fmt, cols, local, first, 0);
-                        let len = span_vectors(fmt, min(items - first, WAVE));
-                        let run = ((s % lag * ROWS + r) * waves + wave_id()) * SPAN;
-                        for c in 0..(SPAN + WAVE - 1) / WAVE {
-                            let v = c * WAVE + lane_id();
-                            if v < len {
-                                if in_a {
-                                    ring.copy_async::<4>(run + v, wa, start + v);
-                                } else {
-                                    ring.copy_async::<4>(run + v, wb, start + v);
-                                }
-                            }
-                        }
-                        if it < items && has_scale_word(fmt) {
-                            let to = (s % lag * ROWS + r) * BLOCK + thread_idx();
-                            if in_a {
-                                ring_s.copy_async::<1>(to, wa, scale_index(fmt, rows_a, cols, local, it));
-                            } else {
-                                ring_s.copy_async::<1>(to, wb, scale_index(fmt, rows_b, cols, local, it));
-                            }
-                        }
-                    }
-                }
-            }
-            // A group every iteration, empty or not, so that a step is always DEPTH groups
-            // from the newest.
-            commit_async();
+        for k in 0..4 * ROWS {
+            cur[k] = nxt[k];
         }
-        if s < steps {
-            fetch_slot += 1;
-            if fetch_slot == per_lane {
-                fetch_slot = 0;
-                fetch_base = next_group(fetch_base, paired, stride);
-            }
-        }
-        if s == lag - 1 {
-            // Nothing before the wait reads or writes what the previous launch touches.
-            wait_prior_launch();
-            if FMT >= Q8_0 {
-                // The prologue: the input this thread quantises (and its norm weights),
-                // each pass of four values quantised to int8 in shared memory. When they
-                // fit in three 16-byte vectors (two for Q6_K, whose steps hold the most
-                // registers) they are loaded at once, one memory round trip for all
-                // passes (every 7B shape but Q6_K down); wider inputs go pass by pass
-                // rather than spill at 64 registers per thread. The norm's scale is common
-                // to the whole input, so it leaves the int8 values unchanged: `x * nw` is
-                // quantised without waiting for it, and the rows' sums are scaled instead.
-                let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
-                let room = if FMT == Q6K { 2 } else { 3 };
-                let mut ss = 0.0;
-                if passes * (1 + NORM) <= room {
-                    let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                    let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                        let i = (p * BLOCK + thread_idx()) * 4;
-                        if i < cols {
-                            xv[p] = x.load_vec::<4>(i / 4);
-                            if NORM == 1 {
-                                gv[p] = nw.load_vec::<4>(i / 4);
-                            }
-                        }
-                    }
-                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                        let i = (p * BLOCK + thread_idx()) * 4;
-                        ss += sum_squares(xv[p]);
-                        quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
-                    }
-                } else {
-                    for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
-                        let i = (p * BLOCK + thread_idx()) * 4;
-                        let mut v = f32x4::splat(0.0);
-                        let mut g = f32x4::splat(1.0);
-                        if i < cols {
-                            v = x.load_vec::<4>(i / 4);
-                            if NORM == 1 {
-                                g = nw.load_vec::<4>(i / 4);
-                            }
-                        }
-                        ss += sum_squares(v);
-                        quantise_pass(times(v, g), i, i < cols, xq, dx, sx, s16);
-                    }
-                }
-                // The scale is needed only at the end of each row, where it is summed
-                // from the waves' shares of the mean square (published by the barrier
-                // after the next step's loads), so it holds no register through the loop.
-                if NORM == 1 {
-                    let wave_ss = wave_sum(ss) / (cols as f32);
-                    if lane_id() == 0 {
-                        ssw[wave_id()] = wave_ss;
-                    }
-                }
-            } else if NORM == 1 {
-                scale = norm_scale(x, cols, eps);
-            }
-        }
-        if DEPTH == 0 {
-            for k in 0..4 * ROWS {
-                cur[k] = nxt[k];
-            }
-            for r in 0..ROWS {
-                cur_s[r] = nxt_s[r];
-            }
+        for r in 0..ROWS {
+            cur_s[r] = nxt_s[r];
         }
     }
 }
@@ -483,9 +387,9 @@ fn qkv_epilogue(
 /// How to launch `matvec`: formats, prologue, epilogue, rows per wavefront.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Matvec {
-    pub fmt: GpuFormat,
+    pub fmt: crate::quant::gpu::GpuFormat,
     /// Format of the second stacked matrix (the same as `fmt` when there is none).
-    pub fmt_b: GpuFormat,
+    pub fmt_b: crate::quant::gpu::GpuFormat,
     pub norm: bool,
     pub epilogue: u32,
     pub rows_per_wave: u32,
@@ -493,9 +397,6 @@ pub struct Matvec {
     pub block: u32,
     /// Resident blocks per compute unit the grid is sized for.
     pub blocks_per_unit: u32,
-    /// Most steps each wave keeps requested ahead in shared memory, where the target copies
-    /// in the background (fewer where they do not fit; see `depth`).
-    pub max_depth: u32,
 }
 
 /// RoPE and KV-cache geometry for the `QKV` epilogue.
@@ -532,7 +433,7 @@ impl Matvec {
     /// blocks repeat it less). Every product fits the registers this leaves (64 per thread
     /// on sm_90, at least four waves per SIMD on gfx942; `greta check`). Grids never exceed
     /// what the registers keep resident (see `grid`).
-    pub fn new(fmt: GpuFormat, norm: bool, epilogue: u32) -> Matvec {
+    pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: u32) -> Matvec {
         Matvec {
             fmt,
             fmt_b: fmt,
@@ -541,72 +442,27 @@ impl Matvec {
             rows_per_wave: 1,
             block: 1024,
             blocks_per_unit: 1,
-            max_depth: 4,
         }
     }
 
-    /// Steps each wave keeps requested ahead in shared memory for rows of `cols` values on
-    /// `target`: as many as fit beside the input's int8 copy, up to `max_depth`. 0, one step
-    /// in registers, where the target has no background copy or fewer than two fit (a ring
-    /// of one would wait for each step before requesting the next).
-    pub fn depth(&self, cols: u32, target: &crate::codegen::Target) -> u32 {
-        if !target.async_copy {
-            return 0;
-        }
-        let xcap = self.xcap(cols);
-        // xq, dx, sx, s16 and the wave shares, with a margin for the spare elements,
-        // alignment and the block reductions' scratch.
-        let fixed = xcap + xcap / 8 + xcap / 8 + xcap / 4 + 1024;
-        let scale_word = [self.fmt, self.fmt_b]
-            .iter()
-            .any(|f| f.scale_bytes() > 0) as u32;
-        let waves = self.block / target.wave;
-        let per_slot =
-            self.rows_per_wave * (waves * 16 * self.span(target) + self.block * 4 * scale_word);
-        let fit = target.max_shared_bytes.saturating_sub(fixed) / per_slot;
-        match fit.min(self.max_depth) {
-            0 | 1 => 0,
-            d => d,
-        }
-    }
-
-    /// 16-byte vectors of one wave's step, a work item per lane (the kernel's
-    /// `span_vectors`), the larger of the two formats'.
-    fn span(&self, target: &crate::codegen::Target) -> u32 {
-        [self.fmt, self.fmt_b]
-            .iter()
-            .map(|f| {
-                let item_bytes = f.record_bytes() * f.item_elems() as usize / f.block_elems();
-                target.wave * item_bytes as u32 / 16
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Capacity of the shared int8 copy of the input: fitted to the row length, so the
-    /// prologue keeps no more of it in registers than it needs (the float formats read the
-    /// input from global memory and keep none).
-    fn xcap(&self, cols: u32) -> u32 {
-        if self.fmt.code() <= super::dot::F16 {
+    /// The specialisation values for rows of `cols` values, in the kernel's generic order.
+    /// The shared input capacity is fitted to the row length, so the prologue keeps no
+    /// more of it in registers than it needs.
+    pub fn spec(&self, cols: u32) -> Vec<crate::codegen::SpecValue> {
+        let float = self.fmt.code() <= super::dot::F16;
+        let xcap = if float {
             32
         } else {
             cols.next_multiple_of(4 * self.block)
-        }
-    }
-
-    /// The specialisation values for rows of `cols` values on `target`, in the kernel's
-    /// generic order.
-    pub fn spec(&self, cols: u32, target: &crate::codegen::Target) -> Vec<crate::codegen::SpecValue> {
+        };
         [
             self.fmt.code(),
             self.fmt_b.code(),
             self.norm as u32,
             self.epilogue,
             self.rows_per_wave,
-            self.xcap(cols),
+            xcap,
             self.block,
-            self.depth(cols, target),
-            self.span(target),
         ]
         .map(|v| crate::codegen::SpecValue::Const(v as i128))
         .to_vec()
@@ -628,8 +484,7 @@ impl Matvec {
             self.rows_per_wave
         };
         let per_block = self.block / dev.target().wave * span;
-        let resident =
-            dev.resident_blocks(matvec::definition(), &self.spec(cols, &dev.target()))?;
+        let resident = dev.resident_blocks(matvec::definition(), &self.spec(cols))?;
         Ok(rows
             .div_ceil(per_block)
             .min(dev.compute_units() * self.blocks_per_unit.min(resident))
@@ -713,7 +568,7 @@ impl Matvec {
             });
         }
         let grid = self.grid(rows_a + rows_b, cols, dev)?;
-        let spec = self.spec(cols, &dev.target());
+        let spec = self.spec(cols);
         let scalars = |args: &mut Vec<crate::runtime::Arg<'_>>| {
             args.extend::<[crate::runtime::Arg<'_>; 8]>([
                 rows_a.into(),

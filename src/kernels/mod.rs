@@ -10,7 +10,7 @@ pub mod matvec;
 pub mod norm;
 pub mod stream;
 
-use crate::codegen::{KernelDef, Scalar, SpecValue, Target};
+use crate::codegen::{KernelDef, Scalar, SpecValue};
 use crate::quant::gpu::GpuFormat;
 use matvec::Matvec;
 
@@ -30,8 +30,8 @@ impl KernelVariants {
     }
 }
 
-/// Every built-in kernel, with the specialisations the library launches on `target`.
-pub fn builtins(target: &Target) -> Vec<KernelVariants> {
+/// Every built-in kernel, with the specialisations the library launches.
+pub fn builtins() -> Vec<KernelVariants> {
     use attention::AttentionKernel::{Chunked, Streamed};
     use SpecValue::{Const, Type};
     vec![
@@ -59,19 +59,19 @@ pub fn builtins(target: &Target) -> Vec<KernelVariants> {
             def: matvec::matvec::definition,
             variants: GpuFormat::ALL
                 .iter()
-                .map(|f| Matvec::new(*f, true, matvec::STORE).spec(4096, target))
+                .map(|f| Matvec::new(*f, true, matvec::STORE).spec(4096))
                 .chain([
                     // The FFN down projections of a Q4_K_M model: Q4_K and Q6_K layers.
-                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(11008, target),
-                    Matvec::new(GpuFormat::Q6K, false, matvec::ADD).spec(11008, target),
-                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(4096, target),
+                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(11008),
+                    Matvec::new(GpuFormat::Q6K, false, matvec::ADD).spec(11008),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(4096),
                     // Its QKV products: V in Q6_K or in Q4_K.
                     Matvec {
                         fmt_b: GpuFormat::Q6K,
                         ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
                     }
-                    .spec(4096, target),
-                    Matvec::new(GpuFormat::Q4K, true, matvec::QKV).spec(4096, target),
+                    .spec(4096),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::QKV).spec(4096),
                 ])
                 .collect(),
         },
@@ -123,7 +123,7 @@ mod tests {
     /// predecessor themselves may be started before it ends.
     #[test]
     fn only_kernels_that_wait_for_their_predecessor_overlap_it() {
-        for k in builtins(&SM90) {
+        for k in builtins() {
             let def = (k.def)();
             let kernel = def.specialise(&SM90, &k.variants[0]).expect("specialise");
             let expected = matches!(

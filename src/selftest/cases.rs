@@ -82,8 +82,8 @@ pub fn all() -> Vec<Case> {
         };
         let name = fmt.ggml().name();
         // Waves with several steps, with one, and with none; an input of two prologue
-        // passes, the second partial; waves with more steps (rows or items) than the shared
-        // ring holds, the last one partial as in the 7B FFN's down product.
+        // passes, the second partial; waves of several rows, and rows whose last step is
+        // partial as in the 7B FFN's down product.
         for (rows, cols, norm, add) in [
             (37usize, 512usize, true, false),
             (130, 1536, false, true),

@@ -3,9 +3,7 @@
 
 use super::{Binding, DeviceCall, FnCtx, Lowerer};
 use crate::ast::{ExprAst, ExprKindAst, FnAst, GenericArgAst, Span};
-use crate::ir::{
-    AtomicOp, Axis, Builtin, CallArg, Expr, ExprKind, FnParam, MemRef, ReduceOp, StmtKind,
-};
+use crate::ir::{AtomicOp, Axis, Builtin, CallArg, Expr, ExprKind, FnParam, ReduceOp, StmtKind};
 use crate::types::{Scalar, Type};
 
 /// How a built-in checks its arguments and types its result.
@@ -271,10 +269,9 @@ impl<'a> Lowerer<'a> {
                     }
                 }
                 "store_vec" => self.poison(span, "`store_vec` is a statement: write `buf.store_vec(i, v);`"),
-                "copy_async" => self.poison(span, "`copy_async` is a statement: write `stage.copy_async::<4>(i, buf, j);`"),
                 _ => self.poison(
                     method_span,
-                    format!("unknown method `{method}` on buffer `{name}`; buffers have `load_vec::<N>(i)`, `store_vec(i, v)`, `atomic_add(i, v)`, `atomic_max(i, v)` and indexing `{name}[i]`, shared arrays also `copy_async::<N>(i, buf, j)`"),
+                    format!("unknown method `{method}` on buffer `{name}`; buffers have `load_vec::<N>(i)`, `store_vec(i, v)`, `atomic_add(i, v)`, `atomic_max(i, v)` and indexing `{name}[i]`"),
                 ),
             };
         }
@@ -362,90 +359,6 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// The lane count of a vector access (`::<N>`, a constant or a const parameter) and its
-    /// span; reports its absence with the usage `example`.
-    fn lane_count(
-        &mut self,
-        generics: &[GenericArgAst],
-        span: Span,
-        example: &str,
-    ) -> Option<(u32, Span)> {
-        let n = match generics {
-            [GenericArgAst::Const(n)] => n.clone(),
-            [GenericArgAst::Type(crate::ast::TypeAst::Path { name, span })] => ExprAst {
-                kind: ExprKindAst::Path(vec![name.clone()]),
-                span: *span,
-            },
-            _ => {
-                self.error(span, format!("write the lane count: {example}"));
-                return None;
-            }
-        };
-        Some((self.const_len(&n, "the lane count"), n.span))
-    }
-
-    /// Lowers `stage.copy_async::<N>(i, buf, j)` in statement position: vector `j` (`N`
-    /// lanes; 1 copies one element) of the kernel buffer `buf` to vector `i` of the kernel
-    /// shared array `stage`, in the background where the target allows.
-    pub(super) fn lower_copy_async(
-        &mut self,
-        recv: &ExprAst,
-        generics: &[GenericArgAst],
-        args: &[ExprAst],
-        span: Span,
-    ) -> Option<StmtKind> {
-        let usage = "`stage.copy_async::<4>(i, buf, j)` copies vector `j` of the kernel buffer `buf` into vector `i` of the kernel shared array `stage`";
-        let dst = self.mem_receiver(recv);
-        let Some((dst, elem, _, _)) = dst.filter(|d| matches!(d.0, MemRef::Shared(_))) else {
-            self.error(recv.span, usage);
-            return None;
-        };
-        let (lanes, lanes_span) = self.lane_count(generics, span, usage)?;
-        let [i, src, j] = self.exact_args::<3>(args, span, "copy_async");
-        let Some((src, src_elem, _, src_name)) = self
-            .mem_receiver(src)
-            .filter(|s| matches!(s.0, MemRef::Global(_)))
-        else {
-            self.error(src.span, usage);
-            return None;
-        };
-        let dst_index = self.lower_index(i);
-        let src_index = self.lower_index(j);
-        let ty = match (self.infer.resolve(&elem), self.infer.resolve(&src_elem)) {
-            (Type::Scalar(d), Type::Scalar(s)) if d != s => {
-                self.error(
-                    span,
-                    format!("`copy_async` copies between arrays of one element type: the shared array holds `{d}`, `{src_name}` holds `{s}`"),
-                );
-                return None;
-            }
-            (Type::Scalar(e), _) if lanes == 1 => Type::Scalar(e),
-            (Type::Scalar(e), _) if lanes > 1 => {
-                match Type::vector_from_name(&format!("{e}x{lanes}")) {
-                    Some(t) => t,
-                    None => {
-                        self.error(lanes_span, format!("`{e}x{lanes}` is not a vector type: vectors have 2, 4, 8 or 16 lanes and at most 16 bytes"));
-                        return None;
-                    }
-                }
-            }
-            _ => Type::Unknown,
-        };
-        if let Some(bytes) = ty.size().filter(|b| ![4, 8, 16].contains(b)) {
-            self.error(
-                lanes_span,
-                format!("`copy_async` moves 4, 8 or 16 bytes at a time, not {bytes}"),
-            );
-        }
-        Some(StmtKind::CopyAsync {
-            dst,
-            dst_index,
-            src,
-            src_index,
-            ty,
-        })
-    }
-
     /// `buf.load_vec::<N>(i)`: lanes `i*N .. i*N+N` as one wide load.
     fn lower_load_vec(
         &mut self,
@@ -455,16 +368,15 @@ impl<'a> Lowerer<'a> {
         args: &[ExprAst],
         span: Span,
     ) -> Expr {
-        let Some((lanes, lanes_span)) =
-            self.lane_count(generics, span, "`buf.load_vec::<4>(i)`")
-        else {
-            // Reported by `lane_count`.
-            return Expr {
-                kind: ExprKind::Lit(crate::ir::Lit::Int(0)),
-                ty: Type::Unknown,
-                span,
-            };
+        let n = match generics {
+            [GenericArgAst::Const(n)] => n.clone(),
+            [GenericArgAst::Type(crate::ast::TypeAst::Path { name, span })] => ExprAst {
+                kind: ExprKindAst::Path(vec![name.clone()]),
+                span: *span,
+            },
+            _ => return self.poison(span, "write the lane count: `buf.load_vec::<4>(i)`"),
         };
+        let lanes = self.const_len(&n, "the lane count");
         let [i] = self.exact_args::<1>(args, span, "load_vec");
         let index = self.lower_index(i);
         let ty = match self.infer.resolve(elem) {
@@ -472,7 +384,7 @@ impl<'a> Lowerer<'a> {
                 Some(t) => t,
                 None => {
                     return self.poison(
-                        lanes_span,
+                        n.span,
                         format!("`{s}x{lanes}` is not a vector type: vectors have 2, 4, 8 or 16 lanes and at most 16 bytes"),
                     )
                 }

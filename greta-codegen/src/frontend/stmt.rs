@@ -106,27 +106,6 @@ impl Lowerer<'_> {
         });
     }
 
-    /// The argument of `wait_async(n)`: a compile-time count of groups left in flight
-    /// (0 waits for every copy). Unknown until specialisation at macro time.
-    fn wait_async_count(&mut self, args: &[ExprAst], span: Span) -> Option<u32> {
-        let [n] = args else {
-            self.error(span, "`wait_async(n)` takes the number of copy groups that may stay in flight");
-            return None;
-        };
-        let lowered = self.lower_expr(n, Some(&Type::Scalar(Scalar::U32)));
-        match self.const_eval(&lowered) {
-            ConstVal::Known(v) if (0..=u32::MAX as i128).contains(&v) => Some(v as u32),
-            ConstVal::Unknown => Some(0),
-            _ => {
-                self.error(
-                    n.span,
-                    "`wait_async` needs a compile-time count: a literal, a const parameter, or arithmetic on those",
-                );
-                None
-            }
-        }
-    }
-
     fn declare_shared(
         &mut self,
         name: &str,
@@ -261,27 +240,6 @@ impl Lowerer<'_> {
                 }
                 None => return,
             },
-            ExprKindAst::MethodCall {
-                recv,
-                method,
-                generics,
-                args,
-                ..
-            } if method == "copy_async" => {
-                match self.lower_copy_async(recv, generics, args, span) {
-                    Some(k) => {
-                        out.append(&mut self.fcx.pending);
-                        k
-                    }
-                    None => return,
-                }
-            }
-            ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "wait_async" => {
-                match self.wait_async_count(args, span) {
-                    Some(n) => StmtKind::WaitAsync(n),
-                    None => return,
-                }
-            }
             ExprKindAst::Call { path, args, .. }
                 if path.len() == 1 && ordering_statement(&path[0]).is_some() =>
             {
@@ -488,10 +446,8 @@ pub(super) fn ordering_statement(name: &str) -> Option<StmtKind> {
     Some(match name {
         "fence" => StmtKind::Fence,
         "barrier" => StmtKind::Barrier,
-        "wave_barrier" => StmtKind::WaveBarrier,
         "wait_prior_launch" => StmtKind::WaitPriorLaunch,
         "allow_next_launch" => StmtKind::AllowNextLaunch,
-        "commit_async" => StmtKind::CommitAsync,
         _ => return None,
     })
 }

@@ -63,23 +63,11 @@ impl KernelParts {
                 ParamKind::Scalar(s) => format!("{} {}", s.name(), p.name),
             })
             .collect();
-        // Static arrays where they fit the target's static limit; otherwise views of the
-        // one dynamic allocation the runtime sizes at launch.
-        let shared = match k.dynamic_shared(target) {
-            None => k
-                .shared
-                .iter()
-                .map(|s| format!("__shared__ {} {}[{}];", type_name(&s.elem), s.name, s.len))
-                .collect(),
-            Some((offsets, _)) => std::iter::once(
-                "extern __shared__ __align__(16) unsigned char greta_dynamic_shared[];".to_string(),
-            )
-            .chain(k.shared.iter().zip(offsets).map(|(s, at)| {
-                let t = type_name(&s.elem);
-                format!("{t}* {} = reinterpret_cast<{t}*>(greta_dynamic_shared + {at});", s.name)
-            }))
-            .collect(),
-        };
+        let shared = k
+            .shared
+            .iter()
+            .map(|s| format!("{} {}[{}]", type_name(&s.elem), s.name, s.len))
+            .collect();
         let mut body = FnPrinter::new(k, &k.entry, target);
         body.indent = 1;
         body.stmts(&k.entry.body);
@@ -440,23 +428,9 @@ impl<'k> FnPrinter<'k> {
                 self.line(&format!("return {v};"));
             }
             StmtKind::Barrier => self.line("__syncthreads();"),
-            StmtKind::WaveBarrier => self.line("greta_wave_barrier();"),
             StmtKind::Fence => self.line("__threadfence();"),
             StmtKind::WaitPriorLaunch => self.line("greta_wait_prior_launch();"),
             StmtKind::AllowNextLaunch => self.line("greta_allow_next_launch();"),
-            StmtKind::CopyAsync {
-                dst,
-                dst_index,
-                src,
-                src_index,
-                ty,
-            } => {
-                let to = self.mem_access(*dst, dst_index, ty);
-                let from = self.mem_access(*src, src_index, ty);
-                self.line(&format!("greta_copy_async(&{to}, &{from});"));
-            }
-            StmtKind::CommitAsync => self.line("greta_commit_async();"),
-            StmtKind::WaitAsync(n) => self.line(&format!("greta_wait_async<{n}>();")),
             StmtKind::Scope(body) => self.block("", body),
             StmtKind::Eval(e) => {
                 let v = self.expr(e);

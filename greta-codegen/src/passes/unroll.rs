@@ -97,11 +97,6 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         StmtKind::Assign { value, .. } | StmtKind::Eval(value) => in_expr(value),
         StmtKind::Return(v) => v.as_ref().is_some_and(in_expr),
         StmtKind::Store { index, value, .. } => in_expr(index) || in_expr(value),
-        StmtKind::CopyAsync {
-            dst_index,
-            src_index,
-            ..
-        } => in_expr(dst_index) || in_expr(src_index),
         StmtKind::If { cond, then, els } => {
             in_expr(cond)
                 || indexes_registers_with(then, local)
@@ -119,12 +114,9 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         StmtKind::Break
         | StmtKind::Continue
         | StmtKind::Barrier
-        | StmtKind::WaveBarrier
         | StmtKind::Fence
         | StmtKind::WaitPriorLaunch
-        | StmtKind::AllowNextLaunch
-        | StmtKind::CommitAsync
-        | StmtKind::WaitAsync(_) => false,
+        | StmtKind::AllowNextLaunch => false,
     })
 }
 

@@ -54,9 +54,6 @@ struct Loaded {
     dependent: bool,
     /// Blocks one SM holds at once.
     resident: u32,
-    /// Dynamic shared memory each launch allocates (the kernel's shared arrays, where they
-    /// exceed the static limit).
-    shared_bytes: u32,
 }
 
 /// Device memory owned by the backend.
@@ -211,22 +208,12 @@ impl CudaBackend {
                     .map_err(driver("module load"))?;
                 let function =
                     result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
-                let shared_bytes = kernel.dynamic_shared(&SM90).map_or(0, |(_, bytes)| bytes);
-                if shared_bytes > 0 {
-                    sys::cuFuncSetAttribute(
-                        function,
-                        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        shared_bytes as i32,
-                    )
-                    .result()
-                    .map_err(driver("shared memory opt-in"))?;
-                }
                 let mut resident = 0;
                 sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
                     &mut resident,
                     function,
                     kernel.block as i32,
-                    shared_bytes as usize,
+                    0,
                 )
                 .result()
                 .map_err(driver("occupancy query"))?;
@@ -236,7 +223,6 @@ impl CudaBackend {
                         function,
                         dependent: self.dependent_launch && kernel.waits_prior_launch(),
                         resident: resident.max(1) as u32,
-                        shared_bytes,
                     },
                 ))
             }
@@ -324,7 +310,6 @@ impl Backend for CudaBackend {
         let Loaded {
             function,
             dependent,
-            shared_bytes,
             ..
         } = self.function(kernel)?;
         let mut slots = ArgSlots::pack(args, |b| self.ptr(b))?;
@@ -345,7 +330,7 @@ impl Backend for CudaBackend {
                     blockDimX: kernel.block,
                     blockDimY: 1,
                     blockDimZ: 1,
-                    sharedMemBytes: shared_bytes,
+                    sharedMemBytes: 0,
                     hStream: self.stream,
                     attrs: &mut attr,
                     numAttrs: 1,
@@ -357,7 +342,7 @@ impl Backend for CudaBackend {
                     function,
                     (grid.x, grid.y, grid.z),
                     (kernel.block, 1, 1),
-                    shared_bytes,
+                    0,
                     self.stream,
                     &mut params,
                 )

@@ -404,9 +404,7 @@ impl Backend for HipBackend {
                 kernel.block,
                 1,
                 1,
-                kernel
-                    .dynamic_shared(&self.target)
-                    .map_or(0, |(_, bytes)| bytes),
+                0,
                 self.stream,
                 params.as_mut_ptr(),
                 std::ptr::null_mut(),

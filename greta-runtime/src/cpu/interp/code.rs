@@ -168,11 +168,6 @@ pub enum Op {
     Barrier {
         at: LocId,
     },
-    /// A wave-wide barrier: the wave runs in lockstep, so it only checks that every live lane
-    /// is here.
-    WaveBarrier {
-        at: LocId,
-    },
     /// Starts an `if`: lanes whose `cond` (xor `negate`) is false are parked in `m`; with
     /// no lane left, jumps to `to` (the `Else` or `Join`).
     If {

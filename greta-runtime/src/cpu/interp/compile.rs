@@ -402,34 +402,10 @@ impl<'k> Compiler<'k> {
                 let at = self.at(s.span);
                 self.ops.push(Op::Barrier { at });
             }
-            StmtKind::WaveBarrier => {
-                let at = self.at(s.span);
-                self.ops.push(Op::WaveBarrier { at });
-            }
             // Blocks publish results through atomics, which take a lock here: the lock's
             // release and acquire already order the relaxed stores before them.
             // Launches run one after another here: there is nothing to overlap or wait for.
             StmtKind::Fence | StmtKind::WaitPriorLaunch | StmtKind::AllowNextLaunch => {}
-            // Copies complete as they are issued, so waiting for them is a no-op.
-            StmtKind::CopyAsync {
-                dst,
-                dst_index,
-                src,
-                src_index,
-                ty,
-            } => {
-                let x = self.load(*src, src_index, ty, s.span)?;
-                let i = self.expr(dst_index)?;
-                let acc = self.access(*dst, ty, &dst_index.ty, s.span)?;
-                let at = self.at(s.span);
-                self.ops.push(Op::Store {
-                    acc,
-                    src: x.slot,
-                    index: i.slot,
-                    at,
-                });
-            }
-            StmtKind::CommitAsync | StmtKind::WaitAsync(_) => {}
             StmtKind::Scope(body) => self.stmts(body)?,
 
             StmtKind::Eval(e) => {
@@ -579,21 +555,6 @@ impl<'k> Compiler<'k> {
         }
     }
 
-    /// A `ty` read at `index` of `mem`, into fresh slots.
-    fn load(&mut self, mem: MemRef, index: &'k Expr, ty: &Type, span: Span) -> R<V> {
-        let i = self.expr(index)?;
-        let acc = self.access(mem, ty, &index.ty, span)?;
-        let d = self.alloc(acc.lanes as u32);
-        let at = self.at(span);
-        self.ops.push(Op::Load {
-            acc,
-            dst: d.slot,
-            index: i.slot,
-            at,
-        });
-        Ok(d)
-    }
-
     fn access(&mut self, m: MemRef, ty: &Type, index: &Type, span: Span) -> R<Access> {
         let mem = self.mem(m, span)?;
         let (elem, lanes) = match ty {
@@ -718,7 +679,19 @@ impl<'k> Compiler<'k> {
                 )?;
                 Ok(d)
             }
-            ExprKind::Load { mem, index } => self.load(*mem, index, &e.ty, span),
+            ExprKind::Load { mem, index } => {
+                let i = self.expr(index)?;
+                let acc = self.access(*mem, &e.ty, &index.ty, span)?;
+                let d = self.alloc(acc.lanes as u32);
+                let at = self.at(span);
+                self.ops.push(Op::Load {
+                    acc,
+                    dst: d.slot,
+                    index: i.slot,
+                    at,
+                });
+                Ok(d)
+            }
             ExprKind::Element { base, index } => {
                 let b = self.expr(base)?;
                 let n = shape(&e.ty).1;

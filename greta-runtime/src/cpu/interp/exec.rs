@@ -589,10 +589,6 @@ impl Block {
                     wave.exec = exec;
                     return Ok(Step::Sync(pc as Pc - 1));
                 }
-                Op::WaveBarrier { at } => {
-                    check_converged(masks, code, exec, full)
-                        .map_err(|lane| fault(at, lane, "wave barrier reached under divergent control flow: this thread is live but not here (a GPU would hang)".into()))?;
-                }
                 Op::Barrier { at } => {
                     check_converged(masks, code, exec, full)
                         .map_err(|lane| fault(at, lane, "barrier reached under divergent control flow: this thread is live but not here (a GPU would hang or race)".into()))?;
