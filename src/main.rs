@@ -66,10 +66,6 @@ enum Command {
         /// Resident blocks per compute unit the grid is sized for, at most.
         #[arg(long, value_delimiter = ',', default_value = "0")]
         blocks_per_unit: Vec<u32>,
-        /// Matvec: steps after the first each wavefront requests into L2 before the wait
-        /// (one more than the value: 0 stands for the default here too).
-        #[arg(long, value_delimiter = ',', default_value = "0")]
-        l2_ahead: Vec<u32>,
         /// Attention: positions each stream has in flight (several values compare variants).
         #[arg(long, value_delimiter = ',', default_value = "0")]
         attention_depth: Vec<u32>,
@@ -232,7 +228,6 @@ fn main() -> Result<()> {
             rows_per_wave,
             block,
             blocks_per_unit,
-            l2_ahead,
             attention_depth,
             attention_min_chunk,
             attention_block,
@@ -253,20 +248,13 @@ fn main() -> Result<()> {
             for &rows_per_wave in &rows_per_wave {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
-                        for &l2_ahead in &l2_ahead {
-                            let default = Matvec::new(GpuFormat::Q4K, false, 0);
-                            variants.push(Matvec {
-                                rows_per_wave: or(rows_per_wave, default.rows_per_wave),
-                                block: or(block, default.block),
-                                blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
-                                l2_ahead: if l2_ahead == 0 {
-                                    default.l2_ahead
-                                } else {
-                                    l2_ahead - 1
-                                },
-                                ..default
-                            });
-                        }
+                        let default = Matvec::new(GpuFormat::Q4K, false, 0);
+                        variants.push(Matvec {
+                            rows_per_wave: or(rows_per_wave, default.rows_per_wave),
+                            block: or(block, default.block),
+                            blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
+                            ..default
+                        });
                     }
                 }
             }

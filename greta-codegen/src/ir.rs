@@ -192,14 +192,6 @@ pub enum StmtKind {
     /// Lets the next launch in the stream start before this kernel has finished (it still
     /// waits for this one's completion at its own `WaitPriorLaunch`).
     AllowNextLaunch,
-    /// A hint that element `index` of a global buffer will be read soon: its cache line is
-    /// fetched into L2 without returning data to the thread (no register waits for it).
-    /// No effect on targets without such a hint.
-    Prefetch {
-        mem: MemRef,
-        index: Expr,
-        elem: Type,
-    },
     /// A nested scope (one copy of an unrolled loop body, or a branch kept by folding).
     Scope(Vec<Stmt>),
     /// An expression evaluated for its effect (a call or an atomic).
@@ -439,7 +431,6 @@ macro_rules! stmt_walker {
                         $expr(index, f);
                         $expr(value, f);
                     }
-                    StmtKind::Prefetch { index, .. } => $expr(index, f),
                     StmtKind::If { cond, then, els } => {
                         $expr(cond, f);
                         $name(then, f);

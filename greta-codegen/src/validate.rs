@@ -163,7 +163,7 @@ fn definite_assignment(
                 reads(index, assigned, diags);
                 reads(value, assigned, diags);
             }
-            StmtKind::Eval(e) | StmtKind::Prefetch { index: e, .. } => reads(e, assigned, diags),
+            StmtKind::Eval(e) => reads(e, assigned, diags),
             StmtKind::If { cond, then, els } => {
                 reads(cond, assigned, diags);
                 let mut a = assigned.clone();

@@ -186,11 +186,13 @@ pub fn item_vectors(fmt: u32) -> u32 {
     }
 }
 
-/// Where vector `k` of work item `it` of weight row `row` lives, in 16-byte vectors of the
-/// layout of `greta::quant::gpu`.
+/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
+/// arithmetic so that kernels can issue the next item's loads before using the current
+/// one (and the first item's before the prologue).
 #[device]
-pub fn vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
-    if fmt == F32 {
+pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    // The vector's index (in 16-byte vectors) in the layout of `greta::quant::gpu`.
+    let at = if fmt == F32 {
         row * (cols / 4) + 2 * it + k
     } else if fmt == F16 {
         row * (cols / 8) + it
@@ -221,31 +223,8 @@ pub fn vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
         } else {
             base + 12
         }
-    }
-}
-
-/// 16-byte vectors spanned by `n` consecutive work items of a row that start on a block
-/// boundary (a multiple of four items for the K-quants): one contiguous run from
-/// `vec_index` of the first item's vector 0.
-#[device]
-pub fn span_vectors(fmt: u32, n: u32) -> u32 {
-    if fmt == F32 || fmt == Q8_0 {
-        2 * n
-    } else if fmt == Q4K {
-        (n + 3) / 4 * 9
-    } else if fmt == Q6K {
-        (n + 3) / 4 * 13
-    } else {
-        n
-    }
-}
-
-/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
-/// arithmetic so that kernels can issue the next item's loads before using the current
-/// one (and the first item's before the prologue).
-#[device]
-pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
-    w.load_vec::<4>(vec_index(fmt, cols, row, it, k))
+    };
+    w.load_vec::<4>(at)
 }
 
 /// The scale region's word that holds the scale of work item `it` of row `row` (0 for

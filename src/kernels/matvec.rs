@@ -13,7 +13,7 @@
 
 use super::dot::{
     dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_pass,
-    scale_shift, span_vectors, sum_squares, times, vec_index, Q6K, Q8_0,
+    scale_shift, sum_squares, times, Q6K, Q8_0,
 };
 use crate::kernel;
 
@@ -43,7 +43,6 @@ pub fn matvec<
     const ROWS: u32,
     const XCAP: u32,
     const BLOCK: u32,
-    const AHEAD: u32,
 >(
     wa: &[u32],
     wb: &[u32],
@@ -152,45 +151,6 @@ pub fn matvec<
             }
         }
         if s == 0 {
-            // The next AHEAD steps' bytes are requested into L2 as well: each is one
-            // contiguous run of the weights (`span_vectors`), a cache line per lane. No
-            // register waits for them, so they stream from memory while the previous launch
-            // finishes and the prologue runs, and their loads later hit in L2.
-            let mut base = fetch_base;
-            let mut slot = fetch_slot;
-            for _step in 0..min(steps, AHEAD + 1) - min(steps, 1) {
-                let first = slot * WAVE;
-                for r in 0..ROWS {
-                    let row = base + r;
-                    if first < items && row < rows {
-                        let in_a = row < rows_a;
-                        let fmt = if FMT == FMT_B {
-                            FMT
-                        } else if in_a {
-                            FMT
-                        } else {
-                            FMT_B
-                        };
-                        let local = if in_a { row } else { row - rows_a };
-                        // In 32-bit words; a line is 32 of them.
-                        let start = 4 * vec_index(fmt, cols, local, first, 0);
-                        let end = start + 4 * span_vectors(fmt, min(items - first, WAVE));
-                        let line = start / 32 + lane_id();
-                        if line * 32 < end {
-                            if in_a {
-                                wa.prefetch(line * 32);
-                            } else {
-                                wb.prefetch(line * 32);
-                            }
-                        }
-                    }
-                }
-                slot += 1;
-                if slot == per_lane {
-                    slot = 0;
-                    base = next_group(base, paired, stride);
-                }
-            }
             // Nothing before the wait reads or writes what the previous launch touches.
             wait_prior_launch();
             if FMT >= Q8_0 {
@@ -437,9 +397,6 @@ pub struct Matvec {
     pub block: u32,
     /// Resident blocks per compute unit the grid is sized for.
     pub blocks_per_unit: u32,
-    /// Steps after the first whose bytes each wavefront requests into L2 before waiting for
-    /// the previous launch.
-    pub l2_ahead: u32,
 }
 
 /// RoPE and KV-cache geometry for the `QKV` epilogue.
@@ -485,7 +442,6 @@ impl Matvec {
             rows_per_wave: 1,
             block: 1024,
             blocks_per_unit: 1,
-            l2_ahead: 0,
         }
     }
 
@@ -507,7 +463,6 @@ impl Matvec {
             self.rows_per_wave,
             xcap,
             self.block,
-            self.l2_ahead,
         ]
         .map(|v| crate::codegen::SpecValue::Const(v as i128))
         .to_vec()

@@ -83,27 +83,22 @@ pub fn all() -> Vec<Case> {
         let name = fmt.ggml().name();
         // Waves with several steps, with one, and with none; an input of two prologue
         // passes, the second partial; waves of several rows, and rows whose last step is
-        // partial as in the 7B FFN's down product, with every later step requested into L2
-        // before the wait (the prefetch addresses are checked as reads).
-        for (rows, cols, norm, add, l2_ahead) in [
-            (37usize, 512usize, true, false, 0u32),
-            (130, 1536, false, true, 0),
-            (8, 256, true, true, 0),
-            (19, 4352, true, false, 0),
-            (300, 2048, false, true, 64),
-            (5, 11008, true, false, 64),
+        // partial as in the 7B FFN's down product.
+        for (rows, cols, norm, add) in [
+            (37usize, 512usize, true, false),
+            (130, 1536, false, true),
+            (8, 256, true, true),
+            (19, 4352, true, false),
+            (300, 2048, false, true),
+            (5, 11008, true, false),
         ] {
             let shape = format!(
-                "{name} {rows}x{cols}{}{}{}",
+                "{name} {rows}x{cols}{}{}",
                 if norm { " norm" } else { "" },
                 if add { " +=" } else { "" },
-                if l2_ahead > 0 { " L2" } else { "" },
             );
             v.push(Case::new("matvec", shape, tol, move |d, r| {
-                let mv = Matvec {
-                    l2_ahead,
-                    ..Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE })
-                };
+                let mv = Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE });
                 matvec_case(d, r, mv, rows, cols)
             }));
         }

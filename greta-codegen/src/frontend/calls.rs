@@ -269,10 +269,9 @@ impl<'a> Lowerer<'a> {
                     }
                 }
                 "store_vec" => self.poison(span, "`store_vec` is a statement: write `buf.store_vec(i, v);`"),
-                "prefetch" => self.poison(span, "`prefetch` is a statement: write `buf.prefetch(i);`"),
                 _ => self.poison(
                     method_span,
-                    format!("unknown method `{method}` on buffer `{name}`; buffers have `load_vec::<N>(i)`, `store_vec(i, v)`, `atomic_add(i, v)`, `atomic_max(i, v)`, `prefetch(i)` and indexing `{name}[i]`"),
+                    format!("unknown method `{method}` on buffer `{name}`; buffers have `load_vec::<N>(i)`, `store_vec(i, v)`, `atomic_add(i, v)`, `atomic_max(i, v)` and indexing `{name}[i]`"),
                 ),
             };
         }
@@ -344,29 +343,6 @@ impl<'a> Lowerer<'a> {
             }
         }
         Some(StmtKind::Store { mem, index, value })
-    }
-
-    /// Lowers `buf.prefetch(i)` in statement position: a hint that element `i` of a global
-    /// buffer is read soon.
-    pub(super) fn lower_prefetch(
-        &mut self,
-        recv: &ExprAst,
-        args: &[ExprAst],
-        span: Span,
-    ) -> Option<StmtKind> {
-        let mem = self
-            .mem_receiver(recv)
-            .filter(|m| !matches!(m.0, crate::ir::MemRef::Shared(_)));
-        let Some((mem, elem, _, _)) = mem else {
-            self.error(
-                recv.span,
-                "`prefetch` is a method of global buffers: `buf.prefetch(i)`",
-            );
-            return None;
-        };
-        let [i] = self.exact_args::<1>(args, span, "prefetch");
-        let index = self.lower_index(i);
-        Some(StmtKind::Prefetch { mem, index, elem })
     }
 
     /// If `recv` names a buffer or shared array: (memory, element type, mutable, name).

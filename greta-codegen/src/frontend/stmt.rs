@@ -233,15 +233,6 @@ impl Lowerer<'_> {
             ExprKindAst::Return(value) => self.lower_return(value.as_deref(), span),
             ExprKindAst::MethodCall {
                 recv, method, args, ..
-            } if method == "prefetch" => match self.lower_prefetch(recv, args, span) {
-                Some(k) => {
-                    out.append(&mut self.fcx.pending);
-                    k
-                }
-                None => return,
-            },
-            ExprKindAst::MethodCall {
-                recv, method, args, ..
             } if method == "store_vec" => match self.lower_store_vec(recv, args, span) {
                 Some(k) => {
                     out.append(&mut self.fcx.pending);

@@ -431,10 +431,6 @@ impl<'k> FnPrinter<'k> {
             StmtKind::Fence => self.line("__threadfence();"),
             StmtKind::WaitPriorLaunch => self.line("greta_wait_prior_launch();"),
             StmtKind::AllowNextLaunch => self.line("greta_allow_next_launch();"),
-            StmtKind::Prefetch { mem, index, elem } => {
-                let place = self.mem_access(*mem, index, elem);
-                self.line(&format!("greta_prefetch_l2(&{place});"));
-            }
             StmtKind::Scope(body) => self.block("", body),
             StmtKind::Eval(e) => {
                 let v = self.expr(e);

@@ -94,9 +94,7 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
     body.iter().any(|s| match &s.kind {
         StmtKind::SetElement { index, value, .. } => index.mentions_local(local) || in_expr(value),
         StmtKind::Let { init, .. } => init.as_ref().is_some_and(in_expr),
-        StmtKind::Assign { value, .. }
-        | StmtKind::Eval(value)
-        | StmtKind::Prefetch { index: value, .. } => in_expr(value),
+        StmtKind::Assign { value, .. } | StmtKind::Eval(value) => in_expr(value),
         StmtKind::Return(v) => v.as_ref().is_some_and(in_expr),
         StmtKind::Store { index, value, .. } => in_expr(index) || in_expr(value),
         StmtKind::If { cond, then, els } => {

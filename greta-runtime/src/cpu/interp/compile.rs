@@ -406,19 +406,6 @@ impl<'k> Compiler<'k> {
             // release and acquire already order the relaxed stores before them.
             // Launches run one after another here: there is nothing to overlap or wait for.
             StmtKind::Fence | StmtKind::WaitPriorLaunch | StmtKind::AllowNextLaunch => {}
-            // A hint with no effect here, but its address is checked as a read would be.
-            StmtKind::Prefetch { mem, index, elem } => {
-                let i = self.expr(index)?;
-                let acc = self.access(*mem, elem, &index.ty, s.span)?;
-                let d = self.alloc(1);
-                let at = self.at(s.span);
-                self.ops.push(Op::Load {
-                    acc,
-                    dst: d.slot,
-                    index: i.slot,
-                    at,
-                });
-            }
             StmtKind::Scope(body) => self.stmts(body)?,
 
             StmtKind::Eval(e) => {
