@@ -233,8 +233,8 @@ pub fn bench_matvec(
     };
     Ok(BenchRow {
         name: format!(
-            "matvec {formats} r{}b{}u{}e{}",
-            mv.rows_per_wave, mv.block, mv.blocks_per_unit, mv.early_waves
+            "matvec {formats} r{}b{}u{}",
+            mv.rows_per_wave, mv.block, mv.blocks_per_unit
         ),
         shape: format!(
             "{cols}->{}{}{epilogue}",

@@ -66,9 +66,6 @@ enum Command {
         /// Resident blocks per compute unit the grid is sized for, at most.
         #[arg(long, value_delimiter = ',', default_value = "0")]
         blocks_per_unit: Vec<u32>,
-        /// Matvec: wavefronts per block that request their first step before the wait.
-        #[arg(long, value_delimiter = ',', default_value = "32")]
-        early_waves: Vec<u32>,
         /// Attention: positions each stream has in flight (several values compare variants).
         #[arg(long, value_delimiter = ',', default_value = "0")]
         attention_depth: Vec<u32>,
@@ -231,7 +228,6 @@ fn main() -> Result<()> {
             rows_per_wave,
             block,
             blocks_per_unit,
-            early_waves,
             attention_depth,
             attention_min_chunk,
             attention_block,
@@ -252,16 +248,13 @@ fn main() -> Result<()> {
             for &rows_per_wave in &rows_per_wave {
                 for &block in &block {
                     for &blocks_per_unit in &blocks_per_unit {
-                        for &early_waves in &early_waves {
-                            let default = Matvec::new(GpuFormat::Q4K, false, 0);
-                            variants.push(Matvec {
-                                rows_per_wave: or(rows_per_wave, default.rows_per_wave),
-                                block: or(block, default.block),
-                                blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
-                                early_waves,
-                                ..default
-                            });
-                        }
+                        let default = Matvec::new(GpuFormat::Q4K, false, 0);
+                        variants.push(Matvec {
+                            rows_per_wave: or(rows_per_wave, default.rows_per_wave),
+                            block: or(block, default.block),
+                            blocks_per_unit: or(blocks_per_unit, default.blocks_per_unit),
+                            ..default
+                        });
                     }
                 }
             }

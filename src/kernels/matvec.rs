@@ -43,7 +43,6 @@ pub fn matvec<
     const ROWS: u32,
     const XCAP: u32,
     const BLOCK: u32,
-    const EARLY: u32,
 >(
     wa: &[u32],
     wb: &[u32],
@@ -114,112 +113,101 @@ pub fn matvec<
     for s in 0..max(steps, 1) + 1 {
         let mut nxt = [u32x4::splat(0); 4 * ROWS];
         let mut nxt_s = [0u32; ROWS];
-        // The first step of a wave among the first EARLY of its block is requested before
-        // the wait and the prologue (half 0), the others' after them (half 1): the input's
-        // loads queue behind whatever is in flight when they are issued.
-        let early = wave_id() < EARLY;
-        for half in 0..2 {
-            let now = if s == 0 {
-                (half == 0) == early
-            } else {
-                half == 0
-            };
-            if s < steps && now {
-                let base = fetch_base;
-                let it = lane_id() + fetch_slot * WAVE;
-                for r in 0..ROWS {
-                    let row = base + r;
-                    if it < items && row < rows {
-                        let in_a = row < rows_a;
-                        let fmt = if FMT == FMT_B {
-                            FMT
-                        } else if in_a {
-                            FMT
-                        } else {
-                            FMT_B
-                        };
-                        let local = if in_a { row } else { row - rows_a };
-                        for k in 0..4 {
-                            if k < item_vectors(fmt) {
-                                nxt[4 * r + k] = if in_a {
-                                    fetch_vec(fmt, wa, cols, local, it, k)
-                                } else {
-                                    fetch_vec(fmt, wb, cols, local, it, k)
-                                };
-                            }
+        if s < steps {
+            let base = fetch_base;
+            let it = lane_id() + fetch_slot * WAVE;
+            for r in 0..ROWS {
+                let row = base + r;
+                if it < items && row < rows {
+                    let in_a = row < rows_a;
+                    let fmt = if FMT == FMT_B {
+                        FMT
+                    } else if in_a {
+                        FMT
+                    } else {
+                        FMT_B
+                    };
+                    let local = if in_a { row } else { row - rows_a };
+                    for k in 0..4 {
+                        if k < item_vectors(fmt) {
+                            nxt[4 * r + k] = if in_a {
+                                fetch_vec(fmt, wa, cols, local, it, k)
+                            } else {
+                                fetch_vec(fmt, wb, cols, local, it, k)
+                            };
                         }
-                        nxt_s[r] = if in_a {
-                            fetch_scale(fmt, wa, rows_a, cols, local, it)
-                        } else {
-                            fetch_scale(fmt, wb, rows_b, cols, local, it)
-                        };
                     }
-                }
-                fetch_slot += 1;
-                if fetch_slot == per_lane {
-                    fetch_slot = 0;
-                    fetch_base = next_group(fetch_base, paired, stride);
+                    nxt_s[r] = if in_a {
+                        fetch_scale(fmt, wa, rows_a, cols, local, it)
+                    } else {
+                        fetch_scale(fmt, wb, rows_b, cols, local, it)
+                    };
                 }
             }
-            if s == 0 && half == 0 {
-                // Nothing before the wait reads or writes what the previous launch touches.
-                wait_prior_launch();
-                if FMT >= Q8_0 {
-                    // The prologue: the input this thread quantises (and its norm weights),
-                    // each pass of four values quantised to int8 in shared memory. When they
-                    // fit in three 16-byte vectors (two for Q6_K, whose steps hold the most
-                    // registers) they are loaded at once, one memory round trip for all
-                    // passes (every 7B shape but Q6_K down); wider inputs go pass by pass
-                    // rather than spill at 64 registers per thread. The norm's scale is common
-                    // to the whole input, so it leaves the int8 values unchanged: `x * nw` is
-                    // quantised without waiting for it, and the rows' sums are scaled instead.
-                    let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
-                    let room = if FMT == Q6K { 2 } else { 3 };
-                    let mut ss = 0.0;
-                    if passes * (1 + NORM) <= room {
-                        let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                        let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                            let i = (p * BLOCK + thread_idx()) * 4;
-                            if i < cols {
-                                xv[p] = x.load_vec::<4>(i / 4);
-                                if NORM == 1 {
-                                    gv[p] = nw.load_vec::<4>(i / 4);
-                                }
+            fetch_slot += 1;
+            if fetch_slot == per_lane {
+                fetch_slot = 0;
+                fetch_base = next_group(fetch_base, paired, stride);
+            }
+        }
+        if s == 0 {
+            // Nothing before the wait reads or writes what the previous launch touches.
+            wait_prior_launch();
+            if FMT >= Q8_0 {
+                // The prologue: the input this thread quantises (and its norm weights),
+                // each pass of four values quantised to int8 in shared memory. When they
+                // fit in three 16-byte vectors (two for Q6_K, whose steps hold the most
+                // registers) they are loaded at once, one memory round trip for all
+                // passes (every 7B shape but Q6_K down); wider inputs go pass by pass
+                // rather than spill at 64 registers per thread. The norm's scale is common
+                // to the whole input, so it leaves the int8 values unchanged: `x * nw` is
+                // quantised without waiting for it, and the rows' sums are scaled instead.
+                let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
+                let room = if FMT == Q6K { 2 } else { 3 };
+                let mut ss = 0.0;
+                if passes * (1 + NORM) <= room {
+                    let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                    let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        if i < cols {
+                            xv[p] = x.load_vec::<4>(i / 4);
+                            if NORM == 1 {
+                                gv[p] = nw.load_vec::<4>(i / 4);
                             }
                         }
-                        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                            let i = (p * BLOCK + thread_idx()) * 4;
-                            ss += sum_squares(xv[p]);
-                            quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
-                        }
-                    } else {
-                        for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
-                            let i = (p * BLOCK + thread_idx()) * 4;
-                            let mut v = f32x4::splat(0.0);
-                            let mut g = f32x4::splat(1.0);
-                            if i < cols {
-                                v = x.load_vec::<4>(i / 4);
-                                if NORM == 1 {
-                                    g = nw.load_vec::<4>(i / 4);
-                                }
+                    }
+                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        ss += sum_squares(xv[p]);
+                        quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
+                    }
+                } else {
+                    for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
+                        let i = (p * BLOCK + thread_idx()) * 4;
+                        let mut v = f32x4::splat(0.0);
+                        let mut g = f32x4::splat(1.0);
+                        if i < cols {
+                            v = x.load_vec::<4>(i / 4);
+                            if NORM == 1 {
+                                g = nw.load_vec::<4>(i / 4);
                             }
-                            ss += sum_squares(v);
-                            quantise_pass(times(v, g), i, i < cols, xq, dx, sx, s16);
                         }
+                        ss += sum_squares(v);
+                        quantise_pass(times(v, g), i, i < cols, xq, dx, sx, s16);
                     }
-                    // The scale is needed only at the end of each row, where it is summed
-                    // from the waves' shares of the mean square (published by the barrier
-                    // after the next step's loads), so it holds no register through the loop.
-                    if NORM == 1 {
-                        let wave_ss = wave_sum(ss) / (cols as f32);
-                        if lane_id() == 0 {
-                            ssw[wave_id()] = wave_ss;
-                        }
-                    }
-                } else if NORM == 1 {
-                    scale = norm_scale(x, cols, eps);
                 }
+                // The scale is needed only at the end of each row, where it is summed
+                // from the waves' shares of the mean square (published by the barrier
+                // after the next step's loads), so it holds no register through the loop.
+                if NORM == 1 {
+                    let wave_ss = wave_sum(ss) / (cols as f32);
+                    if lane_id() == 0 {
+                        ssw[wave_id()] = wave_ss;
+                    }
+                }
+            } else if NORM == 1 {
+                scale = norm_scale(x, cols, eps);
             }
         }
         if s == 1 {
@@ -409,9 +397,6 @@ pub struct Matvec {
     pub block: u32,
     /// Resident blocks per compute unit the grid is sized for.
     pub blocks_per_unit: u32,
-    /// Wavefronts of each block that request their first step before waiting for the
-    /// previous launch (the others after the prologue).
-    pub early_waves: u32,
 }
 
 /// RoPE and KV-cache geometry for the `QKV` epilogue.
@@ -457,7 +442,6 @@ impl Matvec {
             rows_per_wave: 1,
             block: 1024,
             blocks_per_unit: 1,
-            early_waves: 32,
         }
     }
 
@@ -479,7 +463,6 @@ impl Matvec {
             self.rows_per_wave,
             xcap,
             self.block,
-            self.early_waves,
         ]
         .map(|v| crate::codegen::SpecValue::Const(v as i128))
         .to_vec()
