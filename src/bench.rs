@@ -94,13 +94,24 @@ fn rotation(bytes: usize, most: usize) -> usize {
     ROTATION_BYTES.div_ceil(bytes).clamp(2, most)
 }
 
+/// When a read-only launch waits for the launch before it (`read_stream`'s `EARLY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOrder {
+    /// Everything is read before the wait: the roofline.
+    ReadFirst = 1,
+    /// The first loads are issued before the wait and used after it, as the products'
+    /// first weight step.
+    FirstLoadsFirst = 2,
+    /// Nothing is read before the wait.
+    WaitFirst = 0,
+}
+
 /// The read roofline at `bytes`: a kernel that only streams that many bytes with 16-byte
-/// loads, timed the same way as the products; `early`: its loads overlap the previous
-/// launch (as the products' first weight loads do), else it waits for that launch first.
+/// loads, timed the same way as the products, waiting for the previous launch in `order`.
 pub fn bench_read(
     dev: &Device,
     bytes: usize,
-    early: bool,
+    order: ReadOrder,
     timing: Timing,
     reps: usize,
 ) -> Result<BenchRow> {
@@ -113,7 +124,7 @@ pub fn bench_read(
         .collect::<Result<_>>()?;
     let mut out = dev.alloc::<u32>(1)?;
     let (unroll, block) = (4u32, 512u32);
-    let spec = [unroll, block, early as u32].map(|v| crate::codegen::SpecValue::Const(v as i128));
+    let spec = [unroll, block, order as u32].map(|v| crate::codegen::SpecValue::Const(v as i128));
     let grid = (vecs as u32)
         .div_ceil(block * unroll)
         .min(dev.compute_units() * (2048 / block))
@@ -134,11 +145,12 @@ pub fn bench_read(
         )
     })?;
     Ok(BenchRow {
-        name: if early {
-            "read roofline".into()
-        } else {
-            "read, waiting first".into()
-        },
+        name: match order {
+            ReadOrder::ReadFirst => "read roofline",
+            ReadOrder::FirstLoadsFirst => "read, first loads early",
+            ReadOrder::WaitFirst => "read, waiting first",
+        }
+        .into(),
         shape: format!("{:.1} MB", bytes as f64 / 1e6),
         us,
         bytes: vecs * 16,

@@ -297,12 +297,17 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            for early in [true, false] {
+            use greta::bench::ReadOrder;
+            for order in [
+                ReadOrder::ReadFirst,
+                ReadOrder::FirstLoadsFirst,
+                ReadOrder::WaitFirst,
+            ] {
                 for mb in [4.0, 9.5, 25.5, 34.0, 51.0, 74.0] {
                     rows.push(greta::bench::bench_read(
                         &dev,
                         (mb * 1e6) as usize,
-                        early,
+                        order,
                         timing,
                         reps,
                     )?);

@@ -94,6 +94,7 @@ pub fn builtins() -> Vec<KernelVariants> {
             def: stream::read_stream::definition,
             variants: vec![
                 vec![Const(4), Const(512), Const(1)],
+                vec![Const(4), Const(512), Const(2)],
                 vec![Const(4), Const(512), Const(0)],
             ],
         },

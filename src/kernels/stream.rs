@@ -6,10 +6,12 @@ use crate::kernel;
 
 /// Reads `vecs` 16-byte vectors of `src`, `UNROLL` independent loads in flight per thread,
 /// blocks striding over the buffer. A thread writes `out[0]` only if the XOR of everything
-/// it read equals `never`, which keeps the loads alive without adding traffic. With `EARLY`
-/// 1 it overlaps the launch before it where the target allows, like the products' weight
-/// loads (it only writes after waiting for it); with `EARLY` 0 it waits first: the bound
-/// for a launch that may read nothing before the previous one has finished.
+/// it read equals `never`, which keeps the loads alive without adding traffic. Where the
+/// target allows it overlaps the launch before it (it only writes after waiting for it):
+/// `EARLY` 1 reads everything before waiting; 2 issues its first `UNROLL` loads, waits,
+/// then uses them and reads the rest, as the products do with their first weight step; 0
+/// waits first: the bound for a launch that may read nothing before the previous one has
+/// finished.
 #[kernel]
 pub fn read_stream<const UNROLL: u32, const BLOCK: u32, const EARLY: u32>(
     src: &[u32],
@@ -19,11 +21,12 @@ pub fn read_stream<const UNROLL: u32, const BLOCK: u32, const EARLY: u32>(
 ) {
     let stride = grid_dim() * BLOCK;
     let mut acc = 0u32;
+    let first = block_idx() * BLOCK * UNROLL + thread_idx();
     allow_next_launch();
     if EARLY == 0 {
         wait_prior_launch();
     }
-    for base in (block_idx() * BLOCK * UNROLL + thread_idx()..vecs).step_by(stride * UNROLL) {
+    for base in (first..vecs).step_by(stride * UNROLL) {
         let mut buf = [u32x4::splat(0); UNROLL];
         for u in 0..UNROLL {
             let v = base + u * BLOCK;
@@ -31,11 +34,15 @@ pub fn read_stream<const UNROLL: u32, const BLOCK: u32, const EARLY: u32>(
                 buf[u] = src.load_vec::<4>(v);
             }
         }
+        if EARLY == 2 && base == first {
+            wait_prior_launch();
+        }
         for u in 0..UNROLL {
             acc = acc ^ buf[u][0] ^ buf[u][1] ^ buf[u][2] ^ buf[u][3];
         }
     }
-    if EARLY == 1 {
+    // (With EARLY 2, a thread that had nothing to read waits here.)
+    if EARLY == 1 || (EARLY == 2 && first >= vecs) {
         wait_prior_launch();
     }
     if acc == never {
@@ -85,16 +92,22 @@ mod tests {
                 .expect("CPU backend"),
             ));
             let src = dev.upload(&data).expect("upload");
-            // One thread's own value, then a value no thread has; loads before and after
-            // the wait.
+            // One thread's own value, then a value no thread has; every order of the loads
+            // and the wait.
             for (never, written) in [(accs[grid * block - 1], true), (absent, false)] {
-                for early in [true, false] {
+                for early in 0..3 {
                     let mut out = dev.upload(&[!never]).expect("upload");
                     let (g, n) = (grid as u32, vecs as u32);
-                    if early {
-                        super::read_stream::launch::<4, 512, 1>(&dev, g, &src, &mut out, n, never)
-                    } else {
-                        super::read_stream::launch::<4, 512, 0>(&dev, g, &src, &mut out, n, never)
+                    match early {
+                        0 => super::read_stream::launch::<4, 512, 0>(
+                            &dev, g, &src, &mut out, n, never,
+                        ),
+                        1 => super::read_stream::launch::<4, 512, 1>(
+                            &dev, g, &src, &mut out, n, never,
+                        ),
+                        _ => super::read_stream::launch::<4, 512, 2>(
+                            &dev, g, &src, &mut out, n, never,
+                        ),
                     }
                     .expect("launch");
                     let got = dev.download(&out).expect("download")[0];

@@ -79,6 +79,28 @@ pub fn wrap_int(v: i128, s: Scalar) -> i128 {
 fn fold_expr(e: &mut Expr, cx: &FoldCx) {
     let Type::Scalar(ty) = e.ty else { return };
     let folded = match &e.kind {
+        ExprKind::Binary {
+            op: op @ (BinOp::And | BinOp::Or),
+            lhs,
+            rhs,
+        } if int_value(lhs, cx).is_none() || int_value(rhs, cx).is_none() => {
+            // One side known: `false && x` and `true || x` are decided without `x` (which
+            // would not be evaluated); `true && x`, `false || x`, `x && true` and
+            // `x || false` are `x`. (`x && false` keeps `x`, which may have effects.)
+            let and = *op == BinOp::And;
+            match (int_value(lhs, cx), int_value(rhs, cx)) {
+                (Some(a), _) if (a != 0) != and => Some(Lit::Bool(!and)),
+                (Some(_), _) => {
+                    *e = (**rhs).clone();
+                    return;
+                }
+                (None, Some(b)) if (b != 0) == and => {
+                    *e = (**lhs).clone();
+                    return;
+                }
+                _ => None,
+            }
+        }
         ExprKind::Binary { op, lhs, rhs } => {
             let (Some(a), Some(b)) = (int_value(lhs, cx), int_value(rhs, cx)) else {
                 return;
@@ -154,6 +176,58 @@ fn fold_binary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn boolean(kind: ExprKind) -> Expr {
+        Expr {
+            kind,
+            ty: Type::Scalar(Scalar::Bool),
+            span: ir::Span::default(),
+        }
+    }
+
+    fn lit(b: bool) -> Expr {
+        boolean(ExprKind::Lit(Lit::Bool(b)))
+    }
+
+    fn folded(op: BinOp, lhs: Expr, rhs: Expr) -> ExprKind {
+        let mut e = boolean(ExprKind::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        });
+        fold_expr(
+            &mut e,
+            &FoldCx {
+                consts: &[],
+                wave: 32,
+            },
+        );
+        e.kind
+    }
+
+    /// A known side of `&&` or `||` decides or disappears; an unknown side that could
+    /// have effects stays when the known one is on the right.
+    #[test]
+    fn logic_with_one_known_side_folds() {
+        let x = || boolean(ExprKind::Local(0));
+        let is_x = |k: ExprKind| matches!(k, ExprKind::Local(0));
+        let is_lit = |k: ExprKind, v: bool| matches!(k, ExprKind::Lit(Lit::Bool(b)) if b == v);
+        assert!(is_lit(folded(BinOp::And, lit(false), x()), false));
+        assert!(is_lit(folded(BinOp::Or, lit(true), x()), true));
+        assert!(is_x(folded(BinOp::And, lit(true), x())));
+        assert!(is_x(folded(BinOp::Or, lit(false), x())));
+        assert!(is_x(folded(BinOp::And, x(), lit(true))));
+        assert!(is_x(folded(BinOp::Or, x(), lit(false))));
+        assert!(matches!(
+            folded(BinOp::And, x(), lit(false)),
+            ExprKind::Binary { .. }
+        ));
+        assert!(matches!(
+            folded(BinOp::Or, x(), lit(true)),
+            ExprKind::Binary { .. }
+        ));
+        assert!(is_lit(folded(BinOp::And, lit(true), lit(false)), false));
+    }
 
     #[test]
     fn wrapping_matches_twos_complement() {
