@@ -491,8 +491,15 @@ impl Matvec {
             .max(1))
     }
 
-    /// Checks the shapes the kernel relies on, naming the problem.
-    pub fn check(&self, rows_a: u32, rows_b: u32, cols: u32) -> Result<(), crate::runtime::Error> {
+    /// Checks the shapes the kernel relies on, naming the problem. (`rope` is read only for
+    /// the `QKV` epilogue.)
+    pub fn check(
+        &self,
+        rows_a: u32,
+        rows_b: u32,
+        cols: u32,
+        rope: Rope,
+    ) -> Result<(), crate::runtime::Error> {
         let bad = |m: String| {
             Err(crate::runtime::Error::Launch {
                 kernel: "matvec".into(),
@@ -527,6 +534,18 @@ impl Matvec {
                 "paired epilogues need even row counts and one row per wavefront at a time".into(),
             );
         }
+        if self.epilogue == QKV
+            && (rope.head_dim == 0
+                || !rope.head_dim.is_multiple_of(2)
+                || !rope.q_rows.is_multiple_of(rope.head_dim)
+                || !rows_a.is_multiple_of(rope.head_dim)
+                || !rows_b.is_multiple_of(rope.head_dim))
+        {
+            return bad(format!(
+                "QKV rows ({} Q of {rows_a} in A, {rows_b} in B) are not whole heads of {} (an even size)",
+                rope.q_rows, rope.head_dim
+            ));
+        }
         Ok(())
     }
 
@@ -551,22 +570,7 @@ impl Matvec {
         eps: f32,
         rope: Rope,
     ) -> Result<(), crate::runtime::Error> {
-        self.check(rows_a, rows_b, cols)?;
-        if self.epilogue == QKV
-            && (rope.head_dim == 0
-                || !rope.head_dim.is_multiple_of(2)
-                || !rope.q_rows.is_multiple_of(rope.head_dim)
-                || !rows_a.is_multiple_of(rope.head_dim)
-                || !rows_b.is_multiple_of(rope.head_dim))
-        {
-            return Err(crate::runtime::Error::Launch {
-                kernel: "matvec".into(),
-                message: format!(
-                    "QKV rows ({} Q of {rows_a} in A, {rows_b} in B) are not whole heads of {} (an even size)",
-                    rope.q_rows, rope.head_dim
-                ),
-            });
-        }
+        self.check(rows_a, rows_b, cols, rope)?;
         let grid = self.grid(rows_a + rows_b, cols, dev)?;
         let spec = self.spec(cols);
         let scalars = |args: &mut Vec<crate::runtime::Arg<'_>>| {
