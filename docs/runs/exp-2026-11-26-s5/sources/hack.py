@@ -1,0 +1,110 @@
+# Timing-only variants of an emitted matvec source: python3 hack.py SRC OUT opt[,opt...]
+import sys
+
+MB = r"""
+__device__ __forceinline__ u32 mb_smem(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mb_init(u64* bar, u32 n) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(mb_smem(bar)), "r"(n) : "memory");
+}
+__device__ __forceinline__ void mb_arrive(u64* bar) {
+    asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];" :: "r"(mb_smem(bar)) : "memory");
+}
+__device__ __forceinline__ void mb_wait(u64* bar) {
+    u32 done = 0;
+    while (!done) {
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done) : "r"(mb_smem(bar)) : "memory");
+    }
+}
+"""
+src, out, opts = sys.argv[1], sys.argv[2], sys.argv[3].split(',')
+s = open(src).read()
+i = s.index('extern "C"')
+head, body = s[:i], s[i:]
+BAR = 'if (s == 1u) {\n            __syncthreads();\n        }'
+assert BAR in body, 'barrier'
+for o in opts:
+    if o == 'ctl':
+        pass
+    elif o == 'nowait':
+        body = body.replace('greta_wait_prior_launch();', '', 1)
+    elif o == 'nox':
+        n = body.count('reinterpret_cast<const f32x4*>(x)[')
+        assert n > 0
+        body = body.replace('reinterpret_cast<const f32x4*>(x)[i / 4u]', 'f32x4{{1.0f, -2.0f, 3.0f, (f32)(i & 7u)}}')
+        body = body.replace('reinterpret_cast<const f32x4*>(x)[i_2 / 4u]', 'f32x4{{1.0f, -2.0f, 3.0f, (f32)(i_2 & 7u)}}')
+    elif o == 'nobar':
+        body = body.replace(BAR, '', 1)
+    elif o == 'lateallow':
+        assert body.count('greta_allow_next_launch();') == 1
+        body = body.replace('greta_allow_next_launch();', '', 1)
+        body = body.replace(BAR, 'if (s == 1u) {\n            __syncthreads();\n            greta_allow_next_launch();\n        }', 1)
+    elif o == 'endallow':
+        body = body.replace('greta_allow_next_launch();', '', 1)
+    elif o == 'startbar':
+        body = body.replace('    __shared__ f32 ssw[32];\n', '    __shared__ f32 ssw[32];\n    __syncthreads();\n', 1)
+    elif o in ('mbar', 'mbarw', 'mbarw2'):
+        head = head + MB
+        n = '1024u' if o == 'mbar' else '32u'
+        init = 'if (threadIdx.x == 0u) { mb_init(&mbar, ' + n + '); asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }\n    __syncthreads();\n'
+        if o == 'mbarw2':
+            body = body.replace('    __shared__ f32 ssw[32];\n', '    __shared__ f32 ssw[32];\n    __shared__ __align__(8) u64 mbar;\n', 1)
+            body = body.replace('greta_wait_prior_launch();', init + 'greta_wait_prior_launch();', 1)
+        else:
+          body = body.replace('    __shared__ f32 ssw[32];\n', '    __shared__ f32 ssw[32];\n    __shared__ __align__(8) u64 mbar;\n    if (threadIdx.x == 0u) { mb_init(&mbar, ' + n + '); asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }\n    __syncthreads();\n', 1)
+        arrive = 'mb_arrive(&mbar);' if o == 'mbar' else '__syncwarp(); if (greta_lane_id() == 0u) mb_arrive(&mbar);'
+        body = body.replace(BAR, 'if (s == 0u) {\n            ' + arrive + '\n        }\n        if (s == 1u) {\n            mb_wait(&mbar);\n        }', 1)
+    elif o == 'mbarhalf':
+        head = head + MB
+        body = body.replace('    __shared__ f32 ssw[32];\n', '    __shared__ f32 ssw[32];\n    __shared__ __align__(8) u64 mbar[2];\n', 1)
+        init = 'if (threadIdx.x == 0u) { mb_init(&mbar[0], 16u); mb_init(&mbar[1], 16u); asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }\n    __syncthreads();\n'
+        body = body.replace('greta_wait_prior_launch();', init + 'greta_wait_prior_launch();', 1)
+        arrive = '__syncwarp(); if (greta_lane_id() == 0u) mb_arrive(&mbar[greta_wave_id() / 16u]);'
+        body = body.replace(BAR, 'if (s == 0u) {\n            ' + arrive + '\n        }\n        if (s == 1u) {\n            mb_wait(&mbar[0]);\n        }\n        if (s == 2u) {\n            mb_wait(&mbar[1]);\n        }', 1)
+    elif o == 'noxq':
+        import re
+        a = head.index('if (fmt == Q4K) {\n#line 342')
+        b = head.index('} else {', a)
+        seg = head[a:b]
+        seg = re.sub(r'reinterpret_cast<const i32x4\*>\(xq\)\[([^\]]+)\]', r'i32x4{{(i32)(\1), 3, 5, 7}}', seg)
+        seg = re.sub(r'\b(dx|sx)\[([^\]]+)\]', r'(f32)(\2)', seg)
+        head = head[:a] + seg + head[b:]
+    elif o == 'gxq':
+        # Timing only: the input read as if it were already int8 blocks in global memory
+        # (values are the f32 input's bits), no prologue, no barrier.
+        cols = 4096 if 'XCAP4096_' in src else 11008
+        w, nb = cols // 4, cols // 32
+        a = body.index('if (s == 0u) {')
+        b = body.index(BAR)
+        body = body[:a] + 'if (s == 0u) {\n            greta_wait_prior_launch();\n        }\n        ' + body[b + len(BAR):]
+        old = 'it_1, xq, dx, sx, s16, x, nw, false)'
+        assert old in body
+        body = body.replace(old, f'it_1, reinterpret_cast<const i32*>(x), x + {w}u, x + {w + nb}u, reinterpret_cast<const i32*>(x), x, nw, false)')
+    elif o == 'scales':
+        old1 = 'u32 sm0 = q4k_scale_min(v0[1u], v0[2u], v0[3u], 2u * g);'
+        old2 = 'u32 sm1 = q4k_scale_min(v0[1u], v0[2u], v0[3u], 2u * g + 1u);'
+        assert old1 in head and old2 in head
+        new = ('u32 sh_ = 16u * (g & 1u);\n'
+               'u32 a16 = v0[1u] >> sh_, b16 = v0[2u] >> sh_, c16 = v0[3u] >> sh_;\n'
+               'bool hi_ = g >= 2u;\n'
+               'u32 scp = hi_ ? ((c16 & 0x0f0fu) | ((a16 >> 2) & 0x3030u)) : (a16 & 0x3f3fu);\n'
+               'u32 mp = hi_ ? (((c16 >> 4) & 0x0f0fu) | ((b16 >> 2) & 0x3030u)) : (b16 & 0x3f3fu);\n'
+               'u32 sm0 = (scp & 255u) | (mp & 255u) << 8;\n'
+               'u32 sm1 = (scp >> 8 & 255u) | (mp >> 8 & 255u) << 8;')
+        head = head.replace(old1, new, 1).replace(old2, '', 1)
+    elif o == 'nibbles':
+        a = head.index('if (fmt == Q4K) {\n#line 342')
+        b = head.index('} else {', a)
+        seg = head[a:b]
+        import re
+        n0 = len(re.findall(r'>> 4 & 252645135u\), (xc|xd)', seg))
+        seg = re.sub(r'greta_dp4a\(\(i32\)\((v[12])\[(\d)\] >> 4 & 252645135u\), (xc|xd)\[(\d)\], dot1\)',
+                     r'greta_dp4a_us(\1[\2] & 4042322160u, \3[\4], dot1)', seg)
+        assert seg.count('greta_dp4a_us') == 8, seg.count('greta_dp4a_us')
+        seg = seg.replace('(f32)(sm1 & 255u) * dx[u_1 + 1u] * (f32)(dot1)', '(f32)(sm1 & 255u) * dx[u_1 + 1u] * ((f32)(dot1) * 0.0625f)')
+        assert '0.0625f' in seg
+        head = head[:a] + seg + head[b:]
+        head = head.replace('__device__ __forceinline__ u32 q4k_scale_min', '__device__ __forceinline__ i32 greta_dp4a_us(u32 a, i32 b, i32 c) { i32 d; asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c)); return d; }\n__device__ __forceinline__ u32 q4k_scale_min', 1)
+    else:
+        raise SystemExit('unknown ' + o)
+open(out, 'w').write(head + body)
