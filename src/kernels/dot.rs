@@ -163,15 +163,18 @@ pub fn q4k_group_scales(a: u32, b: u32, c: u32, g: u32) -> u32 {
     let a2 = a >> shift;
     let b2 = b >> shift;
     let c2 = c >> shift;
-    let low = (a2 & 0x3f3f) | ((b2 & 0x3f3f) << 16);
-    let high_scales = (c2 & 0x0f0f) | ((a2 >> 2) & 0x3030);
-    let high_mins = ((c2 >> 4) & 0x0f0f) | ((b2 >> 2) & 0x3030);
-    let high = high_scales | (high_mins << 16);
-    if g < 2 {
-        low
+    let high = g >= 2;
+    let scales = if high {
+        (c2 & 0x0f0f) | ((a2 >> 2) & 0x3030)
     } else {
-        high
-    }
+        a2 & 0x3f3f
+    };
+    let mins = if high {
+        ((c2 >> 4) & 0x0f0f) | ((b2 >> 2) & 0x3030)
+    } else {
+        b2 & 0x3f3f
+    };
+    scales | (mins << 16)
 }
 
 /// Signed byte `k` (0..4) of a word.
@@ -364,8 +367,9 @@ pub fn dot_fetched(
             dot1 = dp4a(((v2[k] >> 4) & 0x0f0f0f0f) as i32, xd[k], dot1);
         }
         let sm = q4k_group_scales(v0[1], v0[2], v0[3], g);
-        let main = ((sm & 0xff) as f32) * dx[u] * (dot0 as f32)
-            + (((sm >> 8) & 0xff) as f32) * dx[u + 1] * (dot1 as f32);
+        // Integer scale times integer dot (at most 63 * 60960, exact), then one conversion.
+        let main = ((((sm & 0xff) as i32) * dot0) as f32) * dx[u]
+            + (((((sm >> 8) & 0xff) as i32) * dot1) as f32) * dx[u + 1];
         let offset = (((sm >> 16) & 0xff) as f32) * sx[u] + ((sm >> 24) as f32) * sx[u + 1];
         f16_lo(v0[0]) * main - f16_hi(v0[0]) * offset
     } else {

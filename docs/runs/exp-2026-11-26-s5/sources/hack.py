@@ -105,6 +105,28 @@ for o in opts:
         assert '0.0625f' in seg
         head = head[:a] + seg + head[b:]
         head = head.replace('__device__ __forceinline__ u32 q4k_scale_min', '__device__ __forceinline__ i32 greta_dp4a_us(u32 a, i32 b, i32 c) { i32 d; asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c)); return d; }\n__device__ __forceinline__ u32 q4k_scale_min', 1)
+    elif o in ('imad', 'imadmagic'):
+        old = 'f32 main_1 = (f32)(sm & 255u) * dx[u_1] * (f32)(dot0) + (f32)(sm >> 8 & 255u) * dx[u_1 + 1u] * (f32)(dot1);'
+        assert old in head
+        if o == 'imad':
+            new = 'f32 main_1 = (f32)((i32)(sm & 255u) * dot0) * dx[u_1] + (f32)((i32)(sm >> 8 & 255u) * dot1) * dx[u_1 + 1u];'
+        else:
+            new = ('f32 main_1 = (__int_as_float(0x4B400000 + (i32)(sm & 255u) * dot0) - 12582912.0f) * dx[u_1]'
+                   ' + (__int_as_float(0x4B400000 + (i32)(sm >> 8 & 255u) * dot1) - 12582912.0f) * dx[u_1 + 1u];')
+            old2 = 'f32 offset = (f32)(sm >> 16 & 255u) * sx[u_1] + (f32)(sm >> 24) * sx[u_1 + 1u];'
+            assert old2 in head
+            head = head.replace(old2, 'f32 offset = (__uint_as_float(0x4B000000u | (sm >> 16 & 255u)) - 8388608.0f) * sx[u_1] + (__uint_as_float(0x4B000000u | (sm >> 24)) - 8388608.0f) * sx[u_1 + 1u];')
+        head = head.replace(old, new)
+    elif o == 'pairsel':
+        old = 'u32 sm = q4k_group_scales(v0[1u], v0[2u], v0[3u], g);'
+        assert old in head
+        new = ('u32 sh_ = 16u * (g & 1u);\n'
+               'u32 a16 = v0[1u] >> sh_, b16 = v0[2u] >> sh_, c16 = v0[3u] >> sh_;\n'
+               'bool hi_ = g >= 2u;\n'
+               'u32 scp = hi_ ? ((c16 & 0x0f0fu) | ((a16 >> 2) & 0x3030u)) : (a16 & 0x3f3fu);\n'
+               'u32 mp = hi_ ? (((c16 >> 4) & 0x0f0fu) | ((b16 >> 2) & 0x3030u)) : (b16 & 0x3f3fu);\n'
+               'u32 sm = (scp & 0xffffu) | (mp << 16);')
+        head = head.replace(old, new)
     else:
         raise SystemExit('unknown ' + o)
 open(out, 'w').write(head + body)
