@@ -84,21 +84,32 @@ pub fn all() -> Vec<Case> {
         // Waves with several steps, with one, and with none; an input of two prologue
         // passes, the second partial; waves of several rows, and rows whose last step is
         // partial as in the 7B FFN's down product.
-        for (rows, cols, norm, add) in [
-            (37usize, 512usize, true, false),
-            (130, 1536, false, true),
-            (8, 256, true, true),
-            (19, 4352, true, false),
-            (300, 2048, false, true),
-            (5, 11008, true, false),
+        for (rows, cols, norm, add, block) in [
+            (37usize, 512usize, true, false, 1024u32),
+            (130, 1536, false, true, 1024),
+            (8, 256, true, true, 1024),
+            (19, 4352, true, false, 1024),
+            (300, 2048, false, true, 1024),
+            (5, 11008, true, false, 1024),
+            // A long input in 256-thread blocks: eleven prologue passes, the last
+            // partial.
+            (3, 11008, false, true, 256),
         ] {
             let shape = format!(
-                "{name} {rows}x{cols}{}{}",
+                "{name} {rows}x{cols}{}{}{}",
                 if norm { " norm" } else { "" },
                 if add { " +=" } else { "" },
+                if block == 1024 {
+                    String::new()
+                } else {
+                    format!(" b{block}")
+                },
             );
             v.push(Case::new("matvec", shape, tol, move |d, r| {
-                let mv = Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE });
+                let mv = Matvec {
+                    block,
+                    ..Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE })
+                };
                 matvec_case(d, r, mv, rows, cols)
             }));
         }

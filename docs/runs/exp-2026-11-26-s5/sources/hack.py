@@ -127,6 +127,135 @@ for o in opts:
                'u32 mp = hi_ ? (((c16 >> 4) & 0x0f0fu) | ((b16 >> 2) & 0x3030u)) : (b16 & 0x3f3fu);\n'
                'u32 sm = (scp & 0xffffu) | (mp << 16);')
         head = head.replace(old, new)
+    elif o == 'pro16':
+        # Prologue: 16 values per thread (one STS.128), pairs of lanes per 32-value block.
+        w = body.index('greta_wait_prior_launch();')
+        a = body.index('{', w)
+        d = 0
+        for k in range(a, len(body)):
+            if body[k] == '{': d += 1
+            elif body[k] == '}':
+                d -= 1
+                if d == 0: e = k + 1; break
+        pro = r'''{
+                u32 chunks = cols / 16u;
+                if (greta_wave_id() * WAVE < chunks) {
+                    u32 c = threadIdx.x;
+                    bool valid = c < chunks;
+                    f32x4 v[4];
+                    #pragma unroll
+                    for (u32 k = 0u; k < 4u; ++k) v[k] = valid ? reinterpret_cast<const f32x4*>(x)[4u * c + k] : f32x4{{0.0f, 0.0f, 0.0f, 0.0f}};
+                    u32 top = 0u;
+                    #pragma unroll
+                    for (u32 k = 0u; k < 4u; ++k) top = greta_max(top, greta_max(greta_max(greta_bitcast<u32>(greta_abs(v[k][0])), greta_bitcast<u32>(greta_abs(v[k][1]))), greta_max(greta_bitcast<u32>(greta_abs(v[k][2])), greta_bitcast<u32>(greta_abs(v[k][3])))));
+                    top = greta_max(top, greta_shfl_xor(top, 1u));
+                    f32 dd = greta_bitcast<f32>(top) * 0.007874016f;
+                    f32 inv = dd > 0.0f ? greta_rcp(dd) : 0.0f;
+                    i32x4 packed;
+                    u32 sum = 0u;
+                    #pragma unroll
+                    for (u32 k = 0u; k < 4u; ++k) {
+                        u32 b0 = greta_bitcast<u32>(v[k][0] * inv + 12582912.0f);
+                        u32 b1 = greta_bitcast<u32>(v[k][1] * inv + 12582912.0f);
+                        u32 b2 = greta_bitcast<u32>(v[k][2] * inv + 12582912.0f);
+                        u32 b3 = greta_bitcast<u32>(v[k][3] * inv + 12582912.0f);
+                        packed[k] = (i32)(b0 & 255u | (b1 & 255u) << 8 | (b2 & 255u) << 16 | b3 << 24);
+                        sum += b0 + b1 + b2 + b3;
+                    }
+                    i32 sum16 = (i32)(sum - 4u * 754974720u);
+                    i32 sum32 = sum16 + greta_shfl_xor(sum16, 1u);
+                    if (valid) {
+                        reinterpret_cast<i32x4*>(xq)[xq_slot(c)] = packed;
+                        s16[c] = sum16;
+                        if (c % 2u == 0u) {
+                            dx[c / 2u] = dd;
+                            sx[c / 2u] = dd * (f32)(sum32);
+                        }
+                    }
+                }
+            }'''
+        body = body[:a] + pro + body[e:]
+    elif o.startswith('pro'):
+        N = int(o[3:])
+        # Prologue: 16 values per thread (one STS.128), pairs of lanes per 32-value block.
+        w = body.index('greta_wait_prior_launch();')
+        a = body.index('{', w)
+        d = 0
+        for k in range(a, len(body)):
+            if body[k] == '{': d += 1
+            elif body[k] == '}':
+                d -= 1
+                if d == 0: e = k + 1; break
+        pro = (r'''{
+                u32 chunks = cols / NNu;
+                for (u32 c = threadIdx.x; c - greta_lane_id() < chunks; c += 1024u) {
+                    bool valid = c < chunks;
+                    f32x4 v[VV];
+                    #pragma unroll
+                    for (u32 k = 0u; k < VVu; ++k) v[k] = valid ? reinterpret_cast<const f32x4*>(x)[VVu * c + k] : f32x4{{0.0f, 0.0f, 0.0f, 0.0f}};
+                    u32 top = 0u;
+                    #pragma unroll
+                    for (u32 k = 0u; k < VVu; ++k) top = greta_max(top, greta_max(greta_max(greta_bitcast<u32>(greta_abs(v[k][0])), greta_bitcast<u32>(greta_abs(v[k][1]))), greta_max(greta_bitcast<u32>(greta_abs(v[k][2])), greta_bitcast<u32>(greta_abs(v[k][3])))));
+                    SHMAX
+                    f32 dd = greta_bitcast<f32>(top) * 0.007874016f;
+                    f32 inv = dd > 0.0f ? greta_rcp(dd) : 0.0f;
+                    i32 packed[VV];
+                    u32 sum = 0u;
+                    #pragma unroll
+                    for (u32 k = 0u; k < VVu; ++k) {
+                        u32 b0 = greta_bitcast<u32>(v[k][0] * inv + 12582912.0f);
+                        u32 b1 = greta_bitcast<u32>(v[k][1] * inv + 12582912.0f);
+                        u32 b2 = greta_bitcast<u32>(v[k][2] * inv + 12582912.0f);
+                        u32 b3 = greta_bitcast<u32>(v[k][3] * inv + 12582912.0f);
+                        packed[k] = (i32)(b0 & 255u | (b1 & 255u) << 8 | (b2 & 255u) << 16 | b3 << 24);
+                        sum += b0 + b1 + b2 + b3;
+                    }
+SUMS
+                    if (valid) {
+STORES
+                    }
+                }
+            }''')
+        VV = N // 4
+        if N == 8:
+            shmax = 'top = greta_max(top, greta_shfl_xor(top, 1u)); top = greta_max(top, greta_shfl_xor(top, 2u));'
+            sums = 'i32 sum8 = (i32)(sum - 2u * 754974720u); i32 sum16 = sum8 + greta_shfl_xor(sum8, 1u); i32 sum32 = sum16 + greta_shfl_xor(sum16, 2u);'
+            stores = ('reinterpret_cast<int2*>(xq)[2u * xq_slot(c / 2u) + c % 2u] = make_int2(packed[0], packed[1]);\n'
+                      'if (c % 2u == 0u) s16[c / 2u] = sum16;\n'
+                      'if (c % 4u == 0u) { dx[c / 4u] = dd; sx[c / 4u] = dd * (f32)(sum32); }')
+        elif N == 16:
+            shmax = 'top = greta_max(top, greta_shfl_xor(top, 1u));'
+            sums = 'i32 sum16 = (i32)(sum - 4u * 754974720u); i32 sum32 = sum16 + greta_shfl_xor(sum16, 1u);'
+            stores = ('reinterpret_cast<i32x4*>(xq)[xq_slot(c)] = i32x4{{packed[0], packed[1], packed[2], packed[3]}};\n'
+                      's16[c] = sum16;\n'
+                      'if (c % 2u == 0u) { dx[c / 2u] = dd; sx[c / 2u] = dd * (f32)(sum32); }')
+        else:
+            shmax = ''
+            sums = 'u32 sumlo = 0u; (void)sumlo; i32 sum32 = (i32)(sum - 8u * 754974720u); i32 sum16 = sum32;'
+            stores = ('reinterpret_cast<i32x4*>(xq)[xq_slot(2u * c)] = i32x4{{packed[0], packed[1], packed[2], packed[3]}};\n'
+                      'reinterpret_cast<i32x4*>(xq)[xq_slot(2u * c + 1u)] = i32x4{{packed[4], packed[5], packed[6], packed[7]}};\n'
+                      's16[2u * c] = s16a; s16[2u * c + 1u] = sum32 - s16a;\n'
+                      'dx[c] = dd; sx[c] = dd * (f32)(sum32);')
+            # first half's sum, for s16
+            pro = pro.replace('sum += b0 + b1 + b2 + b3;', 'sum += b0 + b1 + b2 + b3; if (k == 3u) s16a = (i32)(sum - 4u * 754974720u);')
+            pro = pro.replace('u32 sum = 0u;', 'u32 sum = 0u; i32 s16a = 0;')
+        pro = pro.replace('NN', str(N)).replace('VV', str(VV)).replace('SHMAX', shmax).replace('SUMS', sums).replace('STORES', stores)
+        body = body[:a] + pro + body[e:]
+    elif o == 'half16':
+        old = "for (u32 k = 0u; k < 4u; ++k) v[k] = valid ? reinterpret_cast<const f32x4*>(x)[4u * c + k] : f32x4{{0.0f, 0.0f, 0.0f, 0.0f}};"
+        assert old in body, 'pro16 first'
+        new = ('''uint4 hraw[2];
+                    #pragma unroll
+                    for (u32 k = 0u; k < 2u; ++k) hraw[k] = valid ? reinterpret_cast<const uint4*>(x)[2u * c + k] : make_uint4(0u, 0u, 0u, 0u);
+                    #pragma unroll
+                    for (u32 k = 0u; k < 4u; ++k) {
+                        u32 wlo = k % 2u == 0u ? (k < 2u ? hraw[0].x : hraw[1].x) : (k < 2u ? hraw[0].z : hraw[1].z);
+                        u32 whi = k % 2u == 0u ? (k < 2u ? hraw[0].y : hraw[1].y) : (k < 2u ? hraw[0].w : hraw[1].w);
+                        v[k] = f32x4{{__half2float(__ushort_as_half((unsigned short)(wlo & 0xffffu))), __half2float(__ushort_as_half((unsigned short)(wlo >> 16))), __half2float(__ushort_as_half((unsigned short)(whi & 0xffffu))), __half2float(__ushort_as_half((unsigned short)(whi >> 16)))}};
+                    }''')
+        body = body.replace(old, new)
+        if '#include <cuda_fp16.h>' not in head:
+            head = '#include <cuda_fp16.h>\n' + head
     else:
         raise SystemExit('unknown ' + o)
 open(out, 'w').write(head + body)
