@@ -414,15 +414,14 @@ pub fn dot_fetched(
                 d3,
             );
         }
-        let r0 = (sbyte(sc_lo, half) as f32) * dx[u] * ((d0 - 32 * s16[2 * u + half]) as f32);
-        let r1 = (sbyte(sc_lo, half + 2) as f32)
-            * dx[u + 1]
-            * ((d1 - 32 * s16[2 * (u + 1) + half]) as f32);
-        let r2 =
-            (sbyte(sc_hi, half) as f32) * dx[u + 2] * ((d2 - 32 * s16[2 * (u + 2) + half]) as f32);
-        let r3 = (sbyte(sc_hi, half + 2) as f32)
-            * dx[u + 3]
-            * ((d3 - 32 * s16[2 * (u + 3) + half]) as f32);
+        // Integer scale times integer run sum (below 128 * 16 * 32 * 127 < 2^24: exact in f32),
+        // then one conversion per run.
+        let r0 = ((sbyte(sc_lo, half) * (d0 - 32 * s16[2 * u + half])) as f32) * dx[u];
+        let r1 =
+            ((sbyte(sc_lo, half + 2) * (d1 - 32 * s16[2 * (u + 1) + half])) as f32) * dx[u + 1];
+        let r2 = ((sbyte(sc_hi, half) * (d2 - 32 * s16[2 * (u + 2) + half])) as f32) * dx[u + 2];
+        let r3 =
+            ((sbyte(sc_hi, half + 2) * (d3 - 32 * s16[2 * (u + 3) + half])) as f32) * dx[u + 3];
         f16_lo(sw) * (r0 + r1 + r2 + r3)
     }
 }
