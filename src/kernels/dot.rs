@@ -153,7 +153,7 @@ pub fn xq_slot(q: u32) -> u32 {
 /// words `a` (bytes 0..4), `b` (4..8) and `c` (8..12): byte `k` of the result is the scale
 /// of sub-block `2g + k`, byte `2 + k` its min. Both layouts are computed and one selected:
 /// the lanes of a wave take different groups, and a branch on the group would run both
-/// paths one after the other (measured: 0.26 us of the 4096x4096 Q4_K product on the H100).
+/// paths one after the other (on the H100 the 4096x4096 Q4_K product went 4.71 -> 4.48 us).
 #[device]
 pub fn q4k_group_scales(a: u32, b: u32, c: u32, g: u32) -> u32 {
     // Groups 0 and 1: six bits of bytes 2g, 2g+1 of `a` (scales) and `b` (mins). Groups 2
