@@ -256,6 +256,31 @@ STORES
         body = body.replace(old, new)
         if '#include <cuda_fp16.h>' not in head:
             head = '#include <cuda_fp16.h>\n' + head
+    elif o == 'xfirst':
+        # The input's loads issued right after the wait, its quantisation after the next
+        # step's loads (so x is ahead of them in the queue, and they run during it).
+        import re
+        w = body.index('greta_wait_prior_launch();')
+        a = body.index('{', w)
+        d = 0
+        for k in range(a, len(body)):
+            if body[k] == '{': d += 1
+            elif body[k] == '}':
+                d -= 1
+                if d == 0: e = k + 1; break
+        pro = body[a:e]
+        m = re.search(r'f32x4 xv\[(\d+)\] = \{[^;]*\};', pro)
+        n = int(m.group(1))
+        pro = pro.replace(m.group(0), '')
+        calls = re.findall(r'quantise_pass\(times\(xv\[(\d+)u\], gv\[\d+u\]\), i_1, i_1 < cols, xq, dx, sx, s16\);', pro)
+        assert len(calls) == n, (calls, n)
+        pro = re.sub(r'quantise_pass\(times\(xv\[(\d+)u\], gv\[\d+u\]\), i_1, i_1 < cols, xq, dx, sx, s16\);', '', pro)
+        pro = pro.replace('xv[', 'xv_h[')
+        body = body[:a] + pro + body[e:]
+        q = ''.join('{ u32 i_q = (%du * 1024u + threadIdx.x) * 4u; quantise_pass(xv_h[%du], i_q, i_q < cols, xq, dx, sx, s16); }\n' % (k, k) for k in range(n))
+        body = body.replace(BAR, 'if (s == 1u) {\n' + q + '            __syncthreads();\n        }', 1)
+        decl = 'f32x4 xv_h[%d];\n    ' % n
+        body = body.replace('    greta_allow_next_launch();', '    ' + decl + 'greta_allow_next_launch();', 1)
     else:
         raise SystemExit('unknown ' + o)
 open(out, 'w').write(head + body)
