@@ -91,6 +91,7 @@ pub fn all() -> Vec<Case> {
             (19, 4352, true, false, 1024),
             (300, 2048, false, true, 1024),
             (5, 11008, true, false, 1024),
+            (4, 11008, false, false, 1024),
             // A long input in 256-thread blocks: eleven prologue passes, the last
             // partial.
             (3, 11008, false, true, 256),
