@@ -5,6 +5,7 @@
 
 use crate::kernels::attention::{Attention, AttentionKernel};
 use crate::kernels::matvec::{self, Matvec, Rope};
+use crate::kernels::stream;
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
 use crate::runtime::{Buffer, Device, Error, Result};
@@ -98,12 +99,12 @@ fn rotation(bytes: usize, most: usize) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadOrder {
     /// Everything is read before the wait: the roofline.
-    ReadFirst = 1,
+    ReadFirst = stream::READ_FIRST as isize,
     /// The first loads are issued before the wait and used after it, as the products'
     /// first weight step.
-    FirstLoadsFirst = 2,
+    FirstLoadsFirst = stream::FIRST_LOADS_FIRST as isize,
     /// Nothing is read before the wait.
-    WaitFirst = 0,
+    WaitFirst = stream::WAIT_FIRST as isize,
 }
 
 /// The read roofline at `bytes`: a kernel that only streams that many bytes with 16-byte
@@ -137,12 +138,7 @@ pub fn bench_read(
             (vecs as u32).into(),
             never.into(),
         ];
-        d.launch(
-            crate::kernels::stream::read_stream::definition(),
-            &spec,
-            grid.into(),
-            &args,
-        )
+        d.launch(stream::read_stream::definition(), &spec, grid.into(), &args)
     })?;
     Ok(BenchRow {
         name: match order {

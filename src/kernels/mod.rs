@@ -93,9 +93,13 @@ pub fn builtins() -> Vec<KernelVariants> {
         KernelVariants {
             def: stream::read_stream::definition,
             variants: vec![
-                vec![Const(4), Const(512), Const(1)],
-                vec![Const(4), Const(512), Const(2)],
-                vec![Const(4), Const(512), Const(0)],
+                vec![Const(4), Const(512), Const(stream::READ_FIRST as i128)],
+                vec![
+                    Const(4),
+                    Const(512),
+                    Const(stream::FIRST_LOADS_FIRST as i128),
+                ],
+                vec![Const(4), Const(512), Const(stream::WAIT_FIRST as i128)],
             ],
         },
         KernelVariants {

@@ -4,14 +4,20 @@
 
 use crate::kernel;
 
+/// `EARLY`: nothing is read before waiting for the previous launch.
+pub const WAIT_FIRST: u32 = 0;
+/// `EARLY`: everything is read before the wait (the roofline).
+pub const READ_FIRST: u32 = 1;
+/// `EARLY`: the first `UNROLL` loads are issued before the wait and used after it, as the
+/// products treat their first weight step.
+pub const FIRST_LOADS_FIRST: u32 = 2;
+
 /// Reads `vecs` 16-byte vectors of `src`, `UNROLL` independent loads in flight per thread,
 /// blocks striding over the buffer. A thread writes `out[0]` only if the XOR of everything
 /// it read equals `never`, which keeps the loads alive without adding traffic. Where the
-/// target allows it overlaps the launch before it (it only writes after waiting for it):
-/// `EARLY` 1 reads everything before waiting; 2 issues its first `UNROLL` loads, waits,
-/// then uses them and reads the rest, as the products do with their first weight step; 0
-/// waits first: the bound for a launch that may read nothing before the previous one has
-/// finished.
+/// target allows it overlaps the launch before it (it only writes after waiting for it),
+/// in the order `EARLY` names: `WAIT_FIRST` is the bound for a launch that may read
+/// nothing before the previous one has finished.
 #[kernel]
 pub fn read_stream<const UNROLL: u32, const BLOCK: u32, const EARLY: u32>(
     src: &[u32],
@@ -23,7 +29,7 @@ pub fn read_stream<const UNROLL: u32, const BLOCK: u32, const EARLY: u32>(
     let mut acc = 0u32;
     let first = block_idx() * BLOCK * UNROLL + thread_idx();
     allow_next_launch();
-    if EARLY == 0 {
+    if EARLY == WAIT_FIRST {
         wait_prior_launch();
     }
     for base in (first..vecs).step_by(stride * UNROLL) {
@@ -34,15 +40,15 @@ pub fn read_stream<const UNROLL: u32, const BLOCK: u32, const EARLY: u32>(
                 buf[u] = src.load_vec::<4>(v);
             }
         }
-        if EARLY == 2 && base == first {
+        if EARLY == FIRST_LOADS_FIRST && base == first {
             wait_prior_launch();
         }
         for u in 0..UNROLL {
             acc = acc ^ buf[u][0] ^ buf[u][1] ^ buf[u][2] ^ buf[u][3];
         }
     }
-    // (With EARLY 2, a thread that had nothing to read waits here.)
-    if EARLY == 1 || (EARLY == 2 && first >= vecs) {
+    // (With `FIRST_LOADS_FIRST`, a thread that had nothing to read waits here.)
+    if EARLY == READ_FIRST || (EARLY == FIRST_LOADS_FIRST && first >= vecs) {
         wait_prior_launch();
     }
     if acc == never {
@@ -95,17 +101,25 @@ mod tests {
             // One thread's own value, then a value no thread has; every order of the loads
             // and the wait.
             for (never, written) in [(accs[grid * block - 1], true), (absent, false)] {
-                for early in 0..3 {
+                for early in [
+                    super::WAIT_FIRST,
+                    super::READ_FIRST,
+                    super::FIRST_LOADS_FIRST,
+                ] {
                     let mut out = dev.upload(&[!never]).expect("upload");
                     let (g, n) = (grid as u32, vecs as u32);
                     match early {
-                        0 => super::read_stream::launch::<4, 512, 0>(
-                            &dev, g, &src, &mut out, n, never,
-                        ),
-                        1 => super::read_stream::launch::<4, 512, 1>(
-                            &dev, g, &src, &mut out, n, never,
-                        ),
-                        _ => super::read_stream::launch::<4, 512, 2>(
+                        super::WAIT_FIRST => {
+                            super::read_stream::launch::<4, 512, { super::WAIT_FIRST }>(
+                                &dev, g, &src, &mut out, n, never,
+                            )
+                        }
+                        super::READ_FIRST => {
+                            super::read_stream::launch::<4, 512, { super::READ_FIRST }>(
+                                &dev, g, &src, &mut out, n, never,
+                            )
+                        }
+                        _ => super::read_stream::launch::<4, 512, { super::FIRST_LOADS_FIRST }>(
                             &dev, g, &src, &mut out, n, never,
                         ),
                     }
