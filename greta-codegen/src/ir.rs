@@ -192,6 +192,19 @@ pub enum StmtKind {
     /// Lets the next launch in the stream start before this kernel has finished (it still
     /// waits for this one's completion at its own `WaitPriorLaunch`).
     AllowNextLaunch,
+    /// The calling wave starts copying `count` 16-byte vectors of buffer `src` from vector
+    /// `from` into shared array `dst` at vector `to`, without registers; the bytes are
+    /// there after the wave's next `WaitAsync`. Every lane reaches it with the same
+    /// values, and a wave has one copy in flight at a time (targets with `bulk_copy`).
+    CopyAsync {
+        dst: MemRef,
+        to: Expr,
+        src: MemRef,
+        from: Expr,
+        count: Expr,
+    },
+    /// Waits until the calling wave's copy has landed (a wave without one goes on).
+    WaitAsync,
     /// A nested scope (one copy of an unrolled loop body, or a branch kept by folding).
     Scope(Vec<Stmt>),
     /// An expression evaluated for its effect (a call or an atomic).
@@ -280,6 +293,8 @@ pub enum ConstRef {
     Named(u32),
     /// The target's wavefront size.
     Wave,
+    /// 1 where the target has bulk copies (`copy_async`), else 0.
+    BulkCopy,
 }
 
 /// An argument of a device-function call.
@@ -375,11 +390,12 @@ impl Builtin {
 }
 
 impl Kernel {
-    /// The value of a constant reference on a target with the given wavefront size.
-    pub fn const_value(&self, c: ConstRef, wave: u32) -> i128 {
+    /// The value of a constant reference on `target`.
+    pub fn const_value(&self, c: ConstRef, target: &crate::Target) -> i128 {
         match c {
             ConstRef::Named(i) => self.consts[i as usize].value,
-            ConstRef::Wave => wave as i128,
+            ConstRef::Wave => target.wave as i128,
+            ConstRef::BulkCopy => target.bulk_copy as i128,
         }
     }
 
@@ -431,6 +447,11 @@ macro_rules! stmt_walker {
                         $expr(index, f);
                         $expr(value, f);
                     }
+                    StmtKind::CopyAsync { to, from, count, .. } => {
+                        $expr(to, f);
+                        $expr(from, f);
+                        $expr(count, f);
+                    }
                     StmtKind::If { cond, then, els } => {
                         $expr(cond, f);
                         $name(then, f);
@@ -454,7 +475,8 @@ macro_rules! stmt_walker {
                     | StmtKind::Barrier
                     | StmtKind::Fence
                     | StmtKind::WaitPriorLaunch
-                    | StmtKind::AllowNextLaunch => {}
+                    | StmtKind::AllowNextLaunch
+                    | StmtKind::WaitAsync => {}
                 }
             }
         }
@@ -472,7 +494,29 @@ fn contains_wait(stmts: &[Stmt]) -> bool {
     })
 }
 
+/// What comes first in program order in `stmts`: a `CopyAsync` (`Some(true)`), a
+/// `WaitPriorLaunch` (`Some(false)`), or neither.
+fn copy_or_wait_first(stmts: &[Stmt]) -> Option<bool> {
+    stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::CopyAsync { .. } => Some(true),
+        StmtKind::WaitPriorLaunch => Some(false),
+        StmtKind::If { then, els, .. } => {
+            copy_or_wait_first(then).or_else(|| copy_or_wait_first(els))
+        }
+        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => {
+            copy_or_wait_first(body)
+        }
+        _ => None,
+    })
+}
+
 impl Kernel {
+    /// Whether the kernel body reaches a `WaitPriorLaunch` before any `CopyAsync`: then the
+    /// copies' barriers can be armed at the wait, after the loads issued before it.
+    pub fn waits_before_copying(&self) -> bool {
+        copy_or_wait_first(&self.entry.body) == Some(false)
+    }
+
     /// Whether the kernel waits for the previous launch itself (`wait_prior_launch()`), so
     /// the runtime may start it while that launch still runs.
     pub fn waits_prior_launch(&self) -> bool {
@@ -540,6 +584,10 @@ impl Kernel {
                         walk_stmts(std::slice::from_ref(s), &mut |e| mark(e, named));
                         if let StmtKind::Store {
                             mem: MemRef::Global(p),
+                            ..
+                        }
+                        | StmtKind::CopyAsync {
+                            src: MemRef::Global(p),
                             ..
                         } = &s.kind
                         {

@@ -22,8 +22,14 @@ pub struct Target {
     pub dialect: Dialect,
     /// Wavefront (warp) width: a compile-time fact of the target.
     pub wave: u32,
-    /// Static shared memory (LDS) a block may declare, in bytes.
+    /// Shared memory (LDS) a block may use, in bytes.
     pub shared_bytes: u32,
+    /// Shared memory a block may declare statically; beyond it (CUDA: 48 KiB) the arrays
+    /// are carved from one dynamic allocation that the launch requests.
+    pub static_shared_bytes: u32,
+    /// Whether a wave can copy global memory into shared memory asynchronously, without
+    /// registers (Hopper's bulk copies): `copy_async` / `wait_async`, `BULK_COPY` in kernels.
+    pub bulk_copy: bool,
     /// Largest block the target runs.
     pub max_block: u32,
     /// Vector registers per SIMD lane (AMD) used to state occupancy; 0 where not applicable.
@@ -39,6 +45,8 @@ pub const GFX942: Target = Target {
     dialect: Dialect::Hip,
     wave: 64,
     shared_bytes: 64 * 1024,
+    static_shared_bytes: 64 * 1024,
+    bulk_copy: false,
     max_block: 1024,
     vgprs_per_simd: 512,
     simds_per_unit: 4,
@@ -51,6 +59,8 @@ pub const GFX90A: Target = Target {
     dialect: Dialect::Hip,
     wave: 64,
     shared_bytes: 64 * 1024,
+    static_shared_bytes: 64 * 1024,
+    bulk_copy: false,
     max_block: 1024,
     vgprs_per_simd: 512,
     simds_per_unit: 4,
@@ -62,7 +72,10 @@ pub const SM90: Target = Target {
     description: "NVIDIA Hopper (H100), warp 32",
     dialect: Dialect::Cuda,
     wave: 32,
-    shared_bytes: 48 * 1024,
+    // 227 KiB with the dynamic opt-in.
+    shared_bytes: 227 * 1024,
+    static_shared_bytes: 48 * 1024,
+    bulk_copy: true,
     max_block: 1024,
     vgprs_per_simd: 0,
     simds_per_unit: 4,

@@ -29,7 +29,25 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
             ),
         ));
     }
-    let lds = k.shared_bytes() + reduction_scratch_bytes(k, target);
+    for f in &k.funcs {
+        if let Some(at) = first_async_copy(&f.body) {
+            diags.push(Diagnostic::new(
+                at,
+                "`copy_async` and `wait_async` belong in the kernel's body, not a device function",
+            ));
+        }
+    }
+    if let Some(at) = first_async_copy(&k.entry.body).filter(|_| !target.bulk_copy) {
+        diags.push(Diagnostic::new(
+            at,
+            format!(
+                "{} has no bulk copies; guard `copy_async` and `wait_async` with `if BULK_COPY == 1`",
+                target.name
+            ),
+        ));
+    }
+    let lds =
+        k.shared_bytes() + reduction_scratch_bytes(k, target) + async_barrier_bytes(k, target);
     if lds > target.shared_bytes {
         diags.push(Diagnostic::new(
             k.shared.first().map(|s| s.span).unwrap_or(span),
@@ -47,6 +65,60 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
     } else {
         Err(diags)
     }
+}
+
+/// The position of the first `copy_async` or `wait_async` in `stmts`, at any depth.
+fn first_async_copy(stmts: &[Stmt]) -> Option<crate::ir::Span> {
+    stmts.iter().find_map(|s| match &s.kind {
+        StmtKind::CopyAsync { .. } | StmtKind::WaitAsync => Some(s.span),
+        StmtKind::If { then, els, .. } => first_async_copy(then).or_else(|| first_async_copy(els)),
+        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => {
+            first_async_copy(body)
+        }
+        _ => None,
+    })
+}
+
+/// Whether the kernel's body copies asynchronously (and so needs its waves' barriers).
+pub fn uses_async_copy(k: &Kernel) -> bool {
+    first_async_copy(&k.entry.body).is_some()
+}
+
+/// Shared memory for the waves' completion barriers of asynchronous copies (8 bytes each).
+pub fn async_barrier_bytes(k: &Kernel, target: &Target) -> u32 {
+    if uses_async_copy(k) {
+        8 * k.block.div_ceil(target.wave).max(1)
+    } else {
+        0
+    }
+}
+
+/// Bytes of the shared arrays carved from one dynamic allocation (0 where the target
+/// takes them all as static declarations): the launch requests this many.
+pub fn dynamic_shared_bytes(k: &Kernel, target: &Target) -> u32 {
+    let total =
+        k.shared_bytes() + reduction_scratch_bytes(k, target) + async_barrier_bytes(k, target);
+    if total > target.static_shared_bytes {
+        dynamic_layout(k).1
+    } else {
+        0
+    }
+}
+
+/// Byte offset of each shared array in the dynamic allocation (each 16-byte aligned), and
+/// the allocation's size.
+pub fn dynamic_layout(k: &Kernel) -> (Vec<u32>, u32) {
+    let mut at = 0;
+    let offsets = k
+        .shared
+        .iter()
+        .map(|s| {
+            let o = at;
+            at = (at + s.bytes()).next_multiple_of(16);
+            o
+        })
+        .collect();
+    (offsets, at)
 }
 
 /// Shared memory the block-reduction helpers declare: one slot per wave for each distinct
@@ -209,10 +281,18 @@ fn definite_assignment(
                 return true;
             }
             StmtKind::Break | StmtKind::Continue => return true,
+            StmtKind::CopyAsync {
+                to, from, count, ..
+            } => {
+                reads(to, assigned, diags);
+                reads(from, assigned, diags);
+                reads(count, assigned, diags);
+            }
             StmtKind::Barrier
             | StmtKind::Fence
             | StmtKind::WaitPriorLaunch
-            | StmtKind::AllowNextLaunch => {}
+            | StmtKind::AllowNextLaunch
+            | StmtKind::WaitAsync => {}
         }
     }
     false

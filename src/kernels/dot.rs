@@ -197,13 +197,17 @@ pub fn item_vectors(fmt: u32) -> u32 {
     }
 }
 
-/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
-/// arithmetic so that kernels can issue the next item's loads before using the current
-/// one (and the first item's before the prologue).
+/// Sixteen-byte vectors that four consecutive work items of a row span, per format code
+/// (a nibble each: F32 8, F16 4, Q8_0 8, Q4_0 4, Q4_1 4, Q4_K 9, Q6_K 13). A run of `n`
+/// items starting at a multiple of four spans `n * vectors / 4` consecutive vectors from
+/// `vec_index(.., first item, 0)`, which is how a wave's whole step is copied at once.
+pub const GROUP_VECTORS: u32 = 0x0D94_4848;
+
+/// Index (in 16-byte vectors, in the layout of `greta::quant::gpu`) of vector `k` of work
+/// item `it` of weight row `row`.
 #[device]
-pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
-    // The vector's index (in 16-byte vectors) in the layout of `greta::quant::gpu`.
-    let at = if fmt == F32 {
+pub fn vec_index(fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32 {
+    if fmt == F32 {
         row * (cols / 4) + 2 * it + k
     } else if fmt == F16 {
         row * (cols / 8) + it
@@ -234,8 +238,15 @@ pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u
         } else {
             base + 12
         }
-    };
-    w.load_vec::<4>(at)
+    }
+}
+
+/// Vector `k` of work item `it` of weight row `row`: loads are separated from the
+/// arithmetic so that kernels can issue the next item's loads before using the current
+/// one (and the first item's before the prologue).
+#[device]
+pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    w.load_vec::<4>(vec_index(fmt, cols, row, it, k))
 }
 
 /// The scale region's word that holds the scale of work item `it` of row `row` (0 for

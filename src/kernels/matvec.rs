@@ -13,7 +13,7 @@
 
 use super::dot::{
     dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_pass,
-    scale_shift, sum_squares, times, Q6K, Q8_0,
+    scale_shift, sum_squares, times, vec_index, GROUP_VECTORS, Q6K, Q8_0,
 };
 use crate::kernel;
 
@@ -67,6 +67,18 @@ pub fn matvec<
     let s16 = shared!([i32; XCAP / 16]);
     // Each wave's share of the input's sum of squares (the norm).
     let ssw = shared!([f32; BLOCK / WAVE]);
+    // A wave's second weight step, where it is copied in bulk (`one_row` below, whose
+    // compile-time part sizes it): `WAVE / 4` groups of four work items per wave,
+    // `GROUP_VECTORS` vectors each. Elsewhere a token four words.
+    let stage = shared!(
+        [u32; max(
+            4,
+            BULK_COPY
+                * ((EPI < SWIGLU && FMT >= Q8_0 && FMT != Q6K && XCAP > 4 * BLOCK) as u32)
+                * BLOCK
+                * ((GROUP_VECTORS >> (4 * FMT)) & 15)
+        )]
+    );
     let rows = rows_a + rows_b;
     let waves = BLOCK / WAVE;
     let items = items_per_row(FMT, cols);
@@ -85,6 +97,25 @@ pub fn matvec<
         0
     };
     let steps = groups * per_lane;
+    // Where the target copies in bulk, the input takes several passes to quantise, and
+    // every wave owns at most one row of two steps or more (the down projection), the
+    // second step is copied into `stage` right behind the input, so that DRAM streams while
+    // the input is quantised, and the rest streams through registers one step ahead after
+    // the loop (see there). With a one-pass input (4096x4096) it measured slower (4.41 ->
+    // 4.83 us on the H100). Not for Q6_K, whose steps already fill the registers, nor for
+    // inputs loaded pass by pass.
+    let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
+    let room = if FMT == Q6K { 2 } else { 3 };
+    let one_row = BULK_COPY == 1
+        && EPI < SWIGLU
+        && XCAP > 4 * BLOCK
+        && FMT >= Q8_0
+        && FMT != Q6K
+        && passes * (1 + NORM) <= room
+        && ROWS == 1
+        && rows_b == 0
+        && rows <= stride
+        && per_lane >= 2;
     let mut scale = 1.0;
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
@@ -162,8 +193,6 @@ pub fn matvec<
                 // rather than spill at 64 registers per thread. The norm's scale is common
                 // to the whole input, so it leaves the int8 values unchanged: `x * nw` is
                 // quantised without waiting for it, and the rows' sums are scaled instead.
-                let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
-                let room = if FMT == Q6K { 2 } else { 3 };
                 let mut ss = 0.0;
                 if passes * (1 + NORM) <= room {
                     let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
@@ -176,6 +205,17 @@ pub fn matvec<
                                 gv[p] = nw.load_vec::<4>(i / 4);
                             }
                         }
+                    }
+                    // Requested behind the input (before it, or before the wait, the input
+                    // queued behind it and the product was slower).
+                    if BULK_COPY == 1 && EPI < SWIGLU && XCAP > 4 * BLOCK && one_row && first < rows
+                    {
+                        stage.copy_async(
+                            stage_vector(FMT),
+                            wa,
+                            vec_index(FMT, cols, first, WAVE, 0),
+                            min(WAVE, items - WAVE) * ((GROUP_VECTORS >> (4 * FMT)) & 15) / 4,
+                        );
                     }
                     for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
                         let i = (p * BLOCK + thread_idx()) * 4;
@@ -209,6 +249,16 @@ pub fn matvec<
             } else if NORM == 1 {
                 scale = norm_scale(x, cols, eps);
             }
+        }
+        if BULK_COPY == 1 && EPI < SWIGLU && XCAP > 4 * BLOCK && one_row {
+            // Step 0 is in `cur`; the rest follows the loop.
+            for k in 0..4 * ROWS {
+                cur[k] = nxt[k];
+            }
+            for r in 0..ROWS {
+                cur_s[r] = nxt_s[r];
+            }
+            break;
         }
         if s == 1 {
             barrier();
@@ -263,15 +313,7 @@ pub fn matvec<
                 use_slot = 0;
                 use_base = next_group(use_base, paired, stride);
                 let row_scale = if FMT >= Q8_0 && NORM == 1 {
-                    // One share per lane (a block has at most as many waves as a wave has
-                    // lanes), summed across the wave: a dozen instructions at every row
-                    // end instead of a load and an add per wave.
-                    let share = if lane_id() < BLOCK / WAVE {
-                        ssw[lane_id()]
-                    } else {
-                        0.0
-                    };
-                    rsqrt(wave_sum(share) + eps)
+                    norm_from_shares(ssw, eps)
                 } else {
                     scale
                 };
@@ -321,6 +363,155 @@ pub fn matvec<
         for r in 0..ROWS {
             cur_s[r] = nxt_s[r];
         }
+    }
+    if BULK_COPY == 1 && EPI < SWIGLU && XCAP > 4 * BLOCK && one_row {
+        // One row per wave: step 0 is in `cur`, step 1 in `stage`, and step 2 on is loaded
+        // one step ahead, step 2's loads issued before the barrier like the loop's second
+        // step. (Staging inside the general loop measured slower than this sequence.)
+        let row = first;
+        let mut nxt = [u32x4::splat(0); 4];
+        let mut nxt_s = 0u32;
+        let mut staged_s = 0u32;
+        if row < rows {
+            let it = lane_id() + 2 * WAVE;
+            if per_lane > 2 && it < items {
+                for k in 0..4 {
+                    if k < item_vectors(FMT) {
+                        nxt[k] = fetch_vec(FMT, wa, cols, row, it, k);
+                    }
+                }
+                nxt_s = fetch_scale(FMT, wa, rows, cols, row, it);
+            }
+            if lane_id() + WAVE < items {
+                staged_s = fetch_scale(FMT, wa, rows, cols, row, lane_id() + WAVE);
+            }
+        }
+        barrier();
+        if row < rows {
+            let mut sum = 0.0;
+            let mut before = 0.0;
+            if EPI == ADD && lane_id() == 0 {
+                before = y[row];
+            }
+            let it = lane_id();
+            if it < items {
+                let sw = cur_s[0] >> scale_shift(FMT, cols, row, it);
+                sum += dot_fetched(
+                    FMT,
+                    cur[0],
+                    cur[1],
+                    cur[2],
+                    cur[3],
+                    sw,
+                    it,
+                    xq,
+                    dx,
+                    sx,
+                    s16,
+                    x,
+                    nw,
+                    NORM == 1,
+                );
+            }
+            wait_async();
+            let it = lane_id() + WAVE;
+            if it < items {
+                let at = stage_vector(FMT) - vec_index(FMT, cols, row, WAVE, 0);
+                let sw = staged_s >> scale_shift(FMT, cols, row, it);
+                sum += dot_fetched(
+                    FMT,
+                    staged_vec(stage, at, FMT, cols, row, it, 0),
+                    staged_vec(stage, at, FMT, cols, row, it, 1),
+                    staged_vec(stage, at, FMT, cols, row, it, 2),
+                    staged_vec(stage, at, FMT, cols, row, it, 3),
+                    sw,
+                    it,
+                    xq,
+                    dx,
+                    sx,
+                    s16,
+                    x,
+                    nw,
+                    NORM == 1,
+                );
+            }
+            for st in 2..per_lane {
+                let mut ahead = [u32x4::splat(0); 4];
+                let mut ahead_s = 0u32;
+                let next = lane_id() + (st + 1) * WAVE;
+                if st + 1 < per_lane && next < items {
+                    for k in 0..4 {
+                        if k < item_vectors(FMT) {
+                            ahead[k] = fetch_vec(FMT, wa, cols, row, next, k);
+                        }
+                    }
+                    ahead_s = fetch_scale(FMT, wa, rows, cols, row, next);
+                }
+                let it = lane_id() + st * WAVE;
+                if it < items {
+                    let sw = nxt_s >> scale_shift(FMT, cols, row, it);
+                    sum += dot_fetched(
+                        FMT,
+                        nxt[0],
+                        nxt[1],
+                        nxt[2],
+                        nxt[3],
+                        sw,
+                        it,
+                        xq,
+                        dx,
+                        sx,
+                        s16,
+                        x,
+                        nw,
+                        NORM == 1,
+                    );
+                }
+                for k in 0..4 {
+                    nxt[k] = ahead[k];
+                }
+                nxt_s = ahead_s;
+            }
+            let row_scale = if NORM == 1 {
+                norm_from_shares(ssw, eps)
+            } else {
+                1.0
+            };
+            let total = wave_sum(sum) * row_scale;
+            if lane_id() == 0 {
+                y[row] = if EPI == ADD { before + total } else { total };
+            }
+        }
+    }
+}
+
+/// The RMSNorm scale of the input from the waves' shares of its mean square: one share per
+/// lane (a block has at most as many waves as a wave has lanes), summed across the wave, a
+/// dozen instructions at every row end instead of a load and an add per wave.
+#[crate::device]
+fn norm_from_shares(ssw: &[f32], eps: f32) -> f32 {
+    let share = if lane_id() < BLOCK / WAVE {
+        ssw[lane_id()]
+    } else {
+        0.0
+    };
+    rsqrt(wave_sum(share) + eps)
+}
+
+/// Where the calling wave's staged step starts in `stage`, in 16-byte vectors.
+#[crate::device]
+fn stage_vector(fmt: u32) -> u32 {
+    wave_id() * (WAVE / 4) * ((GROUP_VECTORS >> (4 * fmt)) & 15)
+}
+
+/// Vector `k` of work item `it` of row `row` from a staged step that starts at vector `at`
+/// of `stage` (relative to the row's vector indices); zero past the item's vectors.
+#[crate::device]
+fn staged_vec(stage: &[u32], at: u32, fmt: u32, cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    if k < item_vectors(fmt) {
+        stage.load_vec::<4>(at + vec_index(fmt, cols, row, it, k))
+    } else {
+        u32x4::splat(0)
     }
 }
 

@@ -345,6 +345,62 @@ impl<'a> Lowerer<'a> {
         Some(StmtKind::Store { mem, index, value })
     }
 
+    /// Lowers `dst.copy_async(to, src, from, count)` in statement position: `dst` a shared
+    /// array of the kernel, `src` a buffer parameter of the same 4-byte element type, the
+    /// positions and count in 16-byte vectors.
+    pub(super) fn lower_copy_async(
+        &mut self,
+        recv: &ExprAst,
+        args: &[ExprAst],
+        span: Span,
+    ) -> Option<StmtKind> {
+        use crate::ir::MemRef;
+        let [to, src, from, count] = self.exact_args::<4>(args, span, "copy_async");
+        let dst = match self.mem_receiver(recv) {
+            Some((mem @ MemRef::Shared(_), elem, _, _)) => Some((mem, elem)),
+            _ => {
+                self.error(
+                    recv.span,
+                    "`copy_async` copies into a shared array declared in this kernel",
+                );
+                None
+            }
+        };
+        let source = match self.mem_receiver(src) {
+            Some((mem @ MemRef::Global(_), elem, _, _)) => Some((mem, elem)),
+            _ => {
+                self.error(
+                    src.span,
+                    "`copy_async` copies from a buffer parameter of this kernel",
+                );
+                None
+            }
+        };
+        let to = self.lower_index(to);
+        let from = self.lower_index(from);
+        let count = self.lower_index(count);
+        let ((dst, de), (src_mem, se)) = (dst?, source?);
+        let (de, se) = (self.infer.resolve(&de), self.infer.resolve(&se));
+        let four_bytes = |t: &Type| {
+            matches!(t, Type::Generic(_) | Type::Unknown)
+                || matches!(t, Type::Scalar(s) if s.size() == 4)
+        };
+        if de != se || !four_bytes(&de) {
+            self.error(
+                span,
+                format!("`copy_async` moves 16-byte vectors between arrays of one 4-byte element type; found `{de}` and `{se}`"),
+            );
+            return None;
+        }
+        Some(StmtKind::CopyAsync {
+            dst,
+            to,
+            src: src_mem,
+            from,
+            count,
+        })
+    }
+
     /// If `recv` names a buffer or shared array: (memory, element type, mutable, name).
     fn mem_receiver(&self, recv: &ExprAst) -> Option<(crate::ir::MemRef, Type, bool, String)> {
         let ExprKindAst::Path(p) = &recv.kind else {

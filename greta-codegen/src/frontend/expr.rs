@@ -184,9 +184,14 @@ impl Lowerer<'_> {
                     ),
                 };
             }
-            if name == "WAVE" {
+            if name == "WAVE" || name == "BULK_COPY" {
+                let c = if name == "WAVE" {
+                    ConstRef::Wave
+                } else {
+                    ConstRef::BulkCopy
+                };
                 return Expr {
-                    kind: ExprKind::Const(ConstRef::Wave),
+                    kind: ExprKind::Const(c),
                     ty: Type::Scalar(Scalar::U32),
                     span,
                 };
@@ -207,7 +212,7 @@ impl Lowerer<'_> {
             }
             return self.poison(
                 span,
-                format!("cannot find `{name}` in this kernel; built-in constants are `WAVE` and `BLOCK`"),
+                format!("cannot find `{name}` in this kernel; built-in constants are `WAVE`, `BLOCK` and `BULK_COPY`"),
             );
         }
         if let [ty, item] = path {

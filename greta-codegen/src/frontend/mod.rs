@@ -602,7 +602,7 @@ impl<'a> Lowerer<'a> {
             ConstVal::NotConst => {
                 self.error(
                     e.span,
-                    format!("{what} must be a compile-time constant: a literal, a const parameter, `WAVE` or `BLOCK`, or arithmetic on those"),
+                    format!("{what} must be a compile-time constant: a literal, a const parameter, `WAVE`, `BLOCK` or `BULK_COPY`, or arithmetic, `min` and `max` on those"),
                 );
                 0
             }
@@ -685,7 +685,25 @@ impl<'a> Lowerer<'a> {
                 Some(w) => ConstVal::Known(w as i128),
                 None => ConstVal::Unknown,
             },
+            ExprKind::Const(ConstRef::BulkCopy) => match self.target {
+                Some(t) => ConstVal::Known(t.bulk_copy as i128),
+                None => ConstVal::Unknown,
+            },
             ExprKind::Cast(x) => self.const_eval(x),
+            ExprKind::Builtin {
+                op: op @ (ir::Builtin::Min | ir::Builtin::Max),
+                args,
+            } => match (self.const_eval(&args[0]), self.const_eval(&args[1])) {
+                (ConstVal::NotConst, _) | (_, ConstVal::NotConst) => ConstVal::NotConst,
+                (ConstVal::Known(a), ConstVal::Known(b)) => {
+                    ConstVal::Known(if *op == ir::Builtin::Min {
+                        a.min(b)
+                    } else {
+                        a.max(b)
+                    })
+                }
+                _ => ConstVal::Unknown,
+            },
             ExprKind::Unary { op, arg } => match (op, self.const_eval(arg)) {
                 (crate::ast::UnOp::Neg, ConstVal::Known(v)) => ConstVal::Known(-v),
                 (_, ConstVal::NotConst) => ConstVal::NotConst,

@@ -240,6 +240,15 @@ impl Lowerer<'_> {
                 }
                 None => return,
             },
+            ExprKindAst::MethodCall {
+                recv, method, args, ..
+            } if method == "copy_async" => match self.lower_copy_async(recv, args, span) {
+                Some(k) => {
+                    out.append(&mut self.fcx.pending);
+                    k
+                }
+                None => return,
+            },
             ExprKindAst::Call { path, args, .. }
                 if path.len() == 1 && ordering_statement(&path[0]).is_some() =>
             {
@@ -389,7 +398,7 @@ impl Lowerer<'_> {
         if constant {
             self.fcx.static_locals.insert(local);
         }
-        if var == "WAVE" || self.consts.iter().any(|c| c.name == var) {
+        if var == "WAVE" || var == "BULK_COPY" || self.consts.iter().any(|c| c.name == var) {
             self.error(
                 var_span,
                 format!("`{var}` is a constant; name the loop variable differently"),
@@ -448,6 +457,7 @@ pub(super) fn ordering_statement(name: &str) -> Option<StmtKind> {
         "barrier" => StmtKind::Barrier,
         "wait_prior_launch" => StmtKind::WaitPriorLaunch,
         "allow_next_launch" => StmtKind::AllowNextLaunch,
+        "wait_async" => StmtKind::WaitAsync,
         _ => return None,
     })
 }

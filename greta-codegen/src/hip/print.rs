@@ -63,13 +63,52 @@ impl KernelParts {
                 ParamKind::Scalar(s) => format!("{} {}", s.name(), p.name),
             })
             .collect();
-        let shared = k
-            .shared
-            .iter()
-            .map(|s| format!("{} {}[{}]", type_name(&s.elem), s.name, s.len))
-            .collect();
+        let mut shared: Vec<String> = if crate::validate::dynamic_shared_bytes(k, target) > 0 {
+            // Beyond the static limit every array is a view of the launch's dynamic
+            // allocation.
+            let (offsets, _) = crate::validate::dynamic_layout(k);
+            std::iter::once(
+                "extern __shared__ __align__(16) unsigned char greta_dynamic_shared[];".to_string(),
+            )
+            .chain(k.shared.iter().zip(offsets).map(|(s, at)| {
+                let t = type_name(&s.elem);
+                format!(
+                    "{t}* const {} = reinterpret_cast<{t}*>(greta_dynamic_shared + {at});",
+                    s.name
+                )
+            }))
+            .collect()
+        } else {
+            k.shared
+                .iter()
+                .map(|s| {
+                    format!(
+                        "__shared__ __align__(16) {} {}[{}];",
+                        type_name(&s.elem),
+                        s.name,
+                        s.len
+                    )
+                })
+                .collect()
+        };
         let mut body = FnPrinter::new(k, &k.entry, target);
         body.indent = 1;
+        if crate::validate::uses_async_copy(k) {
+            // One completion barrier per wave, armed once; each wait flips the phase.
+            shared.push(format!(
+                "__shared__ __align__(8) u64 greta_async_bar[{}];",
+                k.block.div_ceil(target.wave)
+            ));
+            body.line("u32 greta_async_phase = 0u;");
+            // Arming is a fence: where the kernel waits for its predecessor first, it goes
+            // just before that wait, behind the loads issued ahead of it (measured 0.15 us
+            // faster on the H100 than at the top).
+            if k.waits_before_copying() {
+                body.arm_async_at_wait = true;
+            } else {
+                body.line("greta_async_init(greta_async_bar);");
+            }
+        }
         body.stmts(&k.entry.body);
         KernelParts {
             vectors: vectors
@@ -259,6 +298,8 @@ struct FnPrinter<'k> {
     /// The DSL line of the last `#line` and the output offset just after it.
     last_line: Option<(u32, usize)>,
     temp: u32,
+    /// Arm the kernel's copy barriers just before its first `WaitPriorLaunch`.
+    arm_async_at_wait: bool,
 }
 
 impl<'k> FnPrinter<'k> {
@@ -296,6 +337,7 @@ impl<'k> FnPrinter<'k> {
             indent: 0,
             last_line: None,
             temp: 0,
+            arm_async_at_wait: false,
         }
     }
 
@@ -429,8 +471,30 @@ impl<'k> FnPrinter<'k> {
             }
             StmtKind::Barrier => self.line("__syncthreads();"),
             StmtKind::Fence => self.line("__threadfence();"),
-            StmtKind::WaitPriorLaunch => self.line("greta_wait_prior_launch();"),
+            StmtKind::WaitPriorLaunch => {
+                if std::mem::take(&mut self.arm_async_at_wait) {
+                    self.line("greta_async_init(greta_async_bar);");
+                }
+                self.line("greta_wait_prior_launch();")
+            }
             StmtKind::AllowNextLaunch => self.line("greta_allow_next_launch();"),
+            StmtKind::CopyAsync {
+                dst,
+                to,
+                src,
+                from,
+                count,
+            } => {
+                let (d, t) = (self.mem_name(*dst), self.expr(to));
+                let (s, f) = (self.mem_name(*src), self.expr(from));
+                let n = self.expr(count);
+                self.line(&format!(
+                    "greta_copy_async(greta_async_bar, {d} + 4u * ({t}), {s} + 4u * ({f}), {n});"
+                ));
+            }
+            StmtKind::WaitAsync => {
+                self.line("greta_wait_async(greta_async_bar, greta_async_phase);")
+            }
             StmtKind::Scope(body) => self.block("", body),
             StmtKind::Eval(e) => {
                 let v = self.expr(e);
@@ -595,6 +659,9 @@ impl<'k> FnPrinter<'k> {
                 atom(self.kernel.consts[*i as usize].name.clone())
             }
             ExprKind::Const(ConstRef::Wave) => atom("WAVE".into()),
+            ExprKind::Const(ConstRef::BulkCopy) => {
+                atom(format!("{}u", self.target.bulk_copy as u32))
+            }
             ExprKind::Local(l) => atom(self.names[*l as usize].clone()),
             ExprKind::Param(p) => atom(self.kernel.params[*p as usize].name.clone()),
             ExprKind::Unary { op, arg } => {

@@ -9,6 +9,7 @@ use crate::types::{Scalar, Type};
 pub struct FoldCx<'a> {
     pub consts: &'a [i128],
     pub wave: u32,
+    pub bulk_copy: bool,
 }
 
 /// Folds every expression in `stmts` and prunes constant branches.
@@ -59,6 +60,7 @@ pub(super) fn int_value(e: &Expr, cx: &FoldCx) -> Option<i128> {
         ExprKind::Lit(Lit::Bool(b)) => Some(b as i128),
         ExprKind::Const(ConstRef::Named(i)) => cx.consts.get(i as usize).copied(),
         ExprKind::Const(ConstRef::Wave) => Some(cx.wave as i128),
+        ExprKind::Const(ConstRef::BulkCopy) => Some(cx.bulk_copy as i128),
         _ => None,
     }
 }
@@ -200,6 +202,7 @@ mod tests {
             &FoldCx {
                 consts: &[],
                 wave: 32,
+                bulk_copy: false,
             },
         );
         e.kind

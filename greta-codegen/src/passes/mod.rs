@@ -16,6 +16,7 @@ pub fn run(kernel: &mut Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> 
     let cx = fold::FoldCx {
         consts: &consts,
         wave: target.wave,
+        bulk_copy: target.bulk_copy,
     };
     let mut diags = Vec::new();
     let funcs = kernel

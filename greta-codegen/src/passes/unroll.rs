@@ -65,6 +65,25 @@ pub fn unroll_stmts(stmts: &mut Vec<Stmt>, cx: &FoldCx, diags: &mut Vec<Diagnost
                     v += c;
                 }
             }
+            // A loop that folding left with one trip is its body, run once.
+            StmtKind::For {
+                local,
+                start,
+                end,
+                step,
+                body,
+                ..
+            } if single_trip(start, end, step, cx) && !has_own_break(body) => {
+                let v = int_value(start, cx).expect("single_trip checked it");
+                let mut once = std::mem::take(body);
+                substitute(&mut once, *local, v, &start.ty);
+                fold_stmts(&mut once, cx);
+                unroll_stmts(&mut once, cx, diags);
+                out.push(Stmt {
+                    kind: StmtKind::Scope(once),
+                    span,
+                });
+            }
             StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => {
                 unroll_stmts(body, cx, diags);
                 out.push(s);
@@ -78,6 +97,18 @@ pub fn unroll_stmts(stmts: &mut Vec<Stmt>, cx: &FoldCx, diags: &mut Vec<Diagnost
         }
     }
     *stmts = out;
+}
+
+/// True if the bounds are constants that make exactly one trip.
+fn single_trip(start: &Expr, end: &Expr, step: &Expr, cx: &FoldCx) -> bool {
+    match (
+        int_value(start, cx),
+        int_value(end, cx),
+        int_value(step, cx),
+    ) {
+        (Some(a), Some(b), Some(c)) => c > 0 && b > a && b - a <= c,
+        _ => false,
+    }
 }
 
 /// True if `local` appears inside an element index (register array or vector lane).
@@ -97,6 +128,9 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         StmtKind::Assign { value, .. } | StmtKind::Eval(value) => in_expr(value),
         StmtKind::Return(v) => v.as_ref().is_some_and(in_expr),
         StmtKind::Store { index, value, .. } => in_expr(index) || in_expr(value),
+        StmtKind::CopyAsync {
+            to, from, count, ..
+        } => in_expr(to) || in_expr(from) || in_expr(count),
         StmtKind::If { cond, then, els } => {
             in_expr(cond)
                 || indexes_registers_with(then, local)
@@ -116,7 +150,8 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         | StmtKind::Barrier
         | StmtKind::Fence
         | StmtKind::WaitPriorLaunch
-        | StmtKind::AllowNextLaunch => false,
+        | StmtKind::AllowNextLaunch
+        | StmtKind::WaitAsync => false,
     })
 }
 

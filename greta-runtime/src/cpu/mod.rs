@@ -119,7 +119,7 @@ impl CpuBackend {
         if let Some((_, code)) = lock().get(&key) {
             return Ok(code.clone());
         }
-        let code = Arc::new(interp::compile(kernel, self.options.wave)?);
+        let code = Arc::new(interp::compile(kernel, &self.target)?);
         lock().insert(key, (kernel.clone(), code.clone()));
         Ok(code)
     }

@@ -54,6 +54,9 @@ struct Loaded {
     dependent: bool,
     /// Blocks one SM holds at once.
     resident: u32,
+    /// Bytes of dynamic shared memory each launch requests (shared arrays beyond the
+    /// static limit).
+    dynamic_shared: u32,
 }
 
 /// Device memory owned by the backend.
@@ -208,12 +211,22 @@ impl CudaBackend {
                     .map_err(driver("module load"))?;
                 let function =
                     result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
+                let dynamic_shared = greta_codegen::validate::dynamic_shared_bytes(kernel, &SM90);
+                if dynamic_shared > 0 {
+                    sys::cuFuncSetAttribute(
+                        function,
+                        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        dynamic_shared as i32,
+                    )
+                    .result()
+                    .map_err(driver("dynamic shared memory opt-in"))?;
+                }
                 let mut resident = 0;
                 sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
                     &mut resident,
                     function,
                     kernel.block as i32,
-                    0,
+                    dynamic_shared as usize,
                 )
                 .result()
                 .map_err(driver("occupancy query"))?;
@@ -223,6 +236,7 @@ impl CudaBackend {
                         function,
                         dependent: self.dependent_launch && kernel.waits_prior_launch(),
                         resident: resident.max(1) as u32,
+                        dynamic_shared,
                     },
                 ))
             }
@@ -310,6 +324,7 @@ impl Backend for CudaBackend {
         let Loaded {
             function,
             dependent,
+            dynamic_shared,
             ..
         } = self.function(kernel)?;
         let mut slots = ArgSlots::pack(args, |b| self.ptr(b))?;
@@ -330,7 +345,7 @@ impl Backend for CudaBackend {
                     blockDimX: kernel.block,
                     blockDimY: 1,
                     blockDimZ: 1,
-                    sharedMemBytes: 0,
+                    sharedMemBytes: dynamic_shared,
                     hStream: self.stream,
                     attrs: &mut attr,
                     numAttrs: 1,
@@ -342,7 +357,7 @@ impl Backend for CudaBackend {
                     function,
                     (grid.x, grid.y, grid.z),
                     (kernel.block, 1, 1),
-                    0,
+                    dynamic_shared,
                     self.stream,
                     &mut params,
                 )

@@ -134,6 +134,19 @@ pub enum Op {
         index: Slot,
         at: LocId,
     },
+    /// The wave's asynchronous copy of `count` 16-byte vectors from `src` at vector `from`
+    /// into `dst` at vector `to` (wave-uniform operands); the bytes count as unwritten
+    /// until the wave's `WaitAsync`.
+    CopyAsync {
+        dst: Access,
+        src: Access,
+        to: Slot,
+        from: Slot,
+        count: Slot,
+        at: LocId,
+    },
+    /// Completes the wave's copy in flight.
+    WaitAsync,
     Atomic {
         acc: Access,
         f: CombineFn,

@@ -57,7 +57,7 @@ struct Frame<'k> {
 
 struct Compiler<'k> {
     k: &'k Kernel,
-    wave: u32,
+    target: &'k greta_codegen::Target,
     ops: Vec<Op>,
     locs: Vec<Loc>,
     files: Vec<String>,
@@ -73,11 +73,12 @@ struct Compiler<'k> {
     frames: Vec<Frame<'k>>,
 }
 
-/// Compiles `k` for a wave of `wave` lanes.
-pub fn compile(k: &Kernel, wave: u32) -> Result<Code, Unsupported> {
+/// Compiles `k` for `target`: waves of its width, its constants.
+pub fn compile<'k>(k: &'k Kernel, target: &'k greta_codegen::Target) -> Result<Code, Unsupported> {
+    let wave = target.wave;
     let mut c = Compiler {
         k,
-        wave,
+        target,
         ops: Vec::new(),
         locs: Vec::new(),
         files: Vec::new(),
@@ -151,7 +152,7 @@ impl<'k> Compiler<'k> {
         Some(match &e.kind {
             ExprKind::Lit(l) => Init::Bits(value::literal(*l, s)),
             ExprKind::Const(c) => Init::Bits(value::literal(
-                Lit::Int(self.k.const_value(*c, self.wave)),
+                Lit::Int(self.k.const_value(*c, self.target)),
                 s,
             )),
             ExprKind::Param(p) => Init::Param(*p),
@@ -350,6 +351,39 @@ impl<'k> Compiler<'k> {
                     at,
                 });
             }
+            StmtKind::CopyAsync {
+                dst,
+                to,
+                src,
+                from,
+                count,
+            } => {
+                let (to, from, count) = (self.expr(to)?, self.expr(from)?, self.expr(count)?);
+                // Both sides are addressed in 16-byte vectors of their 4-byte elements.
+                let elem = match dst {
+                    MemRef::Shared(i) => self.k.shared[*i as usize].elem.as_scalar(),
+                    _ => None,
+                };
+                let Some(elem) = elem else {
+                    return Err(
+                        self.unsupported(s.span, "`copy_async` into anything but a shared array")
+                    );
+                };
+                let vector = Type::Vector(elem, 4);
+                let index = Type::Scalar(Scalar::U32);
+                let dst = self.access(*dst, &vector, &index, s.span)?;
+                let src = self.access(*src, &vector, &index, s.span)?;
+                let at = self.at(s.span);
+                self.ops.push(Op::CopyAsync {
+                    dst,
+                    src,
+                    to: to.slot,
+                    from: from.slot,
+                    count: count.slot,
+                    at,
+                });
+            }
+            StmtKind::WaitAsync => self.ops.push(Op::WaitAsync),
             StmtKind::If { cond, then, els } => {
                 let c = self.expr(cond)?;
                 self.if_else(

@@ -38,6 +38,8 @@ struct Wave {
     done: bool,
     /// This wave's contribution to a block reduction in progress.
     partial: u64,
+    /// The shared bytes (offset, length) of this wave's copy in flight.
+    copying: Option<(usize, usize)>,
 }
 
 /// Why a wave stopped running.
@@ -245,6 +247,7 @@ impl Block {
                 masks: vec![0; code.masks as usize],
                 done: false,
                 partial: 0,
+                copying: None,
             })
             .collect();
         Block {
@@ -264,6 +267,7 @@ impl Block {
             wave.pc = 0;
             wave.exec = full_mask(w);
             wave.done = false;
+            wave.copying = None;
             wave.masks.fill(0);
             for &(slot, init) in &code.inits {
                 let lanes = &mut wave.regs[slot as usize * w..][..w];
@@ -444,7 +448,18 @@ impl Block {
                             Some(memory) => memory.load(off, &mut buf[..bytes]),
                             None => {
                                 if self.written[off..off + bytes].contains(&false) {
-                                    return Err(fault(at, lane, uninitialised(l, acc, ix)));
+                                    let copying = wave
+                                        .copying
+                                        .is_some_and(|(c, n)| off < c + n && c < off + bytes);
+                                    let message = if copying {
+                                        format!(
+                                            "read of {} while this wave's `copy_async` into it is in flight; `wait_async()` first",
+                                            place_name(l, acc, ix, None)
+                                        )
+                                    } else {
+                                        uninitialised(l, acc, ix)
+                                    };
+                                    return Err(fault(at, lane, message));
                                 }
                                 buf[..bytes].copy_from_slice(&self.shared[off..off + bytes]);
                             }
@@ -588,6 +603,57 @@ impl Block {
                     wave.pc = pc;
                     wave.exec = exec;
                     return Ok(Step::Sync(pc as Pc - 1));
+                }
+                Op::CopyAsync {
+                    dst,
+                    src,
+                    to,
+                    from,
+                    count,
+                    at,
+                } => {
+                    check_converged(masks, code, exec, full)
+                        .map_err(|lane| fault(at, lane, "`copy_async` reached under divergent control flow: the whole wave issues it".into()))?;
+                    let first = exec.trailing_zeros() as usize;
+                    let mut operands = [0u64; 3];
+                    for (v, slot) in operands.iter_mut().zip([to, from, count]) {
+                        let lane_values = &regs[slot as usize * w..][..w];
+                        *v = lane_values[first];
+                        if let Some(lane) = lanes(exec).find(|&l| lane_values[l] != *v) {
+                            return Err(fault(at, lane, "`copy_async` operands differ across the wave; every lane passes the same".into()));
+                        }
+                    }
+                    let [to, from, count] = operands;
+                    if wave.copying.is_some() {
+                        return Err(fault(at, first, "a second `copy_async` before `wait_async`: a wave has one copy in flight at a time".into()));
+                    }
+                    let (d, sr) = (Region::new(l, dst), Region::new(l, src));
+                    // The first vector's offset, once both ends are checked.
+                    let span = |r: &Region, start: u64, acc, kind| {
+                        if count > 0 {
+                            r.offset(l, acc, start + count - 1, kind)?;
+                        }
+                        r.offset(l, acc, start, kind)
+                    };
+                    let bytes = count as usize * 16;
+                    if bytes > 0 {
+                        let d_off = span(&d, to, dst, AccessKind::Store)
+                            .map_err(|m| fault(at, first, m))?;
+                        let s_off = span(&sr, from, src, AccessKind::Load)
+                            .map_err(|m| fault(at, first, m))?;
+                        let memory = sr.global.expect("validated: copies read a buffer");
+                        memory.load(s_off, &mut self.shared[d_off..d_off + bytes]);
+                        // Undefined until the wait: a read before it is caught as uninitialised.
+                        self.written[d_off..d_off + bytes].fill(false);
+                        wave.copying = Some((d_off, bytes));
+                    } else {
+                        wave.copying = Some((0, 0));
+                    }
+                }
+                Op::WaitAsync => {
+                    if let Some((off, bytes)) = wave.copying.take() {
+                        self.written[off..off + bytes].fill(true);
+                    }
                 }
                 Op::Barrier { at } => {
                     check_converged(masks, code, exec, full)

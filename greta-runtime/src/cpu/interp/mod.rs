@@ -41,9 +41,9 @@ pub enum ArgValue<'a> {
     Scalar(u64),
 }
 
-/// Compiles `kernel` for waves of `wave` lanes.
-pub fn compile(kernel: &Kernel, wave: u32) -> Result<Code> {
-    compile::compile(kernel, wave).map_err(|u| Error::Execution {
+/// Compiles `kernel` for `target` (its wavefront size and constants).
+pub fn compile(kernel: &Kernel, target: &greta_codegen::Target) -> Result<Code> {
+    compile::compile(kernel, target).map_err(|u| Error::Execution {
         kernel: kernel.symbol.clone(),
         message: format!(
             "{}: the CPU interpreter does not support {}",
