@@ -97,7 +97,13 @@ fn compile_one(
                 let obj = c
                     .compile(&src, &symbol, target.name, &[])
                     .map_err(|e| e.to_string())?;
+                // ptxas reports the static part; the launch requests the rest.
+                let dynamic = crate::codegen::validate::dynamic_shared_bytes(&ir, target);
                 parse_ptxas_log(&obj.log, &symbol)
+                    .map(|r| Resources {
+                        lds_bytes: r.lds_bytes + dynamic,
+                        ..r
+                    })
                     .ok_or_else(|| format!("no ptxas report for `{symbol}`"))
             }
         }

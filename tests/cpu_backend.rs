@@ -980,3 +980,116 @@ fn a_qkv_product_whose_rows_are_not_whole_heads_is_refused() {
         other => panic!("expected a launch error, got {other:?}"),
     }
 }
+
+/// Each wave copies its own 16-vector slice of `x` into shared memory and writes it back
+/// reversed after the wait; with `early`, it reads before waiting (a race on a GPU).
+#[greta::kernel(block = 64)]
+fn copy_then_read(x: &[u32], y: &mut [u32], early: u32) {
+    let tile = shared!([u32; 256]);
+    if BULK_COPY == 1 {
+        let w = wave_id();
+        let per_wave = 64 / (BLOCK / WAVE);
+        tile.copy_async(w * per_wave, x, block_idx() * 64 + w * per_wave, per_wave);
+        if early == 0 {
+            wait_async();
+        }
+        let t = thread_idx();
+        let v = tile.load_vec::<4>(t);
+        y.store_vec(block_idx() * 64 + 63 - t, v);
+        if early == 1 {
+            wait_async();
+        }
+    }
+}
+
+/// Two copies in flight in one wave: not allowed.
+#[greta::kernel(block = 32)]
+fn copy_twice(x: &[u32], y: &mut [u32]) {
+    let tile = shared!([u32; 64]);
+    if BULK_COPY == 1 {
+        tile.copy_async(0, x, 0, 8);
+        tile.copy_async(8, x, 8, 8);
+        wait_async();
+        y[thread_idx()] = tile[thread_idx()];
+    }
+}
+
+/// A copy issued by half a wave.
+#[greta::kernel(block = 32)]
+fn copy_divergent(x: &[u32], y: &mut [u32]) {
+    let tile = shared!([u32; 64]);
+    if BULK_COPY == 1 && lane_id() < 16 {
+        tile.copy_async(0, x, 0, 16);
+        wait_async();
+        y[thread_idx()] = tile[thread_idx()];
+    }
+}
+
+#[test]
+fn bulk_copies_land_at_the_wait_and_misuse_is_caught() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let x: Vec<u32> = (0..3 * 256).map(|_| rng.gen()).collect();
+    // Wave 32 runs sm_90's code, where BULK_COPY is 1.
+    let dev = device(32);
+    let xb = dev.upload(&x).unwrap();
+    let mut yb = dev.alloc::<u32>(x.len()).unwrap();
+    copy_then_read::launch(&dev, 3, &xb, &mut yb, 0).unwrap();
+    let got = dev.download(&yb).unwrap();
+    for b in 0..3 {
+        for t in 0..64 {
+            let (src, dst) = (b * 256 + 4 * t, b * 256 + 4 * (63 - t));
+            assert_eq!(
+                &got[dst..dst + 4],
+                &x[src..src + 4],
+                "block {b}, vector {t}"
+            );
+        }
+    }
+    let early = execution_error(
+        copy_then_read::launch(&dev, 3, &xb, &mut yb, 1),
+        "copy_then_read",
+    );
+    assert!(
+        early.contains("while this wave's `copy_async` into it is in flight"),
+        "{early}"
+    );
+    let twice = execution_error(copy_twice::launch(&dev, 1, &xb, &mut yb), "copy_twice");
+    assert!(
+        twice.contains("a second `copy_async` before `wait_async`"),
+        "{twice}"
+    );
+    let divergent = execution_error(
+        copy_divergent::launch(&dev, 1, &xb, &mut yb),
+        "copy_divergent",
+    );
+    assert!(divergent.contains("divergent control flow"), "{divergent}");
+}
+
+/// A copy past the end of its source.
+#[greta::kernel(block = 64)]
+fn copy_out_of_bounds(x: &[u32], y: &mut [u32]) {
+    let tile = shared!([u32; 64]);
+    if BULK_COPY == 1 {
+        tile.copy_async(0, x, 2, 16);
+        wait_async();
+        y[thread_idx()] = tile[thread_idx()];
+    }
+}
+
+#[test]
+fn bulk_copies_are_bounds_checked_and_absent_at_wave_64() {
+    let dev = device(32);
+    let xb = dev.upload(&[7u32; 64]).unwrap();
+    let mut yb = dev.alloc::<u32>(64).unwrap();
+    let oob = execution_error(
+        copy_out_of_bounds::launch(&dev, 1, &xb, &mut yb),
+        "copy_out_of_bounds",
+    );
+    assert!(oob.contains("out of bounds"), "{oob}");
+    // At wave 64 (gfx942) BULK_COPY is 0: the guarded code is gone and nothing is written.
+    let dev = device(64);
+    let xb = dev.upload(&[7u32; 64]).unwrap();
+    let mut yb = dev.upload(&[1u32; 64]).unwrap();
+    copy_out_of_bounds::launch(&dev, 1, &xb, &mut yb).unwrap();
+    assert_eq!(dev.download(&yb).unwrap(), vec![1u32; 64]);
+}

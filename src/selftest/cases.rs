@@ -83,7 +83,8 @@ pub fn all() -> Vec<Case> {
         let name = fmt.ggml().name();
         // Waves with several steps, with one, and with none; an input of two prologue
         // passes, the second partial; waves of several rows, and rows whose last step is
-        // partial as in the 7B FFN's down product.
+        // partial as in the 7B FFN's down product; one row per wave over a three-pass
+        // input, stored and added (where sm_90 copies the second step in bulk).
         for (rows, cols, norm, add, block) in [
             (37usize, 512usize, true, false, 1024u32),
             (130, 1536, false, true, 1024),
@@ -92,6 +93,7 @@ pub fn all() -> Vec<Case> {
             (300, 2048, false, true, 1024),
             (5, 11008, true, false, 1024),
             (4, 11008, false, false, 1024),
+            (6, 11008, false, true, 1024),
             // A long input in 256-thread blocks: eleven prologue passes, the last
             // partial.
             (3, 11008, false, true, 256),
