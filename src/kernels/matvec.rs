@@ -67,9 +67,9 @@ pub fn matvec<
     let s16 = shared!([i32; XCAP / 16]);
     // Each wave's share of the input's sum of squares (the norm).
     let ssw = shared!([f32; BLOCK / WAVE]);
-    // A wave's second weight step, where it is copied in bulk (`one_row` below, whose
-    // compile-time part sizes it): `WAVE / 4` groups of four work items per wave,
-    // `GROUP_VECTORS` vectors each. Elsewhere a token four words.
+    // A wave's second weight step, where it is copied in bulk (the one-row path below,
+    // whose compile-time conditions size it): `WAVE / 4` groups of four work items per
+    // wave, `GROUP_VECTORS` vectors each. Elsewhere a token four words.
     let stage = shared!(
         [u32; max(
             4,
@@ -91,22 +91,17 @@ pub fn matvec<
     // Row groups are dealt to waves across blocks first, so the waves with one group more
     // than the others are spread over every compute unit instead of filling a few.
     let first = (wave_id() * grid_dim() + block_idx()) * span;
-    let groups = if first < rows {
-        (rows - first + stride - 1) / stride * (span / ROWS)
-    } else {
-        0
-    };
-    let steps = groups * per_lane;
-    // Where the target copies in bulk, the input takes several passes to quantise, and
-    // every wave owns at most one row of two steps or more (the down projection), the
-    // second step is copied into `stage` right behind the input, so that DRAM streams while
-    // the input is quantised, and the rest streams through registers one step ahead after
-    // the loop (see there). With a one-pass input (4096x4096) it measured slower (4.41 ->
-    // 4.83 us on the H100). Not for Q6_K, whose steps already fill the registers, nor for
-    // inputs loaded pass by pass.
+    // One row per wave, where the target copies in bulk and the input takes several passes
+    // to quantise (the down projection): after the wait the input's loads, then a bulk copy
+    // of each wave's step 1 into `stage`, so that DRAM streams while the input is quantised;
+    // step 2's loads before the barrier; the rest one step ahead in registers. Decided before
+    // the general path's preamble, whose instructions (a division, the register arrays'
+    // fills) would delay step 0's loads. (Staged inside the general loop it measured slower,
+    // and for the one-pass 4096x4096 input too: 4.41 -> 4.83 us on the H100. Not for Q6_K,
+    // whose steps fill the registers, nor inputs loaded pass by pass.)
     let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
     let room = if FMT == Q6K { 2 } else { 3 };
-    let one_row = BULK_COPY == 1
+    if BULK_COPY == 1
         && EPI < SWIGLU
         && XCAP > 4 * BLOCK
         && FMT >= Q8_0
@@ -115,7 +110,172 @@ pub fn matvec<
         && ROWS == 1
         && rows_b == 0
         && rows <= stride
-        && per_lane >= 2;
+        && per_lane >= 2
+    {
+        let row = first;
+        let mut step0 = [u32x4::splat(0); 4];
+        let mut step0_s = 0u32;
+        if row < rows && lane_id() < items {
+            for k in 0..4 {
+                if k < item_vectors(FMT) {
+                    step0[k] = fetch_vec(FMT, wa, cols, row, lane_id(), k);
+                }
+            }
+            step0_s = fetch_scale(FMT, wa, rows, cols, row, lane_id());
+        }
+        allow_next_launch();
+        wait_prior_launch();
+        let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+        let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+            let i = (p * BLOCK + thread_idx()) * 4;
+            if i < cols {
+                xv[p] = x.load_vec::<4>(i / 4);
+                if NORM == 1 {
+                    gv[p] = nw.load_vec::<4>(i / 4);
+                }
+            }
+        }
+        // Requested behind the input: before it, or before the wait, the input queued
+        // behind it and the product was slower.
+        if row < rows {
+            stage.copy_async(
+                stage_vector(FMT),
+                wa,
+                vec_index(FMT, cols, row, WAVE, 0),
+                min(WAVE, items - WAVE) * ((GROUP_VECTORS >> (4 * FMT)) & 15) / 4,
+            );
+        }
+        let mut ss = 0.0;
+        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+            let i = (p * BLOCK + thread_idx()) * 4;
+            ss += sum_squares(xv[p]);
+            quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
+        }
+        if NORM == 1 {
+            publish_share(ss, cols, ssw);
+        }
+        let mut nxt = [u32x4::splat(0); 4];
+        let mut nxt_s = 0u32;
+        let mut staged_s = 0u32;
+        if row < rows {
+            let it = lane_id() + 2 * WAVE;
+            if per_lane > 2 && it < items {
+                for k in 0..4 {
+                    if k < item_vectors(FMT) {
+                        nxt[k] = fetch_vec(FMT, wa, cols, row, it, k);
+                    }
+                }
+                nxt_s = fetch_scale(FMT, wa, rows, cols, row, it);
+            }
+            if lane_id() + WAVE < items {
+                staged_s = fetch_scale(FMT, wa, rows, cols, row, lane_id() + WAVE);
+            }
+        }
+        barrier();
+        if row < rows {
+            let mut sum = 0.0;
+            let mut before = 0.0;
+            if EPI == ADD && lane_id() == 0 {
+                before = y[row];
+            }
+            let it = lane_id();
+            if it < items {
+                let sw = step0_s >> scale_shift(FMT, cols, row, it);
+                sum += dot_fetched(
+                    FMT,
+                    step0[0],
+                    step0[1],
+                    step0[2],
+                    step0[3],
+                    sw,
+                    it,
+                    xq,
+                    dx,
+                    sx,
+                    s16,
+                    x,
+                    nw,
+                    NORM == 1,
+                );
+            }
+            wait_async();
+            let it = lane_id() + WAVE;
+            if it < items {
+                let at = stage_vector(FMT) - vec_index(FMT, cols, row, WAVE, 0);
+                let sw = staged_s >> scale_shift(FMT, cols, row, it);
+                sum += dot_fetched(
+                    FMT,
+                    staged_vec(stage, at, FMT, cols, row, it, 0),
+                    staged_vec(stage, at, FMT, cols, row, it, 1),
+                    staged_vec(stage, at, FMT, cols, row, it, 2),
+                    staged_vec(stage, at, FMT, cols, row, it, 3),
+                    sw,
+                    it,
+                    xq,
+                    dx,
+                    sx,
+                    s16,
+                    x,
+                    nw,
+                    NORM == 1,
+                );
+            }
+            for st in 2..per_lane {
+                let mut ahead = [u32x4::splat(0); 4];
+                let mut ahead_s = 0u32;
+                let next = lane_id() + (st + 1) * WAVE;
+                if st + 1 < per_lane && next < items {
+                    for k in 0..4 {
+                        if k < item_vectors(FMT) {
+                            ahead[k] = fetch_vec(FMT, wa, cols, row, next, k);
+                        }
+                    }
+                    ahead_s = fetch_scale(FMT, wa, rows, cols, row, next);
+                }
+                let it = lane_id() + st * WAVE;
+                if it < items {
+                    let sw = nxt_s >> scale_shift(FMT, cols, row, it);
+                    sum += dot_fetched(
+                        FMT,
+                        nxt[0],
+                        nxt[1],
+                        nxt[2],
+                        nxt[3],
+                        sw,
+                        it,
+                        xq,
+                        dx,
+                        sx,
+                        s16,
+                        x,
+                        nw,
+                        NORM == 1,
+                    );
+                }
+                for k in 0..4 {
+                    nxt[k] = ahead[k];
+                }
+                nxt_s = ahead_s;
+            }
+            let row_scale = if NORM == 1 {
+                norm_from_shares(ssw, eps)
+            } else {
+                1.0
+            };
+            let total = wave_sum(sum) * row_scale;
+            if lane_id() == 0 {
+                y[row] = if EPI == ADD { before + total } else { total };
+            }
+        }
+        return;
+    }
+    let groups = if first < rows {
+        (rows - first + stride - 1) / stride * (span / ROWS)
+    } else {
+        0
+    };
+    let steps = groups * per_lane;
     let mut scale = 1.0;
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
@@ -206,17 +366,6 @@ pub fn matvec<
                             }
                         }
                     }
-                    // Requested behind the input (before it, or before the wait, the input
-                    // queued behind it and the product was slower).
-                    if BULK_COPY == 1 && EPI < SWIGLU && XCAP > 4 * BLOCK && one_row && first < rows
-                    {
-                        stage.copy_async(
-                            stage_vector(FMT),
-                            wa,
-                            vec_index(FMT, cols, first, WAVE, 0),
-                            min(WAVE, items - WAVE) * ((GROUP_VECTORS >> (4 * FMT)) & 15) / 4,
-                        );
-                    }
                     for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
                         let i = (p * BLOCK + thread_idx()) * 4;
                         ss += sum_squares(xv[p]);
@@ -237,28 +386,12 @@ pub fn matvec<
                         quantise_pass(times(v, g), i, i < cols, xq, dx, sx, s16);
                     }
                 }
-                // The scale is needed only at the end of each row, where it is summed
-                // from the waves' shares of the mean square (published by the barrier
-                // after the next step's loads), so it holds no register through the loop.
                 if NORM == 1 {
-                    let wave_ss = wave_sum(ss) / (cols as f32);
-                    if lane_id() == 0 {
-                        ssw[wave_id()] = wave_ss;
-                    }
+                    publish_share(ss, cols, ssw);
                 }
             } else if NORM == 1 {
                 scale = norm_scale(x, cols, eps);
             }
-        }
-        if BULK_COPY == 1 && EPI < SWIGLU && XCAP > 4 * BLOCK && one_row {
-            // Step 0 is in `cur`; the rest follows the loop.
-            for k in 0..4 * ROWS {
-                cur[k] = nxt[k];
-            }
-            for r in 0..ROWS {
-                cur_s[r] = nxt_s[r];
-            }
-            break;
         }
         if s == 1 {
             barrier();
@@ -364,124 +497,16 @@ pub fn matvec<
             cur_s[r] = nxt_s[r];
         }
     }
-    if BULK_COPY == 1 && EPI < SWIGLU && XCAP > 4 * BLOCK && one_row {
-        // One row per wave: step 0 is in `cur`, step 1 in `stage`, and step 2 on is loaded
-        // one step ahead, step 2's loads issued before the barrier like the loop's second
-        // step. (Staging inside the general loop measured slower than this sequence.)
-        let row = first;
-        let mut nxt = [u32x4::splat(0); 4];
-        let mut nxt_s = 0u32;
-        let mut staged_s = 0u32;
-        if row < rows {
-            let it = lane_id() + 2 * WAVE;
-            if per_lane > 2 && it < items {
-                for k in 0..4 {
-                    if k < item_vectors(FMT) {
-                        nxt[k] = fetch_vec(FMT, wa, cols, row, it, k);
-                    }
-                }
-                nxt_s = fetch_scale(FMT, wa, rows, cols, row, it);
-            }
-            if lane_id() + WAVE < items {
-                staged_s = fetch_scale(FMT, wa, rows, cols, row, lane_id() + WAVE);
-            }
-        }
-        barrier();
-        if row < rows {
-            let mut sum = 0.0;
-            let mut before = 0.0;
-            if EPI == ADD && lane_id() == 0 {
-                before = y[row];
-            }
-            let it = lane_id();
-            if it < items {
-                let sw = cur_s[0] >> scale_shift(FMT, cols, row, it);
-                sum += dot_fetched(
-                    FMT,
-                    cur[0],
-                    cur[1],
-                    cur[2],
-                    cur[3],
-                    sw,
-                    it,
-                    xq,
-                    dx,
-                    sx,
-                    s16,
-                    x,
-                    nw,
-                    NORM == 1,
-                );
-            }
-            wait_async();
-            let it = lane_id() + WAVE;
-            if it < items {
-                let at = stage_vector(FMT) - vec_index(FMT, cols, row, WAVE, 0);
-                let sw = staged_s >> scale_shift(FMT, cols, row, it);
-                sum += dot_fetched(
-                    FMT,
-                    staged_vec(stage, at, FMT, cols, row, it, 0),
-                    staged_vec(stage, at, FMT, cols, row, it, 1),
-                    staged_vec(stage, at, FMT, cols, row, it, 2),
-                    staged_vec(stage, at, FMT, cols, row, it, 3),
-                    sw,
-                    it,
-                    xq,
-                    dx,
-                    sx,
-                    s16,
-                    x,
-                    nw,
-                    NORM == 1,
-                );
-            }
-            for st in 2..per_lane {
-                let mut ahead = [u32x4::splat(0); 4];
-                let mut ahead_s = 0u32;
-                let next = lane_id() + (st + 1) * WAVE;
-                if st + 1 < per_lane && next < items {
-                    for k in 0..4 {
-                        if k < item_vectors(FMT) {
-                            ahead[k] = fetch_vec(FMT, wa, cols, row, next, k);
-                        }
-                    }
-                    ahead_s = fetch_scale(FMT, wa, rows, cols, row, next);
-                }
-                let it = lane_id() + st * WAVE;
-                if it < items {
-                    let sw = nxt_s >> scale_shift(FMT, cols, row, it);
-                    sum += dot_fetched(
-                        FMT,
-                        nxt[0],
-                        nxt[1],
-                        nxt[2],
-                        nxt[3],
-                        sw,
-                        it,
-                        xq,
-                        dx,
-                        sx,
-                        s16,
-                        x,
-                        nw,
-                        NORM == 1,
-                    );
-                }
-                for k in 0..4 {
-                    nxt[k] = ahead[k];
-                }
-                nxt_s = ahead_s;
-            }
-            let row_scale = if NORM == 1 {
-                norm_from_shares(ssw, eps)
-            } else {
-                1.0
-            };
-            let total = wave_sum(sum) * row_scale;
-            if lane_id() == 0 {
-                y[row] = if EPI == ADD { before + total } else { total };
-            }
-        }
+}
+
+/// Publishes the wave's share of the input's mean square for the RMSNorm scale. The scale is
+/// needed only at the end of each row, where it is summed from the shares (published by the
+/// barrier after the next step's loads), so it holds no register through the loop.
+#[crate::device]
+fn publish_share(ss: f32, cols: u32, ssw: &mut [f32]) {
+    let wave_ss = wave_sum(ss) / (cols as f32);
+    if lane_id() == 0 {
+        ssw[wave_id()] = wave_ss;
     }
 }
 
