@@ -5,7 +5,9 @@
 //! Each wavefront owns `ROWS` rows at a time and walks their work items; the loads of the
 //! next item are issued before the current one is used, and the first item's loads before
 //! the prologue, so the norm and the quantisation of the input overlap memory traffic.
-//! Blocks stride over the rows.
+//! Blocks stride over the rows. Where the target copies in bulk and each wave owns one row
+//! of a long input (the down projection), a separate path also copies the row's second step
+//! into shared memory while the input is quantised.
 //!
 //! Where the target has dependent launch, the kernel starts while the previous launch still
 //! runs: it issues its first weight loads, then waits for that launch before reading
