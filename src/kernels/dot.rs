@@ -92,33 +92,17 @@ pub fn quantise_pass(
     sx: &mut [f32],
     s16: &mut [i32],
 ) {
-    // The largest magnitude, compared as bits: for non-negative floats integer order is
-    // value order, and infinities and NaNs order above every finite value. (A float `max`
-    // drops NaN, and a NaN cast to int is 0: a non-finite input would vanish in the
-    // quantisation.) A non-finite input becomes its block's step, so every product that
-    // reads the block is non-finite.
-    let mut top = max(
-        max(abs(v[0]).to_bits(), abs(v[1]).to_bits()),
-        max(abs(v[2]).to_bits(), abs(v[3]).to_bits()),
-    );
+    let mut top = magnitude_bits(v);
     top = max(top, shfl_xor(top, 1));
     top = max(top, shfl_xor(top, 2));
     top = max(top, shfl_xor(top, 4));
     // Every thread of the block repeats this for its share of the whole input, so it is
-    // written for issue slots: a multiply for the step, one reciprocal instruction, and the
-    // rounding by the magic number 1.5 * 2^23 (an add to it leaves round(v) in the low
-    // mantissa bits, two's complement in the low byte) instead of floor and a conversion,
-    // which run at a quarter of the rate on sm_90.
+    // written for issue slots: a multiply for the step and one reciprocal instruction.
     let d = f32::from_bits(top) * 0.007874016;
     let inv = if d > 0.0 { rcp(d) } else { 0.0 };
-    let b0 = (v[0] * inv + 12582912.0).to_bits();
-    let b1 = (v[1] * inv + 12582912.0).to_bits();
-    let b2 = (v[2] * inv + 12582912.0).to_bits();
-    let b3 = (v[3] * inv + 12582912.0).to_bits();
-    let packed = ((b0 & 0xff) | ((b1 & 0xff) << 8) | ((b2 & 0xff) << 16) | (b3 << 24)) as i32;
-    // The four values' sum: their bit patterns less four times the magic number's
-    // (0x4b400000 each, so 0x2d000000 after the wrap).
-    let mut sum = (b0 + b1 + b2 + b3 - 0x2d000000) as i32;
+    let b = rounded_bits(v, inv);
+    let packed = pack_bytes(b);
+    let mut sum = rounded_sum(b);
     sum += shfl_xor(sum, 1);
     sum += shfl_xor(sum, 2);
     let sum16 = sum;
@@ -133,6 +117,93 @@ pub fn quantise_pass(
             sx[i / 32] = d * (sum as f32);
         }
     }
+}
+
+/// The prologue step for long inputs: the 16 values `v0..v3` at `i..i+16` quantised into
+/// shared memory as `quantise_pass` does, one thread per 16 values instead of four. Two
+/// neighbouring lanes cover a 32-value block, so both must call it. For the same input
+/// the block issues about a third of the instructions, which pays where the input takes
+/// several passes (H100, 11008->4096 Q4_K, measured with the change) and not for one
+/// pass, whose few long threads would be slower than 1024 short ones.
+#[device]
+pub fn quantise_chunk(
+    v0: f32x4,
+    v1: f32x4,
+    v2: f32x4,
+    v3: f32x4,
+    i: u32,
+    valid: bool,
+    xq: &mut [i32],
+    dx: &mut [f32],
+    sx: &mut [f32],
+    s16: &mut [i32],
+) {
+    let mut top = max(
+        max(magnitude_bits(v0), magnitude_bits(v1)),
+        max(magnitude_bits(v2), magnitude_bits(v3)),
+    );
+    top = max(top, shfl_xor(top, 1));
+    let d = f32::from_bits(top) * 0.007874016;
+    let inv = if d > 0.0 { rcp(d) } else { 0.0 };
+    let b0 = rounded_bits(v0, inv);
+    let b1 = rounded_bits(v1, inv);
+    let b2 = rounded_bits(v2, inv);
+    let b3 = rounded_bits(v3, inv);
+    let sum16 = rounded_sum(b0) + rounded_sum(b1) + rounded_sum(b2) + rounded_sum(b3);
+    let sum = sum16 + shfl_xor(sum16, 1);
+    if valid {
+        let packed = i32x4::new(
+            pack_bytes(b0),
+            pack_bytes(b1),
+            pack_bytes(b2),
+            pack_bytes(b3),
+        );
+        xq.store_vec(xq_slot(i / 16), packed);
+        s16[i / 16] = sum16;
+        if (i / 16) % 2 == 0 {
+            dx[i / 32] = d;
+            sx[i / 32] = d * (sum as f32);
+        }
+    }
+}
+
+/// The largest magnitude of `v`'s lanes, compared as bits: for non-negative floats integer
+/// order is value order, and infinities and NaNs order above every finite value. (A float
+/// `max` drops NaN, and a NaN cast to int is 0: a non-finite input would vanish in the
+/// quantisation.) A non-finite input becomes its block's step, so every product that reads
+/// the block is non-finite.
+#[device]
+pub fn magnitude_bits(v: f32x4) -> u32 {
+    max(
+        max(abs(v[0]).to_bits(), abs(v[1]).to_bits()),
+        max(abs(v[2]).to_bits(), abs(v[3]).to_bits()),
+    )
+}
+
+/// `v * inv` rounded to integers by adding the magic number 1.5 * 2^23, which leaves
+/// round(v * inv) in the low mantissa bits (two's complement in the low byte): an add
+/// instead of floor and a conversion, which run at a quarter of the rate on sm_90.
+#[device]
+pub fn rounded_bits(v: f32x4, inv: f32) -> u32x4 {
+    u32x4::new(
+        (v[0] * inv + 12582912.0).to_bits(),
+        (v[1] * inv + 12582912.0).to_bits(),
+        (v[2] * inv + 12582912.0).to_bits(),
+        (v[3] * inv + 12582912.0).to_bits(),
+    )
+}
+
+/// The int8 values `rounded_bits` left in `b`, packed into one word.
+#[device]
+pub fn pack_bytes(b: u32x4) -> i32 {
+    ((b[0] & 0xff) | ((b[1] & 0xff) << 8) | ((b[2] & 0xff) << 16) | (b[3] << 24)) as i32
+}
+
+/// The sum of the four integers `rounded_bits` left in `b`: their bit patterns less four
+/// times the magic number's (0x4b400000 each, so 0x2d000000 after the wrap).
+#[device]
+pub fn rounded_sum(b: u32x4) -> i32 {
+    (b[0] + b[1] + b[2] + b[3] - 0x2d000000) as i32
 }
 
 /// Where 16-byte vector `q` of the quantised input lives in shared memory. A 16-byte

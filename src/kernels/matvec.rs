@@ -14,8 +14,8 @@
 //! anything else. The weights must therefore not be written by the launch before it.
 
 use super::dot::{
-    dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_pass,
-    scale_shift, sum_squares, times, vec_index, GROUP_VECTORS, Q6K, Q8_0,
+    dot_fetched, fetch_scale, fetch_vec, item_vectors, items_per_row, norm_scale, quantise_chunk,
+    quantise_pass, scale_shift, sum_squares, times, vec_index, GROUP_VECTORS, Q6K, Q8_0,
 };
 use crate::kernel;
 
@@ -76,7 +76,8 @@ pub fn matvec<
         [u32; max(
             4,
             BULK_COPY
-                * ((EPI < SWIGLU && FMT >= Q8_0 && FMT != Q6K && XCAP > 4 * BLOCK) as u32)
+                * ((EPI < SWIGLU && NORM == 0 && FMT >= Q8_0 && FMT != Q6K && XCAP > 4 * BLOCK)
+                    as u32)
                 * BLOCK
                 * ((GROUP_VECTORS >> (4 * FMT)) & 15)
         )]
@@ -93,19 +94,22 @@ pub fn matvec<
     // Row groups are dealt to waves across blocks first, so the waves with one group more
     // than the others are spread over every compute unit instead of filling a few.
     let first = (wave_id() * grid_dim() + block_idx()) * span;
-    // One row per wave, where the target copies in bulk and the input takes several passes
-    // to quantise (the down projection): after the wait the input's loads, then a bulk copy
-    // of each wave's step 1 into `stage`, so that DRAM streams while the input is quantised;
-    // step 2's loads before the barrier; the rest one step ahead in registers. Decided before
-    // the general path's preamble, whose instructions (a division, the register arrays'
-    // fills) would delay step 0's loads. (Staged inside the general loop it measured slower,
-    // and for the one-pass 4096x4096 input too: 4.41 -> 4.83 us on the H100. Not for Q6_K,
-    // whose steps fill the registers, nor inputs loaded pass by pass.)
+    // One row per wave, where the target copies in bulk and a long input without a norm
+    // takes several passes to quantise (the down projection): after the wait the input's
+    // loads, then a bulk copy of each wave's step 1 into `stage`, so that DRAM streams while
+    // the input is quantised (16 values per thread); step 2's loads before the barrier; the
+    // rest one step ahead in registers. Decided before the general path's preamble, whose
+    // instructions (a division, the register arrays' fills) would delay step 0's loads.
+    // (Staged inside the general loop it measured slower, and for the one-pass 4096x4096
+    // input too: 4.41 -> 4.83 us on the H100. Not for Q6_K, whose steps fill the registers,
+    // nor inputs loaded pass by pass.)
     let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
     let room = if FMT == Q6K { 2 } else { 3 };
     if BULK_COPY == 1
         && EPI < SWIGLU
         && XCAP > 4 * BLOCK
+        && XCAP <= 16 * BLOCK
+        && NORM == 0
         && FMT >= Q8_0
         && FMT != Q6K
         && passes * (1 + NORM) <= room
@@ -127,15 +131,13 @@ pub fn matvec<
         }
         allow_next_launch();
         wait_prior_launch();
-        let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-        let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-            let i = (p * BLOCK + thread_idx()) * 4;
-            if i < cols {
-                xv[p] = x.load_vec::<4>(i / 4);
-                if NORM == 1 {
-                    gv[p] = nw.load_vec::<4>(i / 4);
-                }
+        // The input, 16 consecutive values per thread (two lanes per 32-value block): about
+        // a third of the instructions of four-value passes.
+        let c = thread_idx();
+        let mut v = [f32x4::splat(0.0); 4];
+        if c < cols / 16 {
+            for k in 0..4 {
+                v[k] = x.load_vec::<4>(4 * c + k);
             }
         }
         // Requested behind the input: before it, or before the wait, the input queued
@@ -148,14 +150,20 @@ pub fn matvec<
                 min(WAVE, items - WAVE) * ((GROUP_VECTORS >> (4 * FMT)) & 15) / 4,
             );
         }
-        let mut ss = 0.0;
-        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-            let i = (p * BLOCK + thread_idx()) * 4;
-            ss += sum_squares(xv[p]);
-            quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
-        }
-        if NORM == 1 {
-            publish_share(ss, cols, ssw);
+        // Whole waves past the input's end idle.
+        if c - lane_id() < cols / 16 {
+            quantise_chunk(
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                16 * c,
+                c < cols / 16,
+                xq,
+                dx,
+                sx,
+                s16,
+            );
         }
         let mut nxt = [u32x4::splat(0); 4];
         let mut nxt_s = 0u32;
@@ -260,12 +268,7 @@ pub fn matvec<
                 }
                 nxt_s = ahead_s;
             }
-            let row_scale = if NORM == 1 {
-                norm_from_shares(ssw, eps)
-            } else {
-                1.0
-            };
-            let total = wave_sum(sum) * row_scale;
+            let total = wave_sum(sum);
             if lane_id() == 0 {
                 y[row] = if EPI == ADD { before + total } else { total };
             }
