@@ -76,8 +76,12 @@ pub fn matvec<
         [u32; max(
             4,
             BULK_COPY
-                * ((EPI < SWIGLU && NORM == 0 && FMT >= Q8_0 && FMT != Q6K && XCAP > 4 * BLOCK)
-                    as u32)
+                * ((EPI < SWIGLU
+                    && NORM == 0
+                    && FMT >= Q8_0
+                    && FMT != Q6K
+                    && XCAP > 4 * BLOCK
+                    && XCAP <= 12 * BLOCK) as u32)
                 * BLOCK
                 * ((GROUP_VECTORS >> (4 * FMT)) & 15)
         )]
@@ -102,17 +106,14 @@ pub fn matvec<
     // instructions (a division, the register arrays' fills) would delay step 0's loads.
     // (Staged inside the general loop it measured slower, and for the one-pass 4096x4096
     // input too: 4.41 -> 4.83 us on the H100. Not for Q6_K, whose steps fill the registers,
-    // nor inputs loaded pass by pass.)
-    let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
-    let room = if FMT == Q6K { 2 } else { 3 };
+    // nor inputs of more than three passes, which the general path loads pass by pass.)
     if BULK_COPY == 1
         && EPI < SWIGLU
-        && XCAP > 4 * BLOCK
-        && XCAP <= 16 * BLOCK
         && NORM == 0
         && FMT >= Q8_0
         && FMT != Q6K
-        && passes * (1 + NORM) <= room
+        && XCAP > 4 * BLOCK
+        && XCAP <= 12 * BLOCK
         && ROWS == 1
         && rows_b == 0
         && rows <= stride
@@ -123,9 +124,7 @@ pub fn matvec<
         let mut step0_s = 0u32;
         if row < rows && lane_id() < items {
             for k in 0..4 {
-                if k < item_vectors(FMT) {
-                    step0[k] = fetch_vec(FMT, wa, cols, row, lane_id(), k);
-                }
+                step0[k] = item_vec(FMT, wa, cols, row, lane_id(), k);
             }
             step0_s = fetch_scale(FMT, wa, rows, cols, row, lane_id());
         }
@@ -172,9 +171,7 @@ pub fn matvec<
             let it = lane_id() + 2 * WAVE;
             if per_lane > 2 && it < items {
                 for k in 0..4 {
-                    if k < item_vectors(FMT) {
-                        nxt[k] = fetch_vec(FMT, wa, cols, row, it, k);
-                    }
+                    nxt[k] = item_vec(FMT, wa, cols, row, it, k);
                 }
                 nxt_s = fetch_scale(FMT, wa, rows, cols, row, it);
             }
@@ -237,9 +234,7 @@ pub fn matvec<
                 let next = lane_id() + (st + 1) * WAVE;
                 if st + 1 < per_lane && next < items {
                     for k in 0..4 {
-                        if k < item_vectors(FMT) {
-                            ahead[k] = fetch_vec(FMT, wa, cols, row, next, k);
-                        }
+                        ahead[k] = item_vec(FMT, wa, cols, row, next, k);
                     }
                     ahead_s = fetch_scale(FMT, wa, rows, cols, row, next);
                 }
@@ -358,6 +353,8 @@ pub fn matvec<
                 // rather than spill at 64 registers per thread. The norm's scale is common
                 // to the whole input, so it leaves the int8 values unchanged: `x * nw` is
                 // quantised without waiting for it, and the rows' sums are scaled instead.
+                let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
+                let room = if FMT == Q6K { 2 } else { 3 };
                 let mut ss = 0.0;
                 if passes * (1 + NORM) <= room {
                     let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
@@ -532,6 +529,16 @@ fn norm_from_shares(ssw: &[f32], eps: f32) -> f32 {
 #[crate::device]
 fn stage_vector(fmt: u32) -> u32 {
     wave_id() * (WAVE / 4) * ((GROUP_VECTORS >> (4 * fmt)) & 15)
+}
+
+/// Vector `k` of work item `it` of weight row `row`; zero past the item's vectors.
+#[crate::device]
+fn item_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u32x4 {
+    if k < item_vectors(fmt) {
+        fetch_vec(fmt, w, cols, row, it, k)
+    } else {
+        u32x4::splat(0)
+    }
 }
 
 /// Vector `k` of work item `it` of row `row` from a staged step that starts at vector `at`
