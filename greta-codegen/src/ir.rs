@@ -205,6 +205,14 @@ pub enum StmtKind {
     },
     /// Waits until the calling wave's copy has landed (a wave without one goes on).
     WaitAsync,
+    /// Writes fragment `value` into `mem` as a tile at element `offset` with rows `ld`
+    /// elements apart: each lane its own elements, at the positions of the target's layout.
+    FragStore {
+        mem: MemRef,
+        offset: Expr,
+        ld: Expr,
+        value: Expr,
+    },
     /// A nested scope (one copy of an unrolled loop body, or a branch kept by folding).
     Scope(Vec<Stmt>),
     /// An expression evaluated for its effect (a call or an atomic).
@@ -283,6 +291,16 @@ pub enum ExprKind {
     Call {
         func: FuncId,
         args: Vec<CallArg>,
+    },
+    /// A fragment (the expression's type) read from shared array `mem` as a tile at element
+    /// `offset` with rows `ld` elements apart; `trans` reads a B fragment stored with one
+    /// row per step of K (element (n, k) at `offset + k * ld + n`). Reached by the whole
+    /// wave, with the same operands in every lane.
+    FragLoad {
+        mem: MemRef,
+        offset: Box<Expr>,
+        ld: Box<Expr>,
+        trans: bool,
     },
 }
 
@@ -373,6 +391,8 @@ pub enum Builtin {
     IsFinite,
     /// Dot product of four signed bytes packed in each i32, plus an accumulator.
     Dp4a,
+    /// Matrix-core product of fragments `c + a · bᵀ`, by the whole wave.
+    Mma,
 }
 
 impl Builtin {
@@ -385,6 +405,7 @@ impl Builtin {
                 | Builtin::WaveReduce(_)
                 | Builtin::BlockReduce(_)
                 | Builtin::Ballot
+                | Builtin::Mma
         )
     }
 }
@@ -451,6 +472,11 @@ macro_rules! stmt_walker {
                         $expr(to, f);
                         $expr(from, f);
                         $expr(count, f);
+                    }
+                    StmtKind::FragStore { offset, ld, value, .. } => {
+                        $expr(offset, f);
+                        $expr(ld, f);
+                        $expr(value, f);
                     }
                     StmtKind::If { cond, then, els } => {
                         $expr(cond, f);
@@ -535,6 +561,10 @@ impl Kernel {
                     mem: MemRef::Global(p),
                     ..
                 }
+                | ExprKind::FragLoad {
+                    mem: MemRef::Global(p),
+                    ..
+                }
                 | ExprKind::Atomic {
                     mem: MemRef::Global(p),
                     ..
@@ -588,6 +618,10 @@ impl Kernel {
                         }
                         | StmtKind::CopyAsync {
                             src: MemRef::Global(p),
+                            ..
+                        }
+                        | StmtKind::FragStore {
+                            mem: MemRef::Global(p),
                             ..
                         } = &s.kind
                         {
@@ -653,6 +687,10 @@ macro_rules! expr_walker {
                 ExprKind::Atomic { index, value, .. } => {
                     $name(index, f);
                     $name(value, f);
+                }
+                ExprKind::FragLoad { offset, ld, .. } => {
+                    $name(offset, f);
+                    $name(ld, f);
                 }
                 ExprKind::Call { args, .. } => {
                     for a in args {

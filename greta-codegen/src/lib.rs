@@ -5,6 +5,7 @@
 pub mod ast;
 pub mod def;
 pub mod diag;
+pub mod frag;
 pub mod frontend;
 pub mod hip;
 pub mod ir;
@@ -15,6 +16,7 @@ pub mod validate;
 
 pub use def::{DeviceDef, DeviceRef, KernelDef};
 pub use diag::{Diagnostic, Diagnostics};
+pub use frag::{Frag, FragRole};
 pub use frontend::{check, specialise, CheckReport, DeviceCall, DeviceFns, SpecValue};
 pub use target::{Dialect, Target, GFX90A, GFX942, SM90, TARGETS};
 pub use types::{Scalar, Type};

@@ -111,6 +111,9 @@ pub enum Type {
     Vector(Scalar, u8),
     /// A register array of compile-time length.
     Array(Box<Type>, u32),
+    /// A matrix-core fragment: a wave-level tile whose elements are spread over the lanes
+    /// (its per-lane length depends on the target's wave size).
+    Frag(crate::frag::Frag),
     /// An unsuffixed literal whose type is not decided yet (front end only).
     Infer(InferVar),
     /// The `i`-th type parameter of a generic kernel before specialisation (front end only).
@@ -169,7 +172,7 @@ impl Type {
     /// True if the type contains no front-end placeholders.
     pub fn is_concrete(&self) -> bool {
         match self {
-            Type::Void | Type::Scalar(_) | Type::Vector(..) => true,
+            Type::Void | Type::Scalar(_) | Type::Vector(..) | Type::Frag(_) => true,
             Type::Array(t, _) => t.is_concrete(),
             Type::Infer(_) | Type::Generic(_) | Type::Unknown => false,
         }
@@ -195,6 +198,7 @@ impl fmt::Display for Type {
             Type::Scalar(s) => write!(f, "{s}"),
             Type::Vector(s, n) => write!(f, "{s}x{n}"),
             Type::Array(t, n) => write!(f, "[{t}; {n}]"),
+            Type::Frag(frag) => write!(f, "{frag}"),
             Type::Infer(v) if v.float => f.write_str("{float}"),
             Type::Infer(_) => f.write_str("{integer}"),
             Type::Generic(i) => write!(f, "<type parameter {i}>"),

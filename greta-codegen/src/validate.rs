@@ -288,6 +288,13 @@ fn definite_assignment(
                 reads(from, assigned, diags);
                 reads(count, assigned, diags);
             }
+            StmtKind::FragStore {
+                offset, ld, value, ..
+            } => {
+                reads(offset, assigned, diags);
+                reads(ld, assigned, diags);
+                reads(value, assigned, diags);
+            }
             StmtKind::Barrier
             | StmtKind::Fence
             | StmtKind::WaitPriorLaunch

@@ -128,11 +128,26 @@ impl Converter {
         match t {
             syn::Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
                 let seg = &p.path.segments[0];
-                if !seg.arguments.is_none() {
-                    return err(&seg.arguments, "kernel types take no generic arguments");
-                }
+                let ident = seg.ident.to_string();
+                let name = match &seg.arguments {
+                    syn::PathArguments::None => ident,
+                    // Fragment types name their element type: `FragA<f16>`, `FragC<f32>`.
+                    syn::PathArguments::AngleBracketed(a)
+                        if matches!(ident.as_str(), "FragA" | "FragB" | "FragC") && a.args.len() == 1 =>
+                    {
+                        match &a.args[0] {
+                            syn::GenericArgument::Type(syn::Type::Path(e))
+                                if e.qself.is_none() && e.path.segments.len() == 1 && e.path.segments[0].arguments.is_none() =>
+                            {
+                                format!("{ident}<{}>", e.path.segments[0].ident)
+                            }
+                            other => return err(other, "write the fragment's element type: `FragA<f16>`"),
+                        }
+                    }
+                    other => return err(other, "kernel types take no generic arguments (fragments take their element type: `FragC<f32>`)"),
+                };
                 Ok(TypeAst::Path {
-                    name: seg.ident.to_string(),
+                    name,
                     span: self.sp(t),
                 })
             }

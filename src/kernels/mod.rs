@@ -7,6 +7,7 @@ pub mod dot;
 pub mod elementwise;
 pub mod gemv;
 pub mod matvec;
+pub mod mma_tile;
 pub mod norm;
 pub mod stream;
 
@@ -100,6 +101,21 @@ pub fn builtins() -> Vec<KernelVariants> {
                     Const(stream::FIRST_LOADS_FIRST as i128),
                 ],
                 vec![Const(4), Const(512), Const(stream::WAIT_FIRST as i128)],
+            ],
+        },
+        KernelVariants {
+            def: mma_tile::mma_tile::definition,
+            variants: vec![
+                vec![Type(Scalar::F16), Type(Scalar::F32), Const(64)],
+                vec![Type(Scalar::BF16), Type(Scalar::F32), Const(64)],
+                vec![Type(Scalar::I8), Type(Scalar::I32), Const(64)],
+            ],
+        },
+        KernelVariants {
+            def: mma_tile::mma_tile_trans::definition,
+            variants: vec![
+                vec![Type(Scalar::F16), Const(64)],
+                vec![Type(Scalar::BF16), Const(64)],
             ],
         },
         KernelVariants {

@@ -5,6 +5,7 @@
 
 pub mod cases;
 pub mod graph;
+pub mod matrix;
 
 use crate::runtime::{Device, Result};
 use rand::rngs::StdRng;
@@ -72,7 +73,9 @@ impl Case {
 
 /// Every case of every built-in kernel.
 pub fn cases() -> Vec<Case> {
-    cases::all()
+    let mut all = cases::all();
+    all.extend(matrix::all());
+    all
 }
 
 /// Runs the cases whose kernel is in `kernels` (all if empty), each with its own seeded

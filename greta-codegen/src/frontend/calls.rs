@@ -108,6 +108,11 @@ impl<'a> Lowerer<'a> {
                 format!("`{name}()` is a statement: write `{name}();` on its own line"),
             ),
             [name] if name == "bitcast" => self.lower_bitcast(generics, args, span),
+            [name] if name == "mma" => self.lower_mma(args, span),
+            [name] if super::frag::constructor_role(name).is_some() => {
+                let role = super::frag::constructor_role(name).expect("matched above");
+                self.lower_frag_constructor(role, name, generics, args, span)
+            }
             [name] => {
                 if let Some((op, sig)) = builtin_by_name(name) {
                     let lowered = self.lower_args(args, sig, expected);
@@ -236,6 +241,10 @@ impl<'a> Lowerer<'a> {
         if let Some((mem, elem, mutable, name)) = self.mem_receiver(recv) {
             return match method {
                 "load_vec" => self.lower_load_vec(mem, &elem, generics, args, span),
+                "load_a" | "load_b" | "load_b_trans" => {
+                    self.lower_frag_load(mem, &elem, &name, method, args, span)
+                }
+                "store_frag" => self.poison(span, "`store_frag` is a statement: write `tile.store_frag(offset, ld, f);`"),
                 "atomic_add" | "atomic_max" => {
                     if !mutable {
                         return self.poison(
@@ -271,11 +280,18 @@ impl<'a> Lowerer<'a> {
                 "store_vec" => self.poison(span, "`store_vec` is a statement: write `buf.store_vec(i, v);`"),
                 _ => self.poison(
                     method_span,
-                    format!("unknown method `{method}` on buffer `{name}`; buffers have `load_vec::<N>(i)`, `store_vec(i, v)`, `atomic_add(i, v)`, `atomic_max(i, v)` and indexing `{name}[i]`"),
+                    format!("unknown method `{method}` on buffer `{name}`; buffers have `load_vec::<N>(i)`, `store_vec(i, v)`, `atomic_add(i, v)`, `atomic_max(i, v)`, `store_frag(offset, ld, f)`, shared arrays also `load_a/load_b/load_b_trans(offset, ld)`, and indexing `{name}[i]`"),
                 ),
             };
         }
         let receiver = self.lower_expr(recv, expected);
+        match self.infer.resolve(&receiver.ty) {
+            Type::Frag(f) => return self.lower_frag_method(f, method, method_span, args, span),
+            Type::Unknown | Type::Generic(_) if super::frag::is_frag_method(method) => {
+                return self.lower_unresolved_frag_method(method, args, span)
+            }
+            _ => {}
+        }
         if method == "to_bits" {
             self.exact_args::<0>(args, span, "to_bits");
             let t = self.infer.finish(&receiver.ty);
@@ -343,6 +359,23 @@ impl<'a> Lowerer<'a> {
             }
         }
         Some(StmtKind::Store { mem, index, value })
+    }
+
+    /// Lowers `tile.store_frag(offset, ld, f)` in statement position.
+    pub(super) fn lower_store_frag(
+        &mut self,
+        recv: &ExprAst,
+        args: &[ExprAst],
+        span: Span,
+    ) -> Option<StmtKind> {
+        let Some((mem, elem, mutable, name)) = self.mem_receiver(recv) else {
+            self.error(
+                recv.span,
+                "`store_frag` is a method of buffers and shared arrays",
+            );
+            return None;
+        };
+        self.lower_frag_store(mem, &elem, mutable, &name, args, span)
     }
 
     /// Lowers `dst.copy_async(to, src, from, count)` in statement position: `dst` a shared
@@ -458,7 +491,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Takes exactly `N` arguments or reports the arity mismatch.
-    fn exact_args<'e, const N: usize>(
+    pub(super) fn exact_args<'e, const N: usize>(
         &mut self,
         args: &'e [ExprAst],
         span: Span,

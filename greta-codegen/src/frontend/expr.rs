@@ -471,6 +471,10 @@ impl Lowerer<'_> {
         let (elem, len) = match self.infer.resolve(&base.ty) {
             Type::Array(t, n) => (*t, n),
             Type::Vector(s, n) => (Type::Scalar(s), n as u32),
+            Type::Frag(f) => (
+                Type::Scalar(f.elem),
+                self.wave().map(|w| f.len(w)).unwrap_or(0),
+            ),
             Type::Unknown => (Type::Unknown, 0),
             other => {
                 return self.poison(span, format!("cannot index a value of type `{other}`"));

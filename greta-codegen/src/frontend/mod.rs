@@ -5,6 +5,7 @@
 
 mod calls;
 mod expr;
+mod frag;
 mod infer;
 mod stmt;
 
@@ -553,6 +554,13 @@ impl<'a> Lowerer<'a> {
                 if let Some((_, ty)) = self.type_params.iter().find(|(n, _)| n == name) {
                     return ty.clone();
                 }
+                if let Some((role, elem)) = frag::parse_type_name(name) {
+                    let elem = self.lower_type(&TypeAst::Path {
+                        name: elem.to_string(),
+                        span: *span,
+                    });
+                    return self.frag_type(role, &elem, *span);
+                }
                 let hint = match name.as_str() {
                     "usize" | "isize" => " (use `u32`/`i32` for indices, or `u64`/`i64`)",
                     "f64" => " (GPU kernels here compute in `f32`; f64 is not supported)",
@@ -562,7 +570,7 @@ impl<'a> Lowerer<'a> {
                 self.error(
                     *span,
                     format!(
-                        "unsupported type `{name}`{hint}; the kernel types are bool, i8, u8, i16, u16, i32, u32, i64, u64, f16, bf16, f32, vectors like `f16x8`/`u32x4`, and arrays `[T; N]`"
+                        "unsupported type `{name}`{hint}; the kernel types are bool, i8, u8, i16, u16, i32, u32, i64, u64, f16, bf16, f32, vectors like `f16x8`/`u32x4`, arrays `[T; N]` and fragments `FragA<f16>`/`FragB<f16>`/`FragC<f32>`"
                     ),
                 );
                 Type::Unknown

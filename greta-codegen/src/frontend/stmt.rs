@@ -242,6 +242,15 @@ impl Lowerer<'_> {
             },
             ExprKindAst::MethodCall {
                 recv, method, args, ..
+            } if method == "store_frag" => match self.lower_store_frag(recv, args, span) {
+                Some(k) => {
+                    out.append(&mut self.fcx.pending);
+                    k
+                }
+                None => return,
+            },
+            ExprKindAst::MethodCall {
+                recv, method, args, ..
             } if method == "copy_async" => match self.lower_copy_async(recv, args, span) {
                 Some(k) => {
                     out.append(&mut self.fcx.pending);

@@ -2,6 +2,7 @@
 //! (CUDA prelude mapping the HIP built-ins). Kernel bodies are printed from the IR; the
 //! file skeleton, preludes and helpers come from the templates.
 
+mod frag;
 mod print;
 mod templates;
 
@@ -50,7 +51,8 @@ pub fn emit(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
         .collect();
     let helpers = hb
         .render("helpers", &json!({ "vectors": vectors }))
-        .map_err(wrap)?;
+        .map_err(wrap)?
+        + &parts.fragments;
     let consts: Vec<_> = kernel
         .consts
         .iter()

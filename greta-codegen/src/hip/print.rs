@@ -15,6 +15,8 @@ use std::fmt::Write;
 pub struct KernelParts {
     /// Vector types used: (name, element C++ type, lanes).
     pub vectors: Vec<(String, String, u8)>,
+    /// The library of the matrix-core fragments used (empty if none).
+    pub fragments: String,
     pub functions: Vec<String>,
     pub params: Vec<String>,
     pub shared: Vec<String>,
@@ -25,8 +27,10 @@ impl KernelParts {
     /// Prints every function of `k`.
     pub fn new(k: &Kernel, target: &Target) -> KernelParts {
         let mut vectors = BTreeSet::new();
+        let mut frags = BTreeSet::new();
         for f in k.funcs.iter().chain(std::iter::once(&k.entry)) {
             collect_vectors(f, &mut vectors);
+            collect_frags(f, &mut frags);
         }
         for s in &k.shared {
             if let Type::Vector(e, n) = s.elem {
@@ -115,6 +119,7 @@ impl KernelParts {
                 .into_iter()
                 .map(|(e, n)| (format!("{}x{}", e.name(), n), e.name().to_string(), n))
                 .collect(),
+            fragments: super::frag::helpers(&frags, target),
             functions,
             params,
             shared,
@@ -142,11 +147,30 @@ fn collect_vectors(f: &Function, out: &mut BTreeSet<(Scalar, u8)>) {
     crate::ir::walk_stmts(&f.body, &mut |e| add(&e.ty));
 }
 
-/// C++ spelling of a scalar or vector type.
+/// The fragment types a function's values have (also as array elements).
+fn collect_frags(f: &Function, out: &mut BTreeSet<crate::frag::Frag>) {
+    let mut add = |t: &Type| {
+        let mut t = t;
+        while let Type::Array(inner, _) = t {
+            t = inner;
+        }
+        if let Type::Frag(frag) = t {
+            out.insert(*frag);
+        }
+    };
+    for l in &f.locals {
+        add(&l.ty);
+    }
+    add(&f.ret);
+    crate::ir::walk_stmts(&f.body, &mut |e| add(&e.ty));
+}
+
+/// C++ spelling of a scalar, vector or fragment type.
 pub fn type_name(t: &Type) -> String {
     match t {
         Type::Scalar(s) => s.name().to_string(),
         Type::Vector(s, n) => format!("{}x{}", s.name(), n),
+        Type::Frag(f) => super::frag::type_name(*f),
         Type::Void => "void".to_string(),
         other => format!("/* {other} */"),
     }
@@ -495,6 +519,16 @@ impl<'k> FnPrinter<'k> {
             StmtKind::WaitAsync => {
                 self.line("greta_wait_async(greta_async_bar, greta_async_phase);")
             }
+            StmtKind::FragStore {
+                mem,
+                offset,
+                ld,
+                value,
+            } => {
+                let m = self.mem_name(*mem);
+                let (o, l, v) = (self.expr(offset), self.expr(ld), self.expr(value));
+                self.line(&format!("greta_store_frag({m} + ({o}), {l}, {v});"));
+            }
             StmtKind::Scope(body) => self.block("", body),
             StmtKind::Eval(e) => {
                 let v = self.expr(e);
@@ -700,7 +734,26 @@ impl<'k> FnPrinter<'k> {
                 let items: Vec<String> = items.iter().map(|x| self.expr(x)).collect();
                 atom(format!("{}{{{{{}}}}}", type_name(&e.ty), items.join(", ")))
             }
+            ExprKind::Splat(v) if matches!(e.ty, Type::Frag(_)) => {
+                let x = self.expr(v);
+                atom(format!("{}::splat({x})", type_name(&e.ty)))
+            }
             ExprKind::Splat(_) => atom("/* array splat outside an initialiser */".into()),
+            ExprKind::FragLoad {
+                mem,
+                offset,
+                ld,
+                trans,
+            } => {
+                let f = match (&e.ty, trans) {
+                    (Type::Frag(f), _) if f.role == crate::frag::FragRole::A => "greta_load_a",
+                    (_, false) => "greta_load_b",
+                    (_, true) => "greta_load_b_trans",
+                };
+                let m = self.mem_name(*mem);
+                let (o, l) = (self.expr(offset), self.expr(ld));
+                atom(format!("{f}({m} + ({o}), {l})"))
+            }
             ExprKind::Builtin { op, args } => atom(self.builtin(*op, args, &e.ty)),
             ExprKind::Atomic {
                 op,
@@ -832,6 +885,7 @@ impl<'k> FnPrinter<'k> {
             Builtin::IsNan => format!("greta_is_nan({})", a[0]),
             Builtin::IsFinite => format!("greta_is_finite({})", a[0]),
             Builtin::Dp4a => format!("greta_dp4a({}, {}, {})", a[0], a[1], a[2]),
+            Builtin::Mma => format!("greta_mma({}, {}, {})", a[0], a[1], a[2]),
         }
     }
 }

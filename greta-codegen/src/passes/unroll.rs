@@ -131,6 +131,9 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         StmtKind::CopyAsync {
             to, from, count, ..
         } => in_expr(to) || in_expr(from) || in_expr(count),
+        StmtKind::FragStore {
+            offset, ld, value, ..
+        } => in_expr(offset) || in_expr(ld) || in_expr(value),
         StmtKind::If { cond, then, els } => {
             in_expr(cond)
                 || indexes_registers_with(then, local)

@@ -3,7 +3,7 @@
 //! Structured control flow becomes explicit exec-mask manipulation, as on a GPU.
 
 use super::value::{BinFn, CheckedFn, CombineFn, Reducer, TernFn, UnFn};
-use greta_codegen::Scalar;
+use greta_codegen::{Frag, Scalar};
 
 /// A value slot.
 pub type Slot = u32;
@@ -147,6 +147,36 @@ pub enum Op {
     },
     /// Completes the wave's copy in flight.
     WaitAsync,
+    /// The wave loads fragment `frag` from shared memory: each lane's element `i` from
+    /// `offset + row * ld + col` (for a transposed B, `offset + col * ld + row`) at the
+    /// position the layout gives it; wave-uniform operands, rows 16-byte aligned.
+    FragLoad {
+        acc: Access,
+        frag: Frag,
+        trans: bool,
+        dst: Slot,
+        offset: Slot,
+        ld: Slot,
+        at: LocId,
+    },
+    /// The wave stores fragment `frag` as a tile at `offset` with rows `ld` apart.
+    FragStore {
+        acc: Access,
+        frag: Frag,
+        src: Slot,
+        offset: Slot,
+        ld: Slot,
+        at: LocId,
+    },
+    /// The whole wave's matrix product `c + a · bᵀ` of fragments of `input` elements.
+    Mma {
+        input: Scalar,
+        dst: Slot,
+        a: Slot,
+        b: Slot,
+        c: Slot,
+        at: LocId,
+    },
     Atomic {
         acc: Access,
         f: CombineFn,

@@ -27,15 +27,17 @@ pub struct Unsupported {
 
 type R<T> = Result<T, Unsupported>;
 
-/// The scalar type of each component and the number of components of a value type.
-fn shape(t: &Type) -> (Scalar, u32) {
+/// The scalar type of each component and the number of components of a value type at
+/// wavefront size `wave` (a fragment's length depends on it).
+fn shape(t: &Type, wave: u32) -> (Scalar, u32) {
     match t {
         Type::Scalar(s) => (*s, 1),
         Type::Vector(s, n) => (*s, *n as u32),
         Type::Array(inner, m) => {
-            let (s, n) = shape(inner);
+            let (s, n) = shape(inner, wave);
             (s, n * m)
         }
+        Type::Frag(f) => (f.elem, f.len(wave)),
         _ => (Scalar::Bool, 0),
     }
 }
@@ -298,7 +300,7 @@ impl<'k> Compiler<'k> {
         match &s.kind {
             StmtKind::Let { local, init } => {
                 let ty = &self.frame().func.locals[*local as usize].ty;
-                let v = self.alloc(shape(ty).1);
+                let v = self.alloc(shape(ty, self.target.wave).1);
                 self.frame().locals[*local as usize] = Some(v);
                 let keep = self.next;
                 match init {
@@ -384,6 +386,27 @@ impl<'k> Compiler<'k> {
                 });
             }
             StmtKind::WaitAsync => self.ops.push(Op::WaitAsync),
+            StmtKind::FragStore {
+                mem,
+                offset,
+                ld,
+                value,
+            } => {
+                let Type::Frag(frag) = value.ty else {
+                    return Err(self.unsupported(s.span, "`store_frag` of a non-fragment"));
+                };
+                let (o, l, x) = (self.expr(offset)?, self.expr(ld)?, self.expr(value)?);
+                let acc = self.access(*mem, &Type::Scalar(frag.elem), &offset.ty, s.span)?;
+                let at = self.at(s.span);
+                self.ops.push(Op::FragStore {
+                    acc,
+                    frag,
+                    src: x.slot,
+                    offset: o.slot,
+                    ld: l.slot,
+                    at,
+                });
+            }
             StmtKind::If { cond, then, els } => {
                 let c = self.expr(cond)?;
                 self.if_else(
@@ -666,7 +689,10 @@ impl<'k> Compiler<'k> {
             }
             ExprKind::Bitcast(arg) => {
                 let a = self.expr(arg)?;
-                let (from, to) = (shape(&arg.ty), shape(&e.ty));
+                let (from, to) = (
+                    shape(&arg.ty, self.target.wave),
+                    shape(&e.ty, self.target.wave),
+                );
                 if from.0.size() == to.0.size() && from.1 == to.1 {
                     // Lanes hold zero-extended bits: same-width reinterpretation is free.
                     return Ok(a);
@@ -681,7 +707,7 @@ impl<'k> Compiler<'k> {
                 Ok(d)
             }
             ExprKind::Select { cond, a, b } => {
-                let n = shape(&e.ty).1;
+                let n = shape(&e.ty, self.target.wave).1;
                 let c = self.expr(cond)?;
                 if is_safe(a) && is_safe(b) {
                     let (x, y) = (self.expr(a)?, self.expr(b)?);
@@ -728,7 +754,7 @@ impl<'k> Compiler<'k> {
             }
             ExprKind::Element { base, index } => {
                 let b = self.expr(base)?;
-                let n = shape(&e.ty).1;
+                let n = shape(&e.ty, self.target.wave).1;
                 match index.as_int_lit() {
                     Some(i) if (i as u64 + 1) * n as u64 <= b.n as u64 && i >= 0 => Ok(V {
                         slot: b.slot + i as u32 * n,
@@ -741,7 +767,7 @@ impl<'k> Compiler<'k> {
                 }
             }
             ExprKind::Make(items) => {
-                let d = self.alloc(shape(&e.ty).1);
+                let d = self.alloc(shape(&e.ty, self.target.wave).1);
                 let mut off = 0;
                 for it in items {
                     let x = self.expr(it)?;
@@ -758,7 +784,7 @@ impl<'k> Compiler<'k> {
             }
             ExprKind::Splat(x) => {
                 let v = self.expr(x)?;
-                let d = self.alloc(shape(&e.ty).1);
+                let d = self.alloc(shape(&e.ty, self.target.wave).1);
                 if v.n == 1 {
                     self.ops.push(Op::Splat {
                         dst: d.slot,
@@ -778,7 +804,61 @@ impl<'k> Compiler<'k> {
                 }
                 Ok(d)
             }
+            ExprKind::Builtin {
+                op: Builtin::Mma,
+                args,
+            } => {
+                let Type::Frag(a) = args[0].ty else {
+                    return Err(self.unsupported(span, "`mma` of non-fragments"));
+                };
+                let (x, y, z) = (
+                    self.expr(&args[0])?,
+                    self.expr(&args[1])?,
+                    self.expr(&args[2])?,
+                );
+                let d = self.alloc(z.n);
+                let at = self.at(span);
+                self.ops.push(Op::Mma {
+                    input: a.elem,
+                    dst: d.slot,
+                    a: x.slot,
+                    b: y.slot,
+                    c: z.slot,
+                    at,
+                });
+                Ok(d)
+            }
             ExprKind::Builtin { op, args } => self.builtin(*op, args, e),
+            ExprKind::FragLoad {
+                mem,
+                offset,
+                ld,
+                trans,
+            } => {
+                let Type::Frag(frag) = e.ty else {
+                    return Err(self.unsupported(span, "a fragment load of a non-fragment type"));
+                };
+                let (o, l) = (self.expr(offset)?, self.expr(ld)?);
+                let acc = self.access(*mem, &Type::Scalar(frag.elem), &offset.ty, span)?;
+                if !matches!(acc.mem, Mem::Shared(_)) {
+                    return Err(self.unsupported(
+                        span,
+                        "a fragment load from a buffer (fragments load from shared arrays)",
+                    ));
+                }
+                let d = self.alloc(frag.len(self.target.wave));
+                let at = self.at(span);
+                self.ops.push(Op::FragLoad {
+                    acc,
+                    frag,
+                    trans: *trans,
+                    dst: d.slot,
+                    offset: o.slot,
+                    ld: l.slot,
+                    at,
+                });
+                Ok(d)
+            }
             ExprKind::Atomic {
                 op,
                 mem,
@@ -932,7 +1012,7 @@ impl<'k> Compiler<'k> {
         let Some(f) = self.k.funcs.get(func as usize) else {
             return Err(self.unsupported(span, "a call of an unknown function"));
         };
-        let ret = self.alloc(shape(&f.ret).1);
+        let ret = self.alloc(shape(&f.ret, self.target.wave).1);
         let mut mems = Vec::new();
         let mut locals = vec![None; f.locals.len()];
         for (a, p) in args.iter().zip(&f.params) {

@@ -124,6 +124,47 @@ fn le(b: &[u8]) -> u64 {
     }
 }
 
+/// The wave-uniform `offset` and `ld` of a fragment access, checked: every lane passes
+/// the same, the whole wave is here, and the tile's rows start at 16-byte boundaries (as
+/// the wide loads and `ldmatrix` of the GPUs need).
+#[allow(clippy::too_many_arguments)]
+fn frag_operands(
+    regs: &[u64],
+    w: usize,
+    exec: u64,
+    full: u64,
+    offset: Slot,
+    ld: Slot,
+    acc: Access,
+    name: &str,
+) -> Result<(u64, u64), (usize, String)> {
+    if exec != full {
+        let lane = (!exec & full).trailing_zeros() as usize;
+        return Err((
+            lane,
+            format!("`{name}` needs the whole wave: this lane is inactive here"),
+        ));
+    }
+    let mut out = [0u64; 2];
+    for (v, slot) in out.iter_mut().zip([offset, ld]) {
+        let lane_values = &regs[slot as usize * w..][..w];
+        *v = lane_values[0];
+        if let Some(lane) = (0..w).find(|&l| lane_values[l] != *v) {
+            return Err((lane, format!("`{name}` operands differ across the wave; every lane passes the same offset and row stride")));
+        }
+    }
+    let es = acc.bytes() as u64;
+    let [offset, ld] = out;
+    if (offset * es) % 16 != 0 || (ld * es) % 16 != 0 {
+        return Err((0, format!(
+            "`{name}` at offset {offset} with rows {ld} apart: a fragment's rows must start at 16-byte boundaries (offset and row stride multiples of {} {} elements)",
+            16 / es,
+            acc.elem
+        )));
+    }
+    Ok((offset, ld))
+}
+
 /// The kinds of memory access, for messages.
 #[derive(Clone, Copy)]
 enum AccessKind {
@@ -654,6 +695,101 @@ impl Block {
                     if let Some((off, bytes)) = wave.copying.take() {
                         self.written[off..off + bytes].fill(true);
                     }
+                }
+                Op::FragLoad {
+                    acc,
+                    frag,
+                    trans,
+                    dst,
+                    offset,
+                    ld,
+                    at,
+                } => {
+                    let name = match (frag.role, trans) {
+                        (greta_codegen::FragRole::A, _) => "load_a",
+                        (_, false) => "load_b",
+                        (_, true) => "load_b_trans",
+                    };
+                    let (offset, ld) = frag_operands(regs, w, exec, full, offset, ld, acc, name)
+                        .map_err(|(lane, m)| fault(at, lane, m))?;
+                    let region = Region::new(l, acc);
+                    let layout = frag.layout(w as u32);
+                    let es = acc.bytes();
+                    for lane in 0..w {
+                        for i in 0..layout.len() {
+                            let (r, c) = layout.coord(lane as u32, i);
+                            let (r, c) = (r as u64, c as u64);
+                            let ix =
+                                offset.wrapping_add(if trans { c * ld + r } else { r * ld + c });
+                            let off = region
+                                .offset(l, acc, ix, AccessKind::Load)
+                                .map_err(|m| fault(at, lane, m))?;
+                            if self.written[off..off + es].contains(&false) {
+                                return Err(fault(at, lane, uninitialised(l, acc, ix)));
+                            }
+                            regs[(dst as usize + i as usize) * w + lane] =
+                                le(&self.shared[off..off + es]);
+                        }
+                    }
+                }
+                Op::FragStore {
+                    acc,
+                    frag,
+                    src,
+                    offset,
+                    ld,
+                    at,
+                } => {
+                    let (offset, ld) =
+                        frag_operands(regs, w, exec, full, offset, ld, acc, "store_frag")
+                            .map_err(|(lane, m)| fault(at, lane, m))?;
+                    let region = Region::new(l, acc);
+                    let layout = frag.layout(w as u32);
+                    let es = acc.bytes();
+                    let trap = l.trap_non_finite && acc.elem.is_float() && region.global.is_some();
+                    for lane in 0..w {
+                        for i in 0..layout.len() {
+                            let (r, c) = layout.coord(lane as u32, i);
+                            let ix = offset.wrapping_add(r as u64 * ld + c as u64);
+                            let off = region
+                                .offset(l, acc, ix, AccessKind::Store)
+                                .map_err(|m| fault(at, lane, m))?;
+                            let v = regs[(src as usize + i as usize) * w + lane];
+                            if trap && !value::float_value(v, acc.elem).is_finite() {
+                                return Err(fault(
+                                    at,
+                                    lane,
+                                    format!(
+                                        "stored the non-finite value {} to {}",
+                                        value::float_value(v, acc.elem),
+                                        place_name(l, acc, ix, None)
+                                    ),
+                                ));
+                            }
+                            let bytes = &v.to_le_bytes()[..es];
+                            match region.global {
+                                Some(memory) => memory.store(off, bytes),
+                                None => {
+                                    self.shared[off..off + es].copy_from_slice(bytes);
+                                    self.written[off..off + es].fill(true);
+                                }
+                            }
+                        }
+                    }
+                }
+                Op::Mma {
+                    input,
+                    dst,
+                    a,
+                    b,
+                    c,
+                    at,
+                } => {
+                    if exec != full {
+                        let lane = (!exec & full).trailing_zeros() as usize;
+                        return Err(fault(at, lane, "`mma` needs the whole wave: this lane is inactive here (matrix instructions read every lane's registers)".into()));
+                    }
+                    super::mma::run(input, w as u32, regs, dst, a, b, c);
                 }
                 Op::Barrier { at } => {
                     check_converged(masks, code, exec, full)

@@ -22,6 +22,7 @@
 mod code;
 mod compile;
 mod exec;
+mod mma;
 mod value;
 
 pub use code::Code;
