@@ -52,9 +52,9 @@ pub fn check(
         Dialect::Hip => Compiler::Amd(ClangAmdgpu::locate()?),
         Dialect::Cuda => Compiler::Nvidia(Nvrtc::load()?),
     };
-    let jobs: Vec<(&KernelVariants, &Vec<SpecValue>)> = kernels
+    let jobs: Vec<(&KernelVariants, Vec<SpecValue>)> = kernels
         .iter()
-        .flat_map(|k| k.variants.iter().map(move |v| (k, v)))
+        .flat_map(|k| k.specs(target).into_iter().map(move |v| (k, v)))
         .collect();
     Ok(jobs
         .par_iter()

@@ -152,7 +152,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::List => {
             for k in builtins() {
-                println!("{:<24} {} specialisation(s)", k.name(), k.variants.len());
+                println!("{:<24} {} specialisation(s) for gfx942", k.name(), k.specs(&greta::codegen::GFX942).len());
             }
         }
         Command::Check { target: t, kernels } => {
@@ -322,7 +322,7 @@ fn main() -> Result<()> {
             let before = greta::runtime::jit::compilations();
             let mut count = 0;
             for k in builtins() {
-                for spec in &k.variants {
+                for spec in &k.specs(&dev.target()) {
                     dev.prepare((k.def)(), spec)?;
                     count += 1;
                 }
@@ -376,7 +376,7 @@ fn main() -> Result<()> {
         } => {
             let t = target(&t)?;
             for k in select(&kernels)? {
-                for spec in &k.variants {
+                for spec in &k.specs(&t) {
                     let ir = (k.def)().specialise(&t, spec)?;
                     let src = hip::emit(&ir, &t)?;
                     match &out {

@@ -43,7 +43,7 @@ struct Compiled {
 fn compile_all(compiler: &Counting, cache: &KernelCache) -> Vec<Compiled> {
     let mut out = Vec::new();
     for k in builtins() {
-        for spec in &k.variants {
+        for spec in &k.specs(&GFX90A) {
             let ir = (k.def)()
                 .specialise(&GFX90A, spec)
                 .unwrap_or_else(|e| panic!("{e}"));

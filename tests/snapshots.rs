@@ -12,7 +12,7 @@ fn generated_source_of_every_builtin_kernel_for_every_target() {
     settings.bind(|| {
         for target in TARGETS {
             for k in builtins() {
-                for spec in &k.variants {
+                for spec in &k.specs(&target) {
                     let ir = (k.def)()
                         .specialise(&target, spec)
                         .unwrap_or_else(|e| panic!("{e}"));

@@ -473,6 +473,7 @@ pub fn matvec<
                     } else {
                         qkv_epilogue(
                             base - 1,
+                            base - 1,
                             held,
                             acc[0],
                             y,
@@ -568,13 +569,15 @@ fn next_group(base: u32, paired: bool, stride: u32) -> u32 {
 /// Finishes the pair of rows `(row, row + 1)` of a QKV product: rotates Q and K pairs by
 /// RoPE at position `p` (GGUF Llama convention: adjacent pairs, angle
 /// `p * base^(-2i/head_dim)`, from `rope_step = log2(base) / head_dim`), writes Q to `q`,
-/// K and V into the caches (layout `[kv_head][ctx][head_dim]`). Q, K and V start at head
+/// K and V into the caches (layout `[kv_head][ctx][head_dim]`); a Q pair goes to
+/// `q[q_at..q_at + 2]`. Q, K and V start at head
 /// boundaries (`Matvec::launch`), so the pair's offset `d` in its head is the same in its
 /// own matrix, and its head's cache rows start at `(head row - d) * ctx`: one integer
 /// division per pair.
 #[crate::device]
-fn qkv_epilogue(
+pub fn qkv_epilogue(
     row: u32,
+    q_at: u32,
     a: f32,
     b: f32,
     q: &mut [f32],
@@ -603,8 +606,8 @@ fn qkv_epilogue(
     let ra = a * c - b * s;
     let rb = a * s + b * c;
     if row < q_rows {
-        q[row] = ra;
-        q[row + 1] = rb;
+        q[q_at] = ra;
+        q[q_at + 1] = rb;
     } else {
         let at = (row - q_rows - d) * ctx + p * head_dim + d;
         kc[at] = ra as f16;

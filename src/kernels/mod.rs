@@ -3,15 +3,17 @@
 
 pub mod attention;
 pub mod decode;
+pub mod dequant;
 pub mod dot;
 pub mod elementwise;
+pub mod gemm;
 pub mod gemv;
 pub mod matvec;
 pub mod mma_tile;
 pub mod norm;
 pub mod stream;
 
-use crate::codegen::{KernelDef, Scalar, SpecValue};
+use crate::codegen::{KernelDef, Scalar, SpecValue, Target};
 use crate::quant::gpu::GpuFormat;
 use matvec::Matvec;
 
@@ -20,8 +22,10 @@ use matvec::Matvec;
 pub struct KernelVariants {
     /// The kernel's definition.
     pub def: fn() -> &'static KernelDef,
-    /// Specialisations to build, in the kernel's generic order.
+    /// Specialisations to build on every target, in the kernel's generic order.
     pub variants: Vec<Vec<SpecValue>>,
+    /// Specialisations chosen per target (tile shapes measured best on each).
+    pub per_target: fn(&Target) -> Vec<Vec<SpecValue>>,
 }
 
 impl KernelVariants {
@@ -29,6 +33,17 @@ impl KernelVariants {
     pub fn name(&self) -> &'static str {
         (self.def)().name()
     }
+
+    /// The specialisations to build for `target`.
+    pub fn specs(&self, target: &Target) -> Vec<Vec<SpecValue>> {
+        let mut all = self.variants.clone();
+        all.extend((self.per_target)(target));
+        all
+    }
+}
+
+fn none(_: &Target) -> Vec<Vec<SpecValue>> {
+    Vec::new()
 }
 
 /// Every built-in kernel, with the specialisations the library launches.
@@ -43,18 +58,22 @@ pub fn builtins() -> Vec<KernelVariants> {
                 vec![Type(Scalar::F16)],
                 vec![Type(Scalar::BF16)],
             ],
+            per_target: none,
         },
         KernelVariants {
             def: norm::rmsnorm::definition,
             variants: vec![vec![Const(256)]],
+            per_target: none,
         },
         KernelVariants {
             def: norm::softmax::definition,
             variants: vec![vec![Const(256)]],
+            per_target: none,
         },
         KernelVariants {
             def: gemv::gemv_f16::definition,
             variants: vec![vec![Const(256)]],
+            per_target: none,
         },
         KernelVariants {
             def: matvec::matvec::definition,
@@ -75,6 +94,7 @@ pub fn builtins() -> Vec<KernelVariants> {
                     Matvec::new(GpuFormat::Q4K, true, matvec::QKV).spec(4096),
                 ])
                 .collect(),
+            per_target: none,
         },
         KernelVariants {
             def: decode::embed::definition,
@@ -82,14 +102,17 @@ pub fn builtins() -> Vec<KernelVariants> {
                 .iter()
                 .map(|f| vec![Const(f.code() as i128)])
                 .collect(),
+            per_target: none,
         },
         KernelVariants {
             def: decode::argmax::definition,
             variants: vec![vec![Const(1024)]],
+            per_target: none,
         },
         KernelVariants {
             def: decode::stats::definition,
             variants: vec![vec![Const(1024)]],
+            per_target: none,
         },
         KernelVariants {
             def: stream::read_stream::definition,
@@ -102,6 +125,7 @@ pub fn builtins() -> Vec<KernelVariants> {
                 ],
                 vec![Const(4), Const(512), Const(stream::WAIT_FIRST as i128)],
             ],
+            per_target: none,
         },
         KernelVariants {
             def: mma_tile::mma_tile::definition,
@@ -110,6 +134,7 @@ pub fn builtins() -> Vec<KernelVariants> {
                 vec![Type(Scalar::BF16), Type(Scalar::F32), Const(64)],
                 vec![Type(Scalar::I8), Type(Scalar::I32), Const(64)],
             ],
+            per_target: none,
         },
         KernelVariants {
             def: mma_tile::mma_tile_trans::definition,
@@ -117,6 +142,12 @@ pub fn builtins() -> Vec<KernelVariants> {
                 vec![Type(Scalar::F16), Const(64)],
                 vec![Type(Scalar::BF16), Const(64)],
             ],
+            per_target: none,
+        },
+        KernelVariants {
+            def: gemm::gemm::definition,
+            variants: Vec::new(),
+            per_target: gemm::builtin_specs,
         },
         KernelVariants {
             def: attention::attention::definition,
@@ -124,6 +155,7 @@ pub fn builtins() -> Vec<KernelVariants> {
                 attention::Attention::new(128, 1, 1, 1).spec(Chunked),
                 attention::Attention::new(64, 3, 1, 1).spec(Chunked),
             ],
+            per_target: none,
         },
         KernelVariants {
             def: attention::attention_stream::definition,
@@ -131,6 +163,7 @@ pub fn builtins() -> Vec<KernelVariants> {
                 attention::Attention::new(128, 1, 1, 1).spec(Streamed),
                 attention::Attention::new(64, 3, 1, 1).spec(Streamed),
             ],
+            per_target: none,
         },
     ]
 }

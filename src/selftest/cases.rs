@@ -317,7 +317,7 @@ const NO_ROPE: Rope = Rope {
 };
 
 /// Random valid blocks for a `rows x cols` tensor, and their GPU packing.
-fn random_weights(
+pub(super) fn random_weights(
     rng: &mut StdRng,
     fmt: GpuFormat,
     rows: usize,
@@ -331,7 +331,7 @@ fn random_weights(
 }
 
 /// Row-by-row f64 dot products of GGUF blocks with `x`.
-fn reference_rows(fmt: GpuFormat, blocks: &[u8], rows: usize, x: &[f32]) -> Result<Vec<f64>> {
+pub(super) fn reference_rows(fmt: GpuFormat, blocks: &[u8], rows: usize, x: &[f32]) -> Result<Vec<f64>> {
     blocks
         .chunks(blocks.len() / rows)
         .map(|row| {

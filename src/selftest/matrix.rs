@@ -203,3 +203,183 @@ fn trans_case(
     }
     Ok(compare(&dev.download(&y)?, &want))
 }
+
+/// Products with weights rounded to f16 once (about 2^-12 relative each, independent).
+const F16_WEIGHTS: Tolerance = Tolerance {
+    nmse: 1e-6,
+    max_rel: 5e-3,
+};
+
+/// The same with the result stored in f16 (SwiGLU) or the caches.
+const F16_WEIGHTS_OUT: Tolerance = Tolerance {
+    nmse: 2e-6,
+    max_rel: 8e-3,
+};
+
+/// Cases of the tiled products: every format at row counts of 1 to 512 (each tile shape
+/// of the target), ragged N, K of one and several super-blocks; every epilogue.
+pub fn gemm_cases() -> Vec<Case> {
+    use crate::kernels::matvec::{ADD, STORE, SWIGLU};
+    use crate::quant::gpu::GpuFormat;
+    let mut v = Vec::new();
+    for fmt in [
+        GpuFormat::Q4K,
+        GpuFormat::Q6K,
+        GpuFormat::Q4_0,
+        GpuFormat::Q4_1,
+        GpuFormat::Q8_0,
+        GpuFormat::F16,
+    ] {
+        let name = fmt.ggml().name();
+        for (m, n, k) in [(1usize, 96usize, 256usize), (3, 200, 512), (17, 160, 256), (64, 128, 768), (512, 256, 256)] {
+            v.push(Case::new("gemm", format!("{name} {m}x{n}x{k}"), F16_WEIGHTS, move |d, r| {
+                gemm_case(d, r, fmt, STORE, m, n, k)
+            }));
+        }
+    }
+    for (fmt, m, n, k) in [(GpuFormat::Q4K, 3usize, 64usize, 256usize), (GpuFormat::Q6K, 130, 192, 512)] {
+        let name = fmt.ggml().name();
+        v.push(Case::new("gemm", format!("{name} {m}x{n}x{k} +="), F16_WEIGHTS, move |d, r| {
+            gemm_case(d, r, fmt, ADD, m, n, k)
+        }));
+    }
+    for (fmt, m, n, k) in [(GpuFormat::Q4K, 5usize, 128usize, 256usize), (GpuFormat::Q4K, 140, 256, 256), (GpuFormat::Q6K, 64, 160, 256)] {
+        let name = fmt.ggml().name();
+        v.push(Case::new("gemm", format!("{name} swiglu {m}x{n}x{k}"), F16_WEIGHTS_OUT, move |d, r| {
+            gemm_case(d, r, fmt, SWIGLU, m, n, k)
+        }));
+    }
+    for (qk, vf, m, pos0) in [(GpuFormat::Q4K, GpuFormat::Q6K, 7usize, 5u32), (GpuFormat::Q4_1, GpuFormat::Q4_1, 130, 0)] {
+        v.push(Case::new(
+            "gemm",
+            format!("qkv {}+{} m={m} pos {pos0}", qk.ggml(), vf.ggml()),
+            F16_WEIGHTS_OUT,
+            move |d, r| gemm_qkv_case(d, r, qk, vf, m, pos0),
+        ));
+    }
+    v
+}
+
+/// `m` rows of random f16 activations, as f16 and as the f32 the references take.
+fn activations(rng: &mut StdRng, m: usize, k: usize) -> (Vec<f16>, Vec<Vec<f32>>) {
+    let x: Vec<f16> = random_f32(rng, m * k, 2.0).into_iter().map(f16::from_f32).collect();
+    let rows = x.chunks(k).map(|r| r.iter().map(|v| v.to_f32()).collect()).collect();
+    (x, rows)
+}
+
+/// `Y[i][j] = x_i · W_j` in f64 from the GGUF blocks.
+fn reference_product(
+    fmt: crate::quant::gpu::GpuFormat,
+    blocks: &[u8],
+    n: usize,
+    rows: &[Vec<f32>],
+) -> Result<Vec<Vec<f64>>> {
+    rows.iter().map(|x| super::cases::reference_rows(fmt, blocks, n, x)).collect()
+}
+
+fn gemm_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    fmt: crate::quant::gpu::GpuFormat,
+    epilogue: u32,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Result<Comparison> {
+    use crate::kernels::gemm::{Gemm, Output};
+    use crate::kernels::matvec::{ADD, SWIGLU};
+    let (blocks, packed) = super::cases::random_weights(rng, fmt, n, k)?;
+    let (x, rows) = activations(rng, m, k);
+    let dots = reference_product(fmt, &blocks, n, &rows)?;
+    let (dx, dw) = (dev.upload(&x)?, dev.upload(&packed)?);
+    let g = Gemm::new(fmt, epilogue, &dev.target(), m as u32);
+    if epilogue == SWIGLU {
+        let mut y = dev.upload(&vec![f16::NAN; m * n / 2])?;
+        g.launch(dev, &dx, &dw, Output::F16(&mut y, (n / 2) as u32), m as u32, n as u32, k as u32)?;
+        let want: Vec<f64> = dots
+            .iter()
+            .flat_map(|r| r.chunks(2).map(|p| p[0] / (1.0 + (-p[0]).exp()) * p[1]).collect::<Vec<_>>())
+            .collect();
+        let got: Vec<f32> = dev.download(&y)?.into_iter().map(f16::to_f32).collect();
+        return Ok(compare(&got, &want));
+    }
+    let y0 = if epilogue == ADD { random_f32(rng, m * n, 3.0) } else { vec![f32::NAN; m * n] };
+    let mut y = dev.upload(&y0)?;
+    g.launch(dev, &dx, &dw, Output::F32(&mut y, n as u32), m as u32, n as u32, k as u32)?;
+    let want: Vec<f64> = dots
+        .iter()
+        .flatten()
+        .zip(&y0)
+        .map(|(d, y)| if epilogue == ADD { d + *y as f64 } else { *d })
+        .collect();
+    Ok(compare(&dev.download(&y)?, &want))
+}
+
+/// Q and K rows (one launch) and V rows (another) of `m` tokens from position `pos0`: Q
+/// rotated into its rows, K and V into the caches at their positions, nothing else in
+/// the caches touched.
+fn gemm_qkv_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    fmt_qk: crate::quant::gpu::GpuFormat,
+    fmt_v: crate::quant::gpu::GpuFormat,
+    m: usize,
+    pos0: u32,
+) -> Result<Comparison> {
+    use crate::kernels::gemm::{Gemm, Output, QkvRows};
+    use crate::kernels::matvec::{Rope, QKV};
+    let (n_head, n_kv, hd, k) = (4usize, 2usize, 64usize, 256usize);
+    let (q_rows, kv_rows) = (n_head * hd, n_kv * hd);
+    let ctx = pos0 as usize + m + 2;
+    let base = 10000.0f32;
+    let (qk_blocks, qk_packed) = super::cases::random_weights(rng, fmt_qk, q_rows + kv_rows, k)?;
+    let (v_blocks, v_packed) = super::cases::random_weights(rng, fmt_v, kv_rows, k)?;
+    let (x, rows) = activations(rng, m, k);
+    let qk = reference_product(fmt_qk, &qk_blocks, q_rows + kv_rows, &rows)?;
+    let v = reference_product(fmt_v, &v_blocks, kv_rows, &rows)?;
+    let rotate = |row: &[f64], p: u32| -> Vec<f64> {
+        let mut out = row.to_vec();
+        for (r, pair) in out.chunks_mut(2).enumerate() {
+            let i = (2 * r % hd) / 2;
+            let angle = p as f64 * (base as f64).powf(-2.0 * i as f64 / hd as f64);
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = a * angle.cos() - b * angle.sin();
+            pair[1] = a * angle.sin() + b * angle.cos();
+        }
+        out
+    };
+    let (dx, dqk, dv) = (dev.upload(&x)?, dev.upload(&qk_packed)?, dev.upload(&v_packed)?);
+    let mut q = dev.upload(&vec![f32::NAN; m * q_rows])?;
+    let sentinel = f16::from_f32(-7.0);
+    let mut kc = dev.upload(&vec![sentinel; n_kv * ctx * hd])?;
+    let mut vc = dev.upload(&vec![sentinel; n_kv * ctx * hd])?;
+    let rope = Rope { q_rows: q_rows as u32, head_dim: hd as u32, ctx: ctx as u32, base };
+    let rows_a = (q_rows + kv_rows) as u32;
+    for (w, fmt, n, row_base) in [(&dqk, fmt_qk, rows_a, 0u32), (&dv, fmt_v, kv_rows as u32, rows_a)] {
+        let out = Output::Qkv { q: &mut q, kc: &mut kc, vc: &mut vc, rows: QkvRows { row_base, rows_a, rope, pos0 } };
+        Gemm::new(fmt, QKV, &dev.target(), m as u32).launch(dev, &dx, w, out, m as u32, n, k as u32)?;
+    }
+    let (kh, vh) = (dev.download(&kc)?, dev.download(&vc)?);
+    let mut got: Vec<f32> = dev.download(&q)?;
+    let mut want: Vec<f64> = Vec::new();
+    let rotated: Vec<Vec<f64>> = qk.iter().enumerate().map(|(t, r)| rotate(r, pos0 + t as u32)).collect();
+    for r in &rotated {
+        want.extend(&r[..q_rows]);
+    }
+    for h in 0..n_kv {
+        for slot in 0..ctx {
+            let at = (h * ctx + slot) * hd;
+            let written = slot >= pos0 as usize && slot < pos0 as usize + m;
+            if written {
+                let t = slot - pos0 as usize;
+                got.extend(kh[at..at + hd].iter().chain(&vh[at..at + hd]).map(|v| v.to_f32()));
+                want.extend(&rotated[t][q_rows + h * hd..][..hd]);
+                want.extend(&v[t][h * hd..][..hd]);
+            } else if kh[at..at + hd].iter().chain(&vh[at..at + hd]).any(|v| *v != sentinel) {
+                got.push(f32::NAN);
+                want.push(0.0);
+            }
+        }
+    }
+    Ok(compare(&got, &want))
+}

@@ -75,6 +75,7 @@ impl Case {
 pub fn cases() -> Vec<Case> {
     let mut all = cases::all();
     all.extend(matrix::all());
+    all.extend(matrix::gemm_cases());
     all
 }
 

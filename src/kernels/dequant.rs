@@ -1,0 +1,205 @@
+//! Dequantisation of weight tiles for the matrix-core products: each pair of threads turns
+//! one 64-value group of a weight row (in the layout of `greta::quant::gpu`) into f16 in
+//! shared memory, each thread one half of the group: 32 values from at most five 16-byte
+//! vectors and one scale word, fetched separately so that the loads of the next step are
+//! in flight while the current one is multiplied.
+
+use super::dot::{f16_hi, f16_lo, fetch_scale, q4k_group_scales, sbyte, scale_shift, F16, Q4K, Q4_0, Q4_1, Q6K, Q8_0};
+use crate::device;
+
+/// Values of a group, the depth of one step of the weight tile.
+pub const GROUP: u32 = 64;
+
+/// The 16-byte vectors a half-group of `fmt` reads (of the five `half_vec` offers).
+#[device]
+pub fn half_vectors(fmt: u32) -> u32 {
+    if fmt == Q4_0 || fmt == Q4_1 {
+        1
+    } else if fmt == Q8_0 || fmt == Q4K {
+        2
+    } else if fmt == F16 {
+        4
+    } else {
+        5
+    }
+}
+
+/// Vector `v` of half `h` of 64-value group `g` of weight row `row` (`cols` values).
+#[device]
+pub fn half_vec(fmt: u32, w: &[u32], cols: u32, row: u32, g: u32, h: u32, v: u32) -> u32x4 {
+    let at = if fmt == F16 {
+        row * (cols / 8) + 8 * g + 4 * h + v
+    } else if fmt == Q8_0 {
+        2 * (row * (cols / 32) + 2 * g + h) + v
+    } else if fmt == Q4_0 || fmt == Q4_1 {
+        row * (cols / 32) + 2 * g + h
+    } else if fmt == Q4K {
+        // The super-block's header, then this half of the group's 32 bytes.
+        let sb = row * (cols / 256) + g / 4;
+        if v == 0 {
+            sb * 9
+        } else {
+            sb * 9 + 1 + 2 * (g % 4) + h
+        }
+    } else {
+        // Q6_K: low bits (two vectors), high bits (two), the sixteen scales.
+        let sb = row * (cols / 256) + g / 4;
+        let n = (g % 4) / 2;
+        if v < 2 {
+            sb * 13 + 4 * n + 2 * h + v
+        } else if v < 4 {
+            sb * 13 + 8 + 2 * n + v - 2
+        } else {
+            sb * 13 + 12
+        }
+    };
+    w.load_vec::<4>(at)
+}
+
+/// The scale word of half `h` of group `g` of row `row`, shifted so the half's f16 scale
+/// (and Q4_1's minimum above it) sits in the low bits; 0 for formats without one.
+#[device]
+pub fn half_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, g: u32, h: u32) -> u32 {
+    if fmt == F16 || fmt == Q4K {
+        0
+    } else if fmt == Q6K {
+        fetch_scale(fmt, w, rows, cols, row, g) >> scale_shift(fmt, cols, row, g)
+    } else {
+        let it = 2 * g + h;
+        fetch_scale(fmt, w, rows, cols, row, it) >> scale_shift(fmt, cols, row, it)
+    }
+}
+
+/// The position in the group of value `i` (0..32) of half `h`: Q4_K's half holds bytes
+/// `16h..16h+16` of the group, whose low nibbles are values `16h..` and high nibbles
+/// `32 + 16h..`; every other format's half is the contiguous run `32h..32h+32`.
+#[device]
+pub fn half_position(fmt: u32, h: u32, i: u32) -> u32 {
+    if fmt == Q4K {
+        if i < 16 {
+            16 * h + i
+        } else {
+            16 + 16 * h + i
+        }
+    } else {
+        32 * h + i
+    }
+}
+
+/// Dequantises half `h` of group `g` (vectors `v0..v4`, scale word `sw`) into `tile` at
+/// element `at` (the row's first value of the group), as four 16-byte stores.
+#[device]
+pub fn dequant_half(
+    fmt: u32,
+    v0: u32x4,
+    v1: u32x4,
+    v2: u32x4,
+    v3: u32x4,
+    v4: u32x4,
+    sw: u32,
+    g: u32,
+    h: u32,
+    tile: &mut [f16],
+    at: u32,
+) {
+    if fmt == F16 {
+        let v = [v0, v1, v2, v3];
+        for s in 0..4 {
+            tile.store_vec((at + 32 * h) / 8 + s, bitcast::<f16x8>(v[s]));
+        }
+        return;
+    }
+    let mut vals = [0.0f32; 32];
+    if fmt == Q4K {
+        let sm = q4k_group_scales(v0[1], v0[2], v0[3], g % 4);
+        let d = f16_lo(v0[0]);
+        let dmin = f16_hi(v0[0]);
+        let d1 = d * ((sm & 0xff) as f32);
+        let d2 = d * (((sm >> 8) & 0xff) as f32);
+        let m1 = dmin * (((sm >> 16) & 0xff) as f32);
+        let m2 = dmin * ((sm >> 24) as f32);
+        for j in 0..4 {
+            for b in 0..4 {
+                let byte = v1[j] >> (8 * b);
+                vals[4 * j + b] = d1 * nibble(byte) - m1;
+                vals[16 + 4 * j + b] = d2 * nibble(byte >> 4) - m2;
+            }
+        }
+    } else if fmt == Q4_0 || fmt == Q4_1 {
+        let d = f16_lo(sw);
+        let m = if fmt == Q4_1 { f16_hi(sw) } else { -8.0 * d };
+        for j in 0..4 {
+            for b in 0..4 {
+                let byte = v0[j] >> (8 * b);
+                vals[4 * j + b] = d * nibble(byte) + m;
+                vals[16 + 4 * j + b] = d * nibble(byte >> 4) + m;
+            }
+        }
+    } else if fmt == Q8_0 {
+        let d = f16_lo(sw);
+        for j in 0..4 {
+            for b in 0..4 {
+                vals[4 * j + b] = d * (sbyte(v0[j], b) as f32);
+                vals[16 + 4 * j + b] = d * (sbyte(v1[j], b) as f32);
+            }
+        }
+    } else {
+        // Q6_K: run `r` of its 128-value half: low four bits from the nibble `r / 2` of
+        // `ql`, high two from bits `2r` of `qh`, stored as q + 32; a scale per 16 values.
+        let d = f16_lo(sw);
+        let r = 2 * (g % 2) + h;
+        // Scales 4(g % 4) + 2h and the next: bytes 2h, 2h + 1 of word g % 4.
+        let sc = word(v4, g % 4);
+        let sc_lo = d * (sbyte(sc, 2 * h) as f32);
+        let sc_hi = d * (sbyte(sc, 2 * h + 1) as f32);
+        for half in 0..2 {
+            let scale = if half == 0 { sc_lo } else { sc_hi };
+            for j in 0..4 {
+                let ql = if half == 0 { v0[j] } else { v1[j] };
+                let qh = if half == 0 { v2[j] } else { v3[j] };
+                for b in 0..4 {
+                    let lo = (ql >> (8 * b + 4 * (r / 2))) & 15;
+                    let hi = (qh >> (8 * b + 2 * r)) & 3;
+                    vals[16 * half + 4 * j + b] = scale * (((lo | (hi << 4)) as f32) - 32.0);
+                }
+            }
+        }
+    }
+    for s in 0..4 {
+        let p = half_position(fmt, h, 8 * s);
+        tile.store_vec(
+            (at + p) / 8,
+            f16x8::new(
+                vals[8 * s] as f16,
+                vals[8 * s + 1] as f16,
+                vals[8 * s + 2] as f16,
+                vals[8 * s + 3] as f16,
+                vals[8 * s + 4] as f16,
+                vals[8 * s + 5] as f16,
+                vals[8 * s + 6] as f16,
+                vals[8 * s + 7] as f16,
+            ),
+        );
+    }
+}
+
+/// Word `i` (chosen at run time) of a vector.
+#[device]
+pub fn word(v: u32x4, i: u32) -> u32 {
+    if i == 0 {
+        v[0]
+    } else if i == 1 {
+        v[1]
+    } else if i == 2 {
+        v[2]
+    } else {
+        v[3]
+    }
+}
+
+/// The low four bits of `x` as f32, by the magic-number add (no integer conversion, which
+/// runs at a quarter of the rate on sm_90).
+#[device]
+pub fn nibble(x: u32) -> f32 {
+    f32::from_bits(0x4b000000 | (x & 15)) - 8388608.0
+}

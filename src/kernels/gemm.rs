@@ -1,0 +1,436 @@
+//! Tiled matrix products on the matrix cores for prompts and batches: `Y = X · Wᵀ` with X
+//! `m x k` f16 activations and W `n x k` GGUF weights (layout of `greta::quant::gpu`),
+//! with the decode products' epilogues (store, residual add, SwiGLU, QKV with RoPE and
+//! the KV-cache write).
+//!
+//! A block owns a `BM x BN` tile of Y and walks K in steps of one 64-value group. Each
+//! step's activations are copied and its weights dequantised once into f16 tiles in shared
+//! memory, two buffers deep: while the waves multiply one step from shared memory, the
+//! loads of the next are in flight in registers, and are stored into the other buffer
+//! after the products (one barrier per step). Each wave multiplies a `BM / WM` by
+//! `BN / (waves / WM)` part of the tile with 16 x 16 fragments.
+
+use super::dequant::{dequant_half, half_scale, half_vec, half_vectors, GROUP};
+use super::matvec::{qkv_epilogue, ADD, QKV, STORE, SWIGLU};
+use crate::kernel;
+
+/// Row stride of the shared tiles, in f16: a step of 64 values plus 8, so that the eight
+/// rows one `ldmatrix` reads fall in distinct banks and every row starts at 16 bytes.
+pub const LDS: u32 = 72;
+
+/// `Y = X · Wᵀ` for the `BM x BN` tile of block (x, y), with epilogue `EPI` (`matvec`'s
+/// codes): `STORE` / `ADD` write `y[row * ldy + col]` (f32); `SWIGLU` (interleaved
+/// gate/up rows) writes `yh[row * ldy + col / 2]` (f16); `QKV` treats W's rows as rows
+/// `row_base..` of the stacked Q, K, V matrices and writes rotated Q pairs to
+/// `y[row * q_rows + col]` and K and V into the caches at position `pos0 + row`. `k` is a
+/// multiple of 64 (and of the format's block), `BLOCK = 2 * BN` (two threads dequantise a
+/// weight row), and paired epilogues need two fragments per wave across N.
+#[kernel]
+pub fn gemm<
+    const FMT: u32,
+    const EPI: u32,
+    const BM: u32,
+    const BN: u32,
+    const WM: u32,
+    const BLOCK: u32,
+>(
+    x: &[f16],
+    w: &[u32],
+    y: &mut [f32],
+    yh: &mut [f16],
+    kc: &mut [f16],
+    vc: &mut [f16],
+    m: u32,
+    n: u32,
+    k: u32,
+    ldy: u32,
+    row_base: u32,
+    rows_a: u32,
+    q_rows: u32,
+    head_dim: u32,
+    ctx: u32,
+    rope_step: f32,
+    pos0: u32,
+) {
+    let xs = shared!([f16; 2 * BM * LDS]);
+    let ws = shared!([f16; 2 * BN * LDS]);
+    // Each wave's part of the tile.
+    let tm = BM / WM;
+    let tn = BN / (BLOCK / WAVE / WM);
+    let m0 = block_idx() * BM;
+    let n0 = block_idx_y() * BN;
+    let wave_m = wave_id() % WM;
+    let wave_n = wave_id() / WM;
+    // This thread's half of one weight row's group, and the row's place in the tile: the
+    // paired epilogues put each wave's even rows before its odd ones, so that the two rows
+    // of a pair are the same element of two fragments, on every target's layout.
+    let r = thread_idx() / 2;
+    let h = thread_idx() % 2;
+    let wrow = n0 + r;
+    let slot = if EPI == SWIGLU || EPI == QKV {
+        (r / tn) * tn + (r % 2) * (tn / 2) + (r % tn) / 2
+    } else {
+        r
+    };
+    let steps = k / GROUP;
+    // Step 0 into buffer 0.
+    let mut xv = [f16x8::splat(0.0); BM * 8 / BLOCK];
+    let mut wv = [u32x4::splat(0); 5];
+    let mut sw = 0u32;
+    for v in 0..BM * 8 / BLOCK {
+        let i = thread_idx() + v * BLOCK;
+        if m0 + i / 8 < m {
+            xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + i % 8);
+        }
+    }
+    if wrow < n {
+        for v in 0..5 {
+            if v < half_vectors(FMT) {
+                wv[v] = half_vec(FMT, w, k, wrow, 0, h, v);
+            }
+        }
+        sw = half_scale(FMT, w, n, k, wrow, 0, h);
+    }
+    for v in 0..BM * 8 / BLOCK {
+        let i = thread_idx() + v * BLOCK;
+        xs.store_vec((i / 8) * (LDS / 8) + i % 8, xv[v]);
+    }
+    dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], sw, 0, h, ws, slot * LDS);
+    barrier();
+    let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / WAVE / WM) / 16)];
+    for kt in 0..steps {
+        let cur = kt % 2;
+        let more = kt + 1 < steps;
+        if more {
+            for v in 0..BM * 8 / BLOCK {
+                let i = thread_idx() + v * BLOCK;
+                if m0 + i / 8 < m {
+                    xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + (kt + 1) * 8 + i % 8);
+                }
+            }
+            if wrow < n {
+                for v in 0..5 {
+                    if v < half_vectors(FMT) {
+                        wv[v] = half_vec(FMT, w, k, wrow, kt + 1, h, v);
+                    }
+                }
+                sw = half_scale(FMT, w, n, k, wrow, kt + 1, h);
+            }
+        }
+        let xb = cur * BM * LDS + wave_m * tm * LDS;
+        let wb = cur * BN * LDS + wave_n * tn * LDS;
+        for kk in 0..GROUP / 16 {
+            let mut a = [frag_a::<f16>(); BM / WM / 16];
+            for i in 0..BM / WM / 16 {
+                a[i] = xs.load_a(xb + 16 * i * LDS + 16 * kk, LDS);
+            }
+            for j in 0..BN / (BLOCK / WAVE / WM) / 16 {
+                let b = ws.load_b(wb + 16 * j * LDS + 16 * kk, LDS);
+                for i in 0..BM / WM / 16 {
+                    acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j] =
+                        mma(a[i], b, acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j]);
+                }
+            }
+        }
+        if more {
+            let next = 1 - cur;
+            for v in 0..BM * 8 / BLOCK {
+                let i = thread_idx() + v * BLOCK;
+                xs.store_vec(next * BM * (LDS / 8) + (i / 8) * (LDS / 8) + i % 8, xv[v]);
+            }
+            dequant_half(
+                FMT,
+                wv[0],
+                wv[1],
+                wv[2],
+                wv[3],
+                wv[4],
+                sw,
+                kt + 1,
+                h,
+                ws,
+                (next * BN + slot) * LDS,
+            );
+        }
+        barrier();
+    }
+    // Fragment (i, j) of this wave covers rows 16i.. and tile columns 16j.. of its part.
+    for i in 0..BM / WM / 16 {
+        for j in 0..BN / (BLOCK / WAVE / WM) / 16 / (1 + ((EPI == SWIGLU || EPI == QKV) as u32)) {
+            let f = acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j];
+            if EPI == SWIGLU || EPI == QKV {
+                // The pair's odd row: the same element of the fragment half a part across.
+                let odd = acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j + BN / (BLOCK / WAVE / WM) / 32];
+                for e in 0..f.len() {
+                    let row = m0 + wave_m * tm + 16 * i + f.row(e);
+                    let col = n0 + wave_n * tn + 2 * (16 * j + f.col(e));
+                    if row < m && col < n {
+                        let a = f[e];
+                        let b = odd[e];
+                        if EPI == SWIGLU {
+                            yh[row * ldy + col / 2] = (a / (1.0 + exp(-a)) * b) as f16;
+                        } else {
+                            qkv_epilogue(
+                                row_base + col,
+                                row * q_rows + row_base + col,
+                                a,
+                                b,
+                                y,
+                                kc,
+                                vc,
+                                pos0 + row,
+                                rows_a,
+                                q_rows,
+                                head_dim,
+                                ctx,
+                                rope_step,
+                            );
+                        }
+                    }
+                }
+            } else {
+                for e in 0..f.len() {
+                    let row = m0 + wave_m * tm + 16 * i + f.row(e);
+                    let col = n0 + wave_n * tn + 16 * j + f.col(e);
+                    if row < m && col < n {
+                        if EPI == ADD {
+                            y[row * ldy + col] += f[e];
+                        } else {
+                            y[row * ldy + col] = f[e];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A launch shape of `gemm`: the block's tile and its waves' arrangement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// Rows of X (tokens) per block.
+    pub bm: u32,
+    /// Rows of W (output columns) per block; the block has `2 * bn` threads.
+    pub bn: u32,
+    /// Waves along M (the rest are along N).
+    pub wm: u32,
+}
+
+/// How to launch `gemm`: the weight format, the epilogue and the tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gemm {
+    pub fmt: crate::quant::gpu::GpuFormat,
+    pub epilogue: u32,
+    pub tile: Tile,
+}
+
+/// Geometry of the `QKV` epilogue: where W's rows sit among the stacked Q, K, V rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QkvRows {
+    /// The first row of this matrix in the stacked order (0 for Q+K, `rows_a` for V).
+    pub row_base: u32,
+    /// Q plus K rows.
+    pub rows_a: u32,
+    pub rope: super::matvec::Rope,
+    /// The position of the first row of X.
+    pub pos0: u32,
+}
+
+/// The output of a launch.
+pub enum Output<'a> {
+    /// `STORE` / `ADD`: f32 rows of `ldy` values.
+    F32(&'a mut crate::runtime::Buffer<f32>, u32),
+    /// `SWIGLU`: f16 rows of `ldy` values.
+    F16(&'a mut crate::runtime::Buffer<half::f16>, u32),
+    /// `QKV`: Q rows (f32, `q_rows` each) and the two caches.
+    Qkv {
+        q: &'a mut crate::runtime::Buffer<f32>,
+        kc: &'a mut crate::runtime::Buffer<half::f16>,
+        vc: &'a mut crate::runtime::Buffer<half::f16>,
+        rows: QkvRows,
+    },
+}
+
+impl Tile {
+    /// The tile measured best on `target` for `m` rows of X: large tiles for prompts,
+    /// small ones for a few rows (memory-bound: enough blocks across N to reach every
+    /// compute unit).
+    pub fn for_rows(target: &crate::codegen::Target, m: u32) -> Tile {
+        match (target.wave, m) {
+            (64, 0..=32) => Tile { bm: 32, bn: 32, wm: 1 },
+            (64, _) => Tile { bm: 64, bn: 128, wm: 1 },
+            (_, 0..=32) => Tile { bm: 32, bn: 32, wm: 2 },
+            (_, 33..=64) => Tile { bm: 64, bn: 64, wm: 4 },
+            _ => Tile { bm: 128, bn: 128, wm: 2 },
+        }
+    }
+
+    /// Threads per block.
+    pub fn block(&self) -> u32 {
+        2 * self.bn
+    }
+}
+
+impl Gemm {
+    /// A product of `fmt` weights with `epilogue`, tiled for `m` rows on `target`.
+    pub fn new(
+        fmt: crate::quant::gpu::GpuFormat,
+        epilogue: u32,
+        target: &crate::codegen::Target,
+        m: u32,
+    ) -> Gemm {
+        Gemm {
+            fmt,
+            epilogue,
+            tile: Tile::for_rows(target, m),
+        }
+    }
+
+    /// The specialisation values, in the kernel's generic order.
+    pub fn spec(&self) -> Vec<crate::codegen::SpecValue> {
+        let t = self.tile;
+        [self.fmt.code(), self.epilogue, t.bm, t.bn, t.wm, t.block()]
+            .map(|v| crate::codegen::SpecValue::Const(v as i128))
+            .to_vec()
+    }
+
+    /// Checks the shapes the kernel relies on, naming the problem.
+    pub fn check(&self, dev: &crate::runtime::Device, n: u32, k: u32) -> Result<(), crate::runtime::Error> {
+        use crate::quant::gpu::GpuFormat;
+        let bad = |m: String| {
+            Err(crate::runtime::Error::Launch {
+                kernel: "gemm".into(),
+                message: m,
+            })
+        };
+        if !matches!(
+            self.fmt,
+            GpuFormat::F16 | GpuFormat::Q8_0 | GpuFormat::Q4_0 | GpuFormat::Q4_1 | GpuFormat::Q4K | GpuFormat::Q6K
+        ) {
+            return bad(format!("{} weights are not supported (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)", self.fmt.ggml()));
+        }
+        let multiple = (self.fmt.column_multiple() as u32).max(64);
+        if k == 0 || !k.is_multiple_of(multiple) {
+            return bad(format!("{k} columns is not a positive multiple of {multiple} for {}", self.fmt.ggml()));
+        }
+        let t = self.tile;
+        let waves = t.block() / dev.target().wave;
+        let paired = matches!(self.epilogue, SWIGLU | QKV);
+        let fragments_n = if waves.is_multiple_of(t.wm) { t.bn / (waves / t.wm) / 16 } else { 0 };
+        if waves == 0
+            || !waves.is_multiple_of(t.wm)
+            || !t.bm.is_multiple_of(16 * t.wm)
+            || fragments_n == 0
+            || !(t.bm * 8).is_multiple_of(t.block())
+            || (paired && fragments_n % 2 != 0)
+        {
+            return bad(format!("tile {t:?} does not divide into 16 x 16 fragments of {waves} waves{}", if paired { " with two fragments per wave across N" } else { "" }));
+        }
+        if paired && !n.is_multiple_of(2) {
+            return bad(format!("paired epilogues need an even row count, found {n}"));
+        }
+        Ok(())
+    }
+
+    /// `Y = X · Wᵀ` for `m` rows of `x` (`m x k` f16) and the `n x k` weights `w`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch(
+        &self,
+        dev: &crate::runtime::Device,
+        x: &crate::runtime::Buffer<half::f16>,
+        w: &crate::runtime::Buffer<u32>,
+        out: Output<'_>,
+        m: u32,
+        n: u32,
+        k: u32,
+    ) -> Result<(), crate::runtime::Error> {
+        use crate::runtime::{Arg, Grid};
+        self.check(dev, n, k)?;
+        let grid = Grid {
+            x: m.div_ceil(self.tile.bm),
+            y: n.div_ceil(self.tile.bn),
+            z: 1,
+        };
+        let expected = match self.epilogue {
+            STORE | ADD => matches!(out, Output::F32(..)),
+            SWIGLU => matches!(out, Output::F16(..)),
+            _ => matches!(out, Output::Qkv { .. }),
+        };
+        if !expected {
+            return Err(crate::runtime::Error::Launch {
+                kernel: "gemm".into(),
+                message: format!("epilogue {} takes another output", self.epilogue),
+            });
+        }
+        // Outputs an epilogue does not write are stood in for by views of the weights.
+        let mut f32_view = w.view::<f32>();
+        let mut f16_a = w.view::<half::f16>();
+        let mut f16_b = w.view::<half::f16>();
+        let mut f16_c = w.view::<half::f16>();
+        let none = QkvRows {
+            row_base: 0,
+            rows_a: 0,
+            rope: super::matvec::Rope { q_rows: 0, head_dim: 2, ctx: 1, base: 10000.0 },
+            pos0: 0,
+        };
+        let (y, yh, kc, vc, ldy, rows): (Arg<'_>, Arg<'_>, Arg<'_>, Arg<'_>, u32, QkvRows) = match out {
+            Output::F32(y, ldy) => (y.into(), (&mut f16_a).into(), (&mut f16_b).into(), (&mut f16_c).into(), ldy, none),
+            Output::F16(yh, ldy) => ((&mut f32_view).into(), yh.into(), (&mut f16_b).into(), (&mut f16_c).into(), ldy, none),
+            Output::Qkv { q, kc, vc, rows } => (q.into(), (&mut f16_a).into(), kc.into(), vc.into(), rows.rope.q_rows, rows),
+        };
+        dev.launch(
+            gemm::definition(),
+            &self.spec(),
+            grid,
+            &[
+                x.into(),
+                w.into(),
+                y,
+                yh,
+                kc,
+                vc,
+                m.into(),
+                n.into(),
+                k.into(),
+                ldy.into(),
+                rows.row_base.into(),
+                rows.rows_a.into(),
+                rows.rope.q_rows.into(),
+                rows.rope.head_dim.into(),
+                rows.rope.ctx.into(),
+                rows.rope.step().into(),
+                rows.pos0.into(),
+            ],
+        )
+    }
+}
+
+/// The specialisations the tools build for `target`: the Llama-2 Q4_K_M products (every
+/// epilogue in Q4_K, QKV and the residual add in Q6_K) at each tile the target uses, and a
+/// store in every other format at the prompt tile.
+pub fn builtin_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen::SpecValue>> {
+    use crate::quant::gpu::GpuFormat;
+    let mut tiles: Vec<u32> = Vec::new();
+    let mut out = Vec::new();
+    for m in [512, 64, 16] {
+        let tile = Tile::for_rows(target, m);
+        if tiles.iter().any(|&t| Tile::for_rows(target, t) == tile) {
+            continue;
+        }
+        tiles.push(m);
+        for (fmt, epi) in [
+            (GpuFormat::Q4K, QKV),
+            (GpuFormat::Q4K, ADD),
+            (GpuFormat::Q4K, SWIGLU),
+            (GpuFormat::Q6K, QKV),
+            (GpuFormat::Q6K, ADD),
+        ] {
+            out.push(Gemm { fmt, epilogue: epi, tile }.spec());
+        }
+    }
+    let prompt = Tile::for_rows(target, 512);
+    for fmt in [GpuFormat::Q4_0, GpuFormat::Q4_1, GpuFormat::Q8_0, GpuFormat::F16] {
+        out.push(Gemm { fmt, epilogue: STORE, tile: prompt }.spec());
+    }
+    out
+}
