@@ -82,6 +82,13 @@ enum Command {
         /// way the decode step runs them).
         #[arg(long)]
         eager: bool,
+        /// Which kernels: decode (matrix-vector products, attention, read rooflines),
+        /// prefill (tiled products and prefill attention, in TFLOP/s) or all.
+        #[arg(long, default_value = "all")]
+        only: String,
+        /// Rows of X of the prefill products (several values compare batch sizes).
+        #[arg(long, value_delimiter = ',', default_value = "512")]
+        rows: Vec<usize>,
     },
     /// Compile every built-in kernel for a device, or load it from the disk cache: the
     /// start-up cost, cold or warm.
@@ -233,7 +240,12 @@ fn main() -> Result<()> {
             attention_block,
             attention_rounds,
             eager,
+            only,
+            rows: gemm_rows,
         } => {
+            if !matches!(only.as_str(), "all" | "decode" | "prefill") {
+                bail!("--only takes decode, prefill or all, not `{only}`");
+            }
             let dev = Device::open(backend.parse::<BackendKind>()?)?;
             let timing = if eager {
                 greta::bench::Timing::Eager
@@ -241,6 +253,13 @@ fn main() -> Result<()> {
                 greta::bench::Timing::Graph
             };
             println!("device: {}", dev.describe());
+            if only != "decode" {
+                let rows = greta::bench::prefill::gemm_sweep(&dev, &gemm_rows, timing, reps)?;
+                print!("{}", greta::bench::prefill::table(&rows));
+                if only == "prefill" {
+                    return Ok(());
+                }
+            }
             let copy = greta::bench::copy_bandwidth(&dev, 1 << 30, 20)?;
             // A swept value of 0 stands for the library's default.
             let or = |v: u32, d: u32| if v == 0 { d } else { v };

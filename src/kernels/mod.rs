@@ -6,6 +6,7 @@ pub mod decode;
 pub mod dequant;
 pub mod dot;
 pub mod elementwise;
+pub mod flash;
 pub mod gemm;
 pub mod gemv;
 pub mod matvec;
@@ -148,6 +149,11 @@ pub fn builtins() -> Vec<KernelVariants> {
             def: gemm::gemm::definition,
             variants: Vec::new(),
             per_target: gemm::builtin_specs,
+        },
+        KernelVariants {
+            def: flash::attention_prefill::definition,
+            variants: vec![vec![Const(128), Const(1), Const(128)], vec![Const(64), Const(3), Const(128)]],
+            per_target: none,
         },
         KernelVariants {
             def: attention::attention::definition,

@@ -383,3 +383,91 @@ fn gemm_qkv_case(
     }
     Ok(compare(&got, &want))
 }
+
+/// Prefill attention: Q and P rounded to f16 on the way into the products (about 2^-12
+/// each), sums in f32, output stored in f16.
+const F16_ATTENTION: Tolerance = Tolerance {
+    nmse: 1e-5,
+    max_rel: 1e-2,
+};
+
+/// Cases of prefill attention: one token and many, from the start and after cached
+/// positions, head sizes 128 and 64, grouped queries, ragged query blocks.
+pub fn attention_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for (d, g, n_head, m, pos0) in [
+        (128usize, 1usize, 2usize, 1usize, 0usize),
+        (128, 1, 2, 17, 100),
+        (128, 1, 1, 130, 3),
+        (64, 3, 6, 70, 0),
+        (64, 3, 3, 64, 37),
+    ] {
+        v.push(Case::new(
+            "attention_prefill",
+            format!("d{d} g{g} h{n_head} m={m} pos {pos0}"),
+            F16_ATTENTION,
+            move |dev, r| prefill_attention_case(dev, r, d, g, n_head, m, pos0),
+        ));
+    }
+    v
+}
+
+fn prefill_attention_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    d: usize,
+    g: usize,
+    n_head: usize,
+    m: usize,
+    pos0: usize,
+) -> Result<Comparison> {
+    use crate::kernels::flash::PrefillAttention;
+    let n_kv = n_head / g;
+    let ctx = pos0 + m + 5;
+    let len = pos0 + m;
+    // Slots past the prompt hold NaN: reading one fails the case.
+    let mut k = vec![f16::NAN; n_kv * ctx * d];
+    let mut vv = vec![f16::NAN; n_kv * ctx * d];
+    for h in 0..n_kv {
+        for p in 0..len {
+            for (cache, x) in [(&mut k, random_f32(rng, d, 1.0)), (&mut vv, random_f32(rng, d, 1.0))] {
+                for (i, x) in x.into_iter().enumerate() {
+                    cache[(h * ctx + p) * d + i] = f16::from_f32(x);
+                }
+            }
+        }
+    }
+    let q = random_f32(rng, m * n_head * d, 1.0);
+    let mut want = vec![0.0f64; m * n_head * d];
+    for t in 0..m {
+        for h in 0..n_head {
+            let kvh = h / g;
+            let qrow = &q[(t * n_head + h) * d..][..d];
+            let scores: Vec<f64> = (0..=pos0 + t)
+                .map(|p| {
+                    (0..d)
+                        .map(|i| qrow[i] as f64 * k[(kvh * ctx + p) * d + i].to_f64())
+                        .sum::<f64>()
+                        / (d as f64).sqrt()
+                })
+                .collect();
+            let top = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - top).exp()).collect();
+            let total: f64 = e.iter().sum();
+            for i in 0..d {
+                want[(t * n_head + h) * d + i] = e
+                    .iter()
+                    .enumerate()
+                    .map(|(p, w)| w * vv[(kvh * ctx + p) * d + i].to_f64())
+                    .sum::<f64>()
+                    / total;
+            }
+        }
+    }
+    let (dq, dk, dv) = (dev.upload(&q)?, dev.upload(&k)?, dev.upload(&vv)?);
+    let mut out = dev.upload(&vec![f16::NAN; m * n_head * d])?;
+    let att = PrefillAttention { head_dim: d as u32, group: g as u32, n_head: n_head as u32, ctx: ctx as u32 };
+    att.launch(dev, &dq, &dk, &dv, &mut out, m as u32, pos0 as u32)?;
+    let got: Vec<f32> = dev.download(&out)?.into_iter().map(f16::to_f32).collect();
+    Ok(compare(&got, &want))
+}

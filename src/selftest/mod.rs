@@ -76,6 +76,7 @@ pub fn cases() -> Vec<Case> {
     let mut all = cases::all();
     all.extend(matrix::all());
     all.extend(matrix::gemm_cases());
+    all.extend(matrix::attention_cases());
     all
 }
 

@@ -13,6 +13,8 @@ use crate::selftest::graph::median;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+pub mod prefill;
+
 /// Bytes of weights rotated through: several times any L2 (H100: 50 MB, MI300X: 256 MB
 /// of Infinity Cache is above that, so the rotation is sized to at least 512 MB).
 const ROTATION_BYTES: usize = 512 << 20;
@@ -62,7 +64,7 @@ pub enum Timing {
 
 /// Median device time of one launch, in microseconds. `launch(d, k)` launches on copy `k`
 /// of `copies`; every copy is launched once before timing starts.
-fn time_launches(
+pub(crate) fn time_launches(
     dev: &Device,
     timing: Timing,
     copies: usize,
@@ -91,7 +93,7 @@ fn time_launches(
 }
 
 /// Copies of a `bytes`-sized input needed so that rotating through them defeats the L2.
-fn rotation(bytes: usize, most: usize) -> usize {
+pub(crate) fn rotation(bytes: usize, most: usize) -> usize {
     ROTATION_BYTES.div_ceil(bytes).clamp(2, most)
 }
 

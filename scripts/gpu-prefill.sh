@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Prompt-processing work on the GPU machine with binaries built elsewhere (default:
+# .carry/bin/, else target/release/): the matrix-core kernels' selftest (and memcheck over
+# it), then their timings on Llama-2-7B shapes; extra arguments go to bench-kernels.
+# Writes logs to $OUT when it is set.
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+BIN="$(gpu_bin "$REPO")"
+OUT="${OUT:-$(mktemp -d)}"
+export GRETA_CACHE_DIR="${GRETA_CACHE_DIR:-/tmp/greta-cache}" RUST_BACKTRACE=0
+KERNELS="${KERNELS:-mma_tile mma_tile_trans gemm}"
+status=0
+run() { local log="$OUT/$1.log"; shift; "$@" >"$log" 2>&1; local rc=$?; tail -n "${TAIL:-40}" "$log"; [[ $rc -eq 0 ]] || { echo "FAILED ($rc): $*"; status=1; }; }
+
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
+# shellcheck disable=SC2086
+TAIL=8 run selftest "$BIN/greta" selftest --backend cuda $KERNELS
+grep -v " pass" "$OUT/selftest.log" | head -20
+if command -v compute-sanitizer >/dev/null 2>&1 && [[ -z "${SKIP_MEMCHECK:-}" ]]; then
+    # shellcheck disable=SC2086
+    TAIL=3 run memcheck compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/greta" selftest --backend cuda $KERNELS
+fi
+run bench "$BIN/greta" bench-kernels --backend cuda --only prefill "$@"
+echo "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
+exit $status

@@ -1,0 +1,114 @@
+//! Prompt-processing kernels on Llama-2-7B shapes: the tiled products at a prompt's rows
+//! (and a few rows, as batches use them) and prefill attention, as device time and
+//! achieved TFLOP/s next to the dense f16 product's rate measured in the same run.
+
+use super::{time_launches, Timing};
+use crate::kernels::gemm::{Gemm, Output};
+use crate::kernels::matvec::STORE;
+use crate::quant::gpu::{pack, GpuFormat};
+use crate::quant::random_blocks;
+use crate::runtime::{Buffer, Device, Error, Result};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// One measured matrix kernel.
+#[derive(Clone, Debug)]
+pub struct FlopRow {
+    pub name: String,
+    pub shape: String,
+    /// Median device time per launch, microseconds.
+    pub us: f64,
+    /// Floating-point operations of one launch.
+    pub flops: f64,
+}
+
+impl FlopRow {
+    /// Achieved TFLOP/s.
+    pub fn tflops(&self) -> f64 {
+        self.flops / (self.us * 1e6)
+    }
+}
+
+/// The Llama-2-7B products of one layer: (label, rows of W, columns).
+pub const LLAMA2_7B_PRODUCTS: [(&str, usize, usize); 4] = [
+    ("qkv", 12288, 4096),
+    ("o", 4096, 4096),
+    ("gate+up", 22016, 4096),
+    ("down", 4096, 11008),
+];
+
+/// Times `Y = X · Wᵀ` (store epilogue) for `m` rows of X and `n x k` weights of `fmt`,
+/// rotating over copies of the weights so that the L2 cannot hold them all.
+pub fn bench_gemm(
+    dev: &Device,
+    fmt: GpuFormat,
+    m: usize,
+    n: usize,
+    k: usize,
+    timing: Timing,
+    reps: usize,
+) -> Result<FlopRow> {
+    let mut rng = StdRng::seed_from_u64((n * 7 + k) as u64);
+    let ty = fmt.ggml();
+    let bad = |e: &dyn std::fmt::Display| Error::Backend(e.to_string());
+    let blocks = random_blocks(ty, n * k / ty.block_elems(), &mut rng).map_err(|e| bad(&e))?;
+    let packed = pack(ty, n, k, &blocks).map_err(|e| bad(&e))?;
+    let copies: Vec<Buffer<u32>> = (0..super::rotation(packed.len() * 4, 8))
+        .map(|_| dev.upload(&packed))
+        .collect::<Result<_>>()?;
+    let x: Vec<half::f16> = crate::selftest::random_f32(&mut rng, m * k, 1.0)
+        .into_iter()
+        .map(half::f16::from_f32)
+        .collect();
+    let dx = dev.upload(&x)?;
+    let mut y = dev.alloc::<f32>(m * n)?;
+    let g = Gemm::new(fmt, STORE, &dev.target(), m as u32);
+    let us = time_launches(dev, timing, copies.len(), reps, |d, c| {
+        g.launch(d, &dx, &copies[c], Output::F32(&mut y, n as u32), m as u32, n as u32, k as u32)
+    })?;
+    let t = g.tile;
+    Ok(FlopRow {
+        name: format!("gemm {} {}x{}/{}", ty.name(), t.bm, t.bn, t.wm),
+        shape: format!("{m}x{n}x{k}"),
+        us,
+        flops: 2.0 * (m * n * k) as f64,
+    })
+}
+
+/// The products of a Llama-2-7B layer in Q4_K and Q6_K at `rows` rows, and the dense f16
+/// product at the same shapes (the reference rate).
+pub fn gemm_sweep(dev: &Device, rows: &[usize], timing: Timing, reps: usize) -> Result<Vec<FlopRow>> {
+    let mut out = Vec::new();
+    for &m in rows {
+        for fmt in [GpuFormat::F16, GpuFormat::Q4K, GpuFormat::Q6K] {
+            for (_, n, k) in LLAMA2_7B_PRODUCTS {
+                out.push(bench_gemm(dev, fmt, m, n, k, timing, reps)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Formats the table, each rate also as a fraction of the best dense f16 rate measured.
+pub fn table(rows: &[FlopRow]) -> String {
+    let dense = rows
+        .iter()
+        .filter(|r| r.name.contains(" F16 "))
+        .map(FlopRow::tflops)
+        .fold(0.0, f64::max);
+    let mut s = format!(
+        "dense f16 product, best measured: {dense:.0} TFLOP/s\n{:<26} {:<20} {:>10} {:>10} {:>9}\n",
+        "kernel", "shape", "us", "TFLOP/s", "of f16"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<26} {:<20} {:>10.2} {:>10.1} {:>8.1}%\n",
+            r.name,
+            r.shape,
+            r.us,
+            r.tflops(),
+            100.0 * r.tflops() / dense.max(1e-9)
+        ));
+    }
+    s
+}
