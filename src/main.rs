@@ -89,6 +89,10 @@ enum Command {
         /// Rows of X of the prefill products (several values compare batch sizes).
         #[arg(long, value_delimiter = ',', default_value = "512")]
         rows: Vec<usize>,
+        /// Tiles of the prefill products, BMxBNxWM (several compare variants; 0: the
+        /// library's choice for the row count).
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        tiles: Vec<String>,
     },
     /// Compile every built-in kernel for a device, or load it from the disk cache: the
     /// start-up cost, cold or warm.
@@ -242,7 +246,13 @@ fn main() -> Result<()> {
             eager,
             only,
             rows: gemm_rows,
+            tiles,
         } => {
+            let tiles: Vec<Option<greta::kernels::gemm::Tile>> = tiles
+                .iter()
+                .map(|t| if t == "0" { Ok(None) } else { t.parse().map(Some) })
+                .collect::<std::result::Result<_, String>>()
+                .map_err(anyhow::Error::msg)?;
             if !matches!(only.as_str(), "all" | "decode" | "prefill") {
                 bail!("--only takes decode, prefill or all, not `{only}`");
             }
@@ -254,7 +264,7 @@ fn main() -> Result<()> {
             };
             println!("device: {}", dev.describe());
             if only != "decode" {
-                let rows = greta::bench::prefill::gemm_sweep(&dev, &gemm_rows, timing, reps)?;
+                let rows = greta::bench::prefill::gemm_sweep(&dev, &gemm_rows, &tiles, timing, reps)?;
                 print!("{}", greta::bench::prefill::table(&rows));
                 if only == "prefill" {
                     return Ok(());

@@ -3,7 +3,7 @@
 //! achieved TFLOP/s next to the dense f16 product's rate measured in the same run.
 
 use super::{time_launches, Timing};
-use crate::kernels::gemm::{Gemm, Output};
+use crate::kernels::gemm::{Gemm, Output, Tile};
 use crate::kernels::matvec::STORE;
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
@@ -42,6 +42,7 @@ pub const LLAMA2_7B_PRODUCTS: [(&str, usize, usize); 4] = [
 pub fn bench_gemm(
     dev: &Device,
     fmt: GpuFormat,
+    tile: Option<Tile>,
     m: usize,
     n: usize,
     k: usize,
@@ -62,7 +63,10 @@ pub fn bench_gemm(
         .collect();
     let dx = dev.upload(&x)?;
     let mut y = dev.alloc::<f32>(m * n)?;
-    let g = Gemm::new(fmt, STORE, &dev.target(), m as u32);
+    let mut g = Gemm::new(fmt, STORE, &dev.target(), m as u32);
+    if let Some(t) = tile {
+        g.tile = t;
+    }
     let us = time_launches(dev, timing, copies.len(), reps, |d, c| {
         g.launch(d, &dx, &copies[c], Output::F32(&mut y, n as u32), m as u32, n as u32, k as u32)
     })?;
@@ -76,13 +80,22 @@ pub fn bench_gemm(
 }
 
 /// The products of a Llama-2-7B layer in Q4_K and Q6_K at `rows` rows, and the dense f16
-/// product at the same shapes (the reference rate).
-pub fn gemm_sweep(dev: &Device, rows: &[usize], timing: Timing, reps: usize) -> Result<Vec<FlopRow>> {
+/// product at the same shapes (the reference rate), with each of `tiles` (`None`: the
+/// library's choice for the row count).
+pub fn gemm_sweep(
+    dev: &Device,
+    rows: &[usize],
+    tiles: &[Option<Tile>],
+    timing: Timing,
+    reps: usize,
+) -> Result<Vec<FlopRow>> {
     let mut out = Vec::new();
     for &m in rows {
-        for fmt in [GpuFormat::F16, GpuFormat::Q4K, GpuFormat::Q6K] {
-            for (_, n, k) in LLAMA2_7B_PRODUCTS {
-                out.push(bench_gemm(dev, fmt, m, n, k, timing, reps)?);
+        for &tile in tiles {
+            for fmt in [GpuFormat::F16, GpuFormat::Q4K, GpuFormat::Q6K] {
+                for (_, n, k) in LLAMA2_7B_PRODUCTS {
+                    out.push(bench_gemm(dev, fmt, tile, m, n, k, timing, reps)?);
+                }
             }
         }
     }

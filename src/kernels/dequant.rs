@@ -10,17 +10,17 @@ use crate::device;
 /// Values of a group, the depth of one step of the weight tile.
 pub const GROUP: u32 = 64;
 
-/// The 16-byte vectors a half-group of `fmt` reads (of the five `half_vec` offers).
+/// The 16-byte vectors a half-group of `fmt` reads (of the four `half_vec` offers).
 #[device]
 pub fn half_vectors(fmt: u32) -> u32 {
     if fmt == Q4_0 || fmt == Q4_1 {
         1
     } else if fmt == Q8_0 || fmt == Q4K {
         2
-    } else if fmt == F16 {
-        4
+    } else if fmt == Q6K {
+        3
     } else {
-        5
+        4
     }
 }
 
@@ -42,40 +42,43 @@ pub fn half_vec(fmt: u32, w: &[u32], cols: u32, row: u32, g: u32, h: u32, v: u32
             sb * 9 + 1 + 2 * (g % 4) + h
         }
     } else {
-        // Q6_K: low bits (two vectors), high bits (two), the sixteen scales.
+        // Q6_K: bytes 16h..16h+16 of both 32-value runs of the group, as Q4_K's halves:
+        // their low bits (two vectors) and their high bits (one).
         let sb = row * (cols / 256) + g / 4;
         let n = (g % 4) / 2;
         if v < 2 {
-            sb * 13 + 4 * n + 2 * h + v
-        } else if v < 4 {
-            sb * 13 + 8 + 2 * n + v - 2
+            sb * 13 + 4 * n + 2 * v + h
         } else {
-            sb * 13 + 12
+            sb * 13 + 8 + 2 * n + h
         }
     };
     w.load_vec::<4>(at)
 }
 
 /// The scale word of half `h` of group `g` of row `row`, shifted so the half's f16 scale
-/// (and Q4_1's minimum above it) sits in the low bits; 0 for formats without one.
+/// (and Q4_1's minimum above it) sits in the low bits; 0 for formats without one. For
+/// Q6_K the two int8 scales of the half's runs (16 values each) sit above the f16.
 #[device]
 pub fn half_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, g: u32, h: u32) -> u32 {
     if fmt == F16 || fmt == Q4K {
         0
     } else if fmt == Q6K {
-        fetch_scale(fmt, w, rows, cols, row, g) >> scale_shift(fmt, cols, row, g)
+        let d = (fetch_scale(fmt, w, rows, cols, row, g) >> scale_shift(fmt, cols, row, g)) & 0xffff;
+        // Scales 4(g % 4) + h and + 2: bytes h and h + 2 of word g % 4 of the scales.
+        let sc = w[(row * (cols / 256) + g / 4) * 52 + 48 + g % 4] >> (8 * h);
+        d | ((sc & 0xff) << 16) | ((sc & 0xff0000) << 8)
     } else {
         let it = 2 * g + h;
         fetch_scale(fmt, w, rows, cols, row, it) >> scale_shift(fmt, cols, row, it)
     }
 }
 
-/// The position in the group of value `i` (0..32) of half `h`: Q4_K's half holds bytes
-/// `16h..16h+16` of the group, whose low nibbles are values `16h..` and high nibbles
-/// `32 + 16h..`; every other format's half is the contiguous run `32h..32h+32`.
+/// The position in the group of value `i` (0..32) of half `h`: a K-quant's half holds
+/// values `16h..16h+16` and `32 + 16h..` (the bytes `16h..16h+16` of its two runs);
+/// every other format's half is the contiguous run `32h..32h+32`.
 #[device]
 pub fn half_position(fmt: u32, h: u32, i: u32) -> u32 {
-    if fmt == Q4K {
+    if fmt == Q4K || fmt == Q6K {
         if i < 16 {
             16 * h + i
         } else {
@@ -86,7 +89,7 @@ pub fn half_position(fmt: u32, h: u32, i: u32) -> u32 {
     }
 }
 
-/// Dequantises half `h` of group `g` (vectors `v0..v4`, scale word `sw`) into `tile` at
+/// Dequantises half `h` of group `g` (vectors `v0..v3`, scale word `sw`) into `tile` at
 /// element `at` (the row's first value of the group), as four 16-byte stores.
 #[device]
 pub fn dequant_half(
@@ -95,7 +98,6 @@ pub fn dequant_half(
     v1: u32x4,
     v2: u32x4,
     v3: u32x4,
-    v4: u32x4,
     sw: u32,
     g: u32,
     h: u32,
@@ -144,24 +146,21 @@ pub fn dequant_half(
             }
         }
     } else {
-        // Q6_K: run `r` of its 128-value half: low four bits from the nibble `r / 2` of
-        // `ql`, high two from bits `2r` of `qh`, stored as q + 32; a scale per 16 values.
+        // Q6_K: runs 2(g % 2) and the next of a 128-value half, values q + 32: low four
+        // bits from nibble g % 2 of `ql`, high two from bits of `qh`, a scale per 16.
         let d = f16_lo(sw);
-        let r = 2 * (g % 2) + h;
-        // Scales 4(g % 4) + 2h and the next: bytes 2h, 2h + 1 of word g % 4.
-        let sc = word(v4, g % 4);
-        let sc_lo = d * (sbyte(sc, 2 * h) as f32);
-        let sc_hi = d * (sbyte(sc, 2 * h + 1) as f32);
-        for half in 0..2 {
-            let scale = if half == 0 { sc_lo } else { sc_hi };
-            for j in 0..4 {
-                let ql = if half == 0 { v0[j] } else { v1[j] };
-                let qh = if half == 0 { v2[j] } else { v3[j] };
-                for b in 0..4 {
-                    let lo = (ql >> (8 * b + 4 * (r / 2))) & 15;
-                    let hi = (qh >> (8 * b + 2 * r)) & 3;
-                    vals[16 * half + 4 * j + b] = scale * (((lo | (hi << 4)) as f32) - 32.0);
-                }
+        let r = 2 * (g % 2);
+        let sc0 = d * (sbyte(sw, 2) as f32);
+        let sc1 = d * (sbyte(sw, 3) as f32);
+        for j in 0..4 {
+            for b in 0..4 {
+                let lo0 = (v0[j] >> (8 * b + 4 * (g % 2))) & 15;
+                let lo1 = (v1[j] >> (8 * b + 4 * (g % 2))) & 15;
+                let hi = v2[j] >> (8 * b + 2 * r);
+                let q0 = lo0 | ((hi & 3) << 4);
+                let q1 = lo1 | (((hi >> 2) & 3) << 4);
+                vals[4 * j + b] = sc0 * ((q0 as f32) - 32.0);
+                vals[16 + 4 * j + b] = sc1 * ((q1 as f32) - 32.0);
             }
         }
     }
@@ -180,20 +179,6 @@ pub fn dequant_half(
                 vals[8 * s + 7] as f16,
             ),
         );
-    }
-}
-
-/// Word `i` (chosen at run time) of a vector.
-#[device]
-pub fn word(v: u32x4, i: u32) -> u32 {
-    if i == 0 {
-        v[0]
-    } else if i == 1 {
-        v[1]
-    } else if i == 2 {
-        v[2]
-    } else {
-        v[3]
     }
 }
 

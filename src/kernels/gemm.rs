@@ -25,7 +25,7 @@ pub const LDS: u32 = 72;
 /// `y[row * q_rows + col]` and K and V into the caches at position `pos0 + row`. `k` is a
 /// multiple of 64 (and of the format's block), `BLOCK = 2 * BN` (two threads dequantise a
 /// weight row), and paired epilogues need two fragments per wave across N.
-#[kernel]
+#[kernel(min_waves = 4)]
 pub fn gemm<
     const FMT: u32,
     const EPI: u32,
@@ -75,7 +75,7 @@ pub fn gemm<
     let steps = k / GROUP;
     // Step 0 into buffer 0.
     let mut xv = [f16x8::splat(0.0); BM * 8 / BLOCK];
-    let mut wv = [u32x4::splat(0); 5];
+    let mut wv = [u32x4::splat(0); 4];
     let mut sw = 0u32;
     for v in 0..BM * 8 / BLOCK {
         let i = thread_idx() + v * BLOCK;
@@ -84,7 +84,7 @@ pub fn gemm<
         }
     }
     if wrow < n {
-        for v in 0..5 {
+        for v in 0..4 {
             if v < half_vectors(FMT) {
                 wv[v] = half_vec(FMT, w, k, wrow, 0, h, v);
             }
@@ -95,7 +95,7 @@ pub fn gemm<
         let i = thread_idx() + v * BLOCK;
         xs.store_vec((i / 8) * (LDS / 8) + i % 8, xv[v]);
     }
-    dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], sw, 0, h, ws, slot * LDS);
+    dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], sw, 0, h, ws, slot * LDS);
     barrier();
     let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / WAVE / WM) / 16)];
     for kt in 0..steps {
@@ -109,7 +109,7 @@ pub fn gemm<
                 }
             }
             if wrow < n {
-                for v in 0..5 {
+                for v in 0..4 {
                     if v < half_vectors(FMT) {
                         wv[v] = half_vec(FMT, w, k, wrow, kt + 1, h, v);
                     }
@@ -144,7 +144,6 @@ pub fn gemm<
                 wv[1],
                 wv[2],
                 wv[3],
-                wv[4],
                 sw,
                 kt + 1,
                 h,
@@ -249,6 +248,22 @@ pub enum Output<'a> {
         vc: &'a mut crate::runtime::Buffer<half::f16>,
         rows: QkvRows,
     },
+}
+
+impl std::str::FromStr for Tile {
+    type Err = String;
+
+    /// `BMxBNxWM`, e.g. `128x128x2`.
+    fn from_str(s: &str) -> Result<Tile, String> {
+        let v: Vec<u32> = s
+            .split('x')
+            .map(|p| p.parse::<u32>().map_err(|_| format!("tile `{s}`: write BMxBNxWM, e.g. 128x128x2")))
+            .collect::<Result<_, _>>()?;
+        match v[..] {
+            [bm, bn, wm] if bm > 0 && bn > 0 && wm > 0 => Ok(Tile { bm, bn, wm }),
+            _ => Err(format!("tile `{s}`: write BMxBNxWM, e.g. 128x128x2")),
+        }
+    }
 }
 
 impl Tile {
