@@ -5,12 +5,23 @@
 use super::dot::dequant_value;
 use crate::kernel;
 
-/// `out = table[tok[0]]`: one row of the token table (`rows x cols`, format `FMT`).
+/// `out[t] = table[tok[t]]` for token `t = block_idx_y()`: rows of the token table
+/// (`rows x cols`, format `FMT`), one token per row of the grid (a decode step has one).
 #[kernel(block = 256)]
 pub fn embed<const FMT: u32>(table: &[u32], tok: &[u32], out: &mut [f32], rows: u32, cols: u32) {
-    let row = tok[0];
+    let t = block_idx_y();
+    let row = tok[t];
     for col in (block_idx() * BLOCK + thread_idx()..cols).step_by(grid_dim() * BLOCK) {
-        out[col] = dequant_value(FMT, table, rows, cols, row, col);
+        out[t * cols + col] = dequant_value(FMT, table, rows, cols, row, col);
+    }
+}
+
+/// `dst = src[row * n .. row * n + n]`: one row of a matrix (the last prompt token's
+/// residual, whose logits the decode step's head computes).
+#[kernel(block = 256)]
+pub fn take_row(src: &[f32], dst: &mut [f32], row: u32, n: u32) {
+    for i in (block_idx() * BLOCK + thread_idx()..n).step_by(grid_dim() * BLOCK) {
+        dst[i] = src[row * n + i];
     }
 }
 
@@ -44,16 +55,16 @@ pub fn argmax<const BLOCK: u32>(
     }
 }
 
-/// Statistics of `x[0..n]` for the tracer: `out = [min, max, sum, non-finite count]`, the
-/// first three over finite values only. One block.
+/// Statistics of `x[0..n]` (f32 or f16) for the tracer: `out = [min, max, sum, non-finite
+/// count]`, the first three over finite values only. One block.
 #[kernel]
-pub fn stats<const BLOCK: u32>(x: &[f32], n: u32, out: &mut [f32]) {
+pub fn stats<T, const BLOCK: u32>(x: &[T], n: u32, out: &mut [f32]) {
     let mut lo = f32::INFINITY;
     let mut hi = f32::NEG_INFINITY;
     let mut sum = 0.0;
     let mut bad = 0u32;
     for i in (thread_idx()..n).step_by(BLOCK) {
-        let v = x[i];
+        let v = x[i] as f32;
         if is_finite(v) {
             lo = min(lo, v);
             hi = max(hi, v);

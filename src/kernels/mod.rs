@@ -63,7 +63,7 @@ pub fn builtins() -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: norm::rmsnorm::definition,
-            variants: vec![vec![Const(256)]],
+            variants: vec![vec![Type(Scalar::F32), Const(256)], vec![Type(Scalar::F16), Const(256)]],
             per_target: none,
         },
         KernelVariants {
@@ -106,13 +106,18 @@ pub fn builtins() -> Vec<KernelVariants> {
             per_target: none,
         },
         KernelVariants {
+            def: decode::take_row::definition,
+            variants: vec![vec![]],
+            per_target: none,
+        },
+        KernelVariants {
             def: decode::argmax::definition,
             variants: vec![vec![Const(1024)]],
             per_target: none,
         },
         KernelVariants {
             def: decode::stats::definition,
-            variants: vec![vec![Const(1024)]],
+            variants: vec![vec![Type(Scalar::F32), Const(1024)], vec![Type(Scalar::F16), Const(1024)]],
             per_target: none,
         },
         KernelVariants {

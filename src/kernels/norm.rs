@@ -2,10 +2,11 @@
 
 use crate::kernel;
 
-/// RMSNorm of each row: `y = x * rsqrt(mean(x^2) + eps) * w`. One block per row; the
-/// sum of squares is a block reduction.
+/// RMSNorm of each row: `y = x * rsqrt(mean(x^2) + eps) * w`, stored as `O` (f32, or f16
+/// as the operand of the matrix-core products). One block per row; the sum of squares is
+/// a block reduction.
 #[kernel]
-pub fn rmsnorm<const BLOCK: u32>(x: &[f32], w: &[f32], y: &mut [f32], n: u32, eps: f32) {
+pub fn rmsnorm<O, const BLOCK: u32>(x: &[f32], w: &[f32], y: &mut [O], n: u32, eps: f32) {
     let row = block_idx();
     let base = row * n;
     let mut sum = 0.0;
@@ -16,7 +17,7 @@ pub fn rmsnorm<const BLOCK: u32>(x: &[f32], w: &[f32], y: &mut [f32], n: u32, ep
     let total = block_sum(sum);
     let scale = rsqrt(total / (n as f32) + eps);
     for i in (thread_idx()..n).step_by(BLOCK) {
-        y[base + i] = x[base + i] * scale * w[i];
+        y[base + i] = (x[base + i] * scale * w[i]) as O;
     }
 }
 

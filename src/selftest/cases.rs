@@ -55,9 +55,12 @@ pub fn all() -> Vec<Case> {
             "rmsnorm",
             format!("{rows}x{n}"),
             F32,
-            move |d, r| rmsnorm(d, r, rows, n),
+            move |d, r| rmsnorm(d, r, rows, n, false),
         ));
     }
+    v.push(Case::new("rmsnorm", "f16 out 5x576".into(), F16_OUT, move |d, r| {
+        rmsnorm(d, r, 5, 576, true)
+    }));
     for (rows, n) in [(2usize, 32000usize), (4, 777), (3, 1)] {
         v.push(Case::new(
             "softmax",
@@ -203,11 +206,14 @@ pub fn all() -> Vec<Case> {
         }));
     }
     for fmt in GpuFormat::ALL {
-        let shape = format!("{} 7x512", fmt.ggml().name());
+        let shape = format!("{} 3 of 7x512", fmt.ggml().name());
         v.push(Case::new("embed", shape, F32, move |d, r| {
             embed_case(d, r, fmt, 7, 512)
         }));
     }
+    v.push(Case::new("take_row", "5x4097".into(), F32, move |d, r| {
+        take_row_case(d, r, 5, 4097)
+    }));
     for n in [3usize, 32000, 49152] {
         v.push(Case::new("argmax", format!("n={n}"), F32, move |d, r| {
             argmax_case(d, r, n)
@@ -228,21 +234,26 @@ fn embed_case(
     cols: usize,
 ) -> Result<Comparison> {
     let (blocks, packed) = random_weights(rng, fmt, rows, cols)?;
-    let token = (rows - 2) as u32;
+    // Three tokens in one launch, one per row of the grid (a decode step looks up one).
+    let tokens = [(rows - 2) as u32, 0, (rows - 2) as u32 / 2];
     let row_bytes = blocks.len() / rows;
-    let mut want32 = vec![0f32; cols];
-    crate::quant::dequantize(
-        fmt.ggml(),
-        &blocks[token as usize * row_bytes..][..row_bytes],
-        &mut want32,
-    )
-    .map_err(|e| crate::runtime::Error::Backend(e.to_string()))?;
-    let (dw, tok) = (dev.upload(&packed)?, dev.upload(&[token])?);
-    let mut out = dev.upload(&vec![f32::NAN; cols])?;
+    let mut want = Vec::new();
+    for &token in &tokens {
+        let mut want32 = vec![0f32; cols];
+        crate::quant::dequantize(
+            fmt.ggml(),
+            &blocks[token as usize * row_bytes..][..row_bytes],
+            &mut want32,
+        )
+        .map_err(|e| crate::runtime::Error::Backend(e.to_string()))?;
+        want.extend(want32.iter().map(|v| *v as f64));
+    }
+    let (dw, tok) = (dev.upload(&packed)?, dev.upload(&tokens)?);
+    let mut out = dev.upload(&vec![f32::NAN; tokens.len() * cols])?;
     dev.launch(
         decode::embed::definition(),
         &[crate::codegen::SpecValue::Const(fmt.code() as i128)],
-        (cols as u32).div_ceil(256).into(),
+        ((cols as u32).div_ceil(256), tokens.len() as u32).into(),
         &[
             (&dw).into(),
             (&tok).into(),
@@ -251,7 +262,17 @@ fn embed_case(
             (cols as u32).into(),
         ],
     )?;
-    let want: Vec<f64> = want32.iter().map(|v| *v as f64).collect();
+    Ok(compare(&dev.download(&out)?, &want))
+}
+
+/// One row of a matrix copied out.
+fn take_row_case(dev: &Device, rng: &mut StdRng, rows: usize, n: usize) -> Result<Comparison> {
+    let x = random_f32(rng, rows * n, 2.0);
+    let row = rows - 2;
+    let dx = dev.upload(&x)?;
+    let mut out = dev.upload(&vec![f32::NAN; n])?;
+    decode::take_row::launch(dev, (n as u32).div_ceil(256), &dx, &mut out, row as u32, n as u32)?;
+    let want: Vec<f64> = x[row * n..][..n].iter().map(|v| *v as f64).collect();
     Ok(compare(&dev.download(&out)?, &want))
 }
 
@@ -298,7 +319,7 @@ fn stats_case(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
     ];
     let dx = dev.upload(&x)?;
     let mut out = dev.upload(&[f32::NAN; 4])?;
-    decode::stats::launch::<1024>(dev, 1, &dx, n as u32, &mut out)?;
+    decode::stats::launch::<f32, 1024>(dev, 1, &dx, n as u32, &mut out)?;
     Ok(compare(&dev.download(&out)?, &want))
 }
 
@@ -679,13 +700,20 @@ fn add_bf16(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
     Ok(compare(&got, &want))
 }
 
-fn rmsnorm(dev: &Device, rng: &mut StdRng, rows: usize, n: usize) -> Result<Comparison> {
+fn rmsnorm(dev: &Device, rng: &mut StdRng, rows: usize, n: usize, f16_out: bool) -> Result<Comparison> {
     let eps = 1e-5f32;
     let x = random_f32(rng, rows * n, 3.0);
     let w = random_f32(rng, n, 1.5);
     let (dx, dw) = (dev.upload(&x)?, dev.upload(&w)?);
-    let mut y = dev.upload(&vec![f32::NAN; rows * n])?;
-    norm::rmsnorm::launch::<256>(dev, rows as u32, &dx, &dw, &mut y, n as u32, eps)?;
+    let got = if f16_out {
+        let mut y = dev.upload(&vec![f16::NAN; rows * n])?;
+        norm::rmsnorm::launch::<f16, 256>(dev, rows as u32, &dx, &dw, &mut y, n as u32, eps)?;
+        dev.download(&y)?.into_iter().map(f16::to_f32).collect()
+    } else {
+        let mut y = dev.upload(&vec![f32::NAN; rows * n])?;
+        norm::rmsnorm::launch::<f32, 256>(dev, rows as u32, &dx, &dw, &mut y, n as u32, eps)?;
+        dev.download(&y)?
+    };
     let mut want = Vec::with_capacity(rows * n);
     for row in x.chunks(n) {
         let ms = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
@@ -696,7 +724,7 @@ fn rmsnorm(dev: &Device, rng: &mut StdRng, rows: usize, n: usize) -> Result<Comp
                 .map(|(v, g)| *v as f64 * scale * *g as f64),
         );
     }
-    Ok(compare(&dev.download(&y)?, &want))
+    Ok(compare(&got, &want))
 }
 
 fn softmax(dev: &Device, rng: &mut StdRng, rows: usize, n: usize) -> Result<Comparison> {

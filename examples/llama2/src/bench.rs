@@ -48,6 +48,10 @@ pub struct BenchReport {
     pub tg: Stat,
     /// Time to first token for a 3-token prompt, milliseconds.
     pub ttft_ms: Stat,
+    /// Time to first token for the `prompt_tokens` prompt, milliseconds.
+    pub ttft_prompt_ms: Stat,
+    /// Whether prompts went through prompt processing (else token by token).
+    pub prefill: bool,
     /// Decode time per transformer block during generation, microseconds.
     pub layer_us: Stat,
 }
@@ -83,21 +87,38 @@ pub fn run(
     let reps = plan.reps;
     let vocab = engine.config().n_vocab as u32;
     let token = |i: usize| (i as u32 * 7919 + 13) % vocab;
+    let prefill = engine.prefill_unsupported().is_none();
+    let prompt: Vec<u32> = (0..prompt_tokens).map(token).collect();
+    // A prompt through prompt processing (or token by token), ending with its first
+    // generated token read back; returns the milliseconds taken.
+    let first_token = |engine: &mut Engine, tokens: &[u32]| -> Result<f64, EngineError> {
+        let start = Instant::now();
+        if prefill {
+            engine.set_state(tokens[0], 0)?;
+            engine.prefill(tokens)?;
+        } else {
+            for (i, &t) in tokens.iter().enumerate() {
+                engine.set_state(t, i)?;
+                engine.step()?;
+            }
+        }
+        engine.last_token()?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
     // Warm-up: compiles every kernel and captures the graphs of both ends.
     for pos in [0, depth] {
         engine.set_state(token(0), pos)?;
         engine.step()?;
     }
+    first_token(engine, &prompt)?;
+    first_token(engine, &prompt[..3.min(prompt.len())])?;
     engine.last_token()?;
-    let (mut pp, mut tg, mut ttft, mut layer) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pp, mut tg, mut ttft, mut ttft_prompt, mut layer) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
-        let start = Instant::now();
-        for i in 0..prompt_tokens {
-            engine.set_state(token(i), i)?;
-            engine.step()?;
-        }
-        engine.last_token()?;
-        pp.push(prompt_tokens as f64 / start.elapsed().as_secs_f64());
+        let ms = first_token(engine, &prompt)?;
+        pp.push(prompt_tokens as f64 / (ms / 1e3));
+        ttft_prompt.push(ms);
 
         engine.set_state(token(1), depth)?;
         let start = Instant::now();
@@ -109,13 +130,7 @@ pub fn run(
         tg.push(gen_tokens as f64 / secs);
         layer.push(secs / gen_tokens as f64 / engine.config().n_layer as f64 * 1e6);
 
-        let start = Instant::now();
-        for i in 0..3 {
-            engine.set_state(token(i), i)?;
-            engine.step()?;
-        }
-        engine.last_token()?;
-        ttft.push(start.elapsed().as_secs_f64() * 1e3);
+        ttft.push(first_token(engine, &prompt[..3.min(prompt.len())])?);
     }
     Ok(BenchReport {
         model: model.to_string(),
@@ -128,6 +143,8 @@ pub fn run(
         pp: Stat::of(&pp),
         tg: Stat::of(&tg),
         ttft_ms: Stat::of(&ttft),
+        ttft_prompt_ms: Stat::of(&ttft_prompt),
+        prefill,
         layer_us: Stat::of(&layer),
     })
 }
@@ -155,11 +172,17 @@ impl BenchReport {
             format!("tg{}", self.gen_tokens)
         };
         t += &row(&tg, "t/s", self.tg);
+        t += &row(&format!("ttft ({}-token prompt)", self.prompt_tokens), "ms", self.ttft_prompt_ms);
         t += &row("ttft (3-token prompt)", "ms", self.ttft_ms);
         t += &row("decode per layer", "us", self.layer_us);
         t += &format!(
-            "\n{} repetitions; prompts are processed token by token through the decode graph.\n",
-            self.reps
+            "\n{} repetitions; prompts {}.\n",
+            self.reps,
+            if self.prefill {
+                "go through prompt processing (tiled matrix-core products, flash attention)"
+            } else {
+                "are processed token by token through the decode graph"
+            }
         );
         t
     }
@@ -175,6 +198,8 @@ impl BenchReport {
             "pp": { "tokens": self.prompt_tokens, "tokens_per_second": s(self.pp) },
             "tg": { "tokens": self.gen_tokens, "depth": self.depth, "tokens_per_second": s(self.tg) },
             "ttft_ms": s(self.ttft_ms),
+            "ttft_prompt_ms": s(self.ttft_prompt_ms),
+            "prompt_processing": self.prefill,
             "decode_per_layer_us": s(self.layer_us),
         })
     }

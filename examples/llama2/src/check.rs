@@ -33,8 +33,23 @@ fn argmax(v: &[f32]) -> u32 {
         .0 as u32
 }
 
-/// Feeds `prompt` and then the oracle's greedy tokens to both for `steps` steps, comparing
-/// logits after each.
+/// NMSE of `got` against `want`.
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let (mut err, mut norm) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(want) {
+        err += (*g as f64 - *w as f64).powi(2);
+        norm += (*w as f64).powi(2);
+    }
+    if norm > 0.0 {
+        err / norm
+    } else {
+        err
+    }
+}
+
+/// Compares logits for `steps` steps: the prompt's last-token logits (after prompt
+/// processing, where the model allows it; otherwise the prompt is fed token by token and
+/// each of its steps is compared), then the oracle's greedy tokens fed to both.
 pub fn compare(
     engine: &mut Engine,
     oracle: &mut Oracle,
@@ -43,24 +58,52 @@ pub fn compare(
 ) -> Result<Vec<StepCheck>, CheckError> {
     let mut out = Vec::with_capacity(steps);
     let mut token = prompt.first().copied().unwrap_or(0);
-    for pos in 0..steps.min(engine.ctx()) {
-        engine.set_state(token, pos)?;
-        engine.step()?;
-        let got = engine.logits()?;
-        let want = oracle.forward(token, pos)?;
-        let (mut err, mut norm) = (0.0f64, 0.0f64);
-        for (g, w) in got.iter().zip(&want) {
-            err += (*g as f64 - *w as f64).powi(2);
-            norm += (*w as f64).powi(2);
+    let mut pos = 0;
+    if engine.prefill_unsupported().is_none() && !prompt.is_empty() && steps > 0 {
+        engine.set_state(token, 0)?;
+        engine.prefill(prompt)?;
+        let mut want = Vec::new();
+        for (p, &t) in prompt.iter().enumerate() {
+            want = oracle.forward(t, p)?;
         }
+        let got = engine.logits()?;
         let check = StepCheck {
-            token,
-            nmse: if norm > 0.0 { err / norm } else { err },
+            token: prompt[prompt.len() - 1],
+            nmse: nmse(&got, &want),
             engine_argmax: argmax(&got),
             oracle_argmax: argmax(&want),
         };
         out.push(check);
-        token = prompt.get(pos + 1).copied().unwrap_or(check.oracle_argmax);
+        token = check.oracle_argmax;
+        pos = prompt.len();
+    }
+    while out.len() < steps && pos < engine.ctx() {
+        engine.set_state(token, pos)?;
+        engine.step()?;
+        let got = engine.logits()?;
+        let want = oracle.forward(token, pos)?;
+        let check = StepCheck {
+            token,
+            nmse: nmse(&got, &want),
+            engine_argmax: argmax(&got),
+            oracle_argmax: argmax(&want),
+        };
+        out.push(check);
+        pos += 1;
+        token = prompt.get(pos).copied().unwrap_or(check.oracle_argmax);
     }
     Ok(out)
+}
+
+/// The NMSE between the last-token logits of `prompt` through prompt processing and
+/// through the decode step fed token by token (both from position 0).
+pub fn prefill_against_decode(engine: &mut Engine, prompt: &[u32]) -> Result<f64, CheckError> {
+    for (p, &t) in prompt.iter().enumerate() {
+        engine.set_state(t, p)?;
+        engine.step()?;
+    }
+    let decoded = engine.logits()?;
+    engine.set_state(prompt[0], 0)?;
+    engine.prefill(prompt)?;
+    Ok(nmse(&engine.logits()?, &decoded))
 }

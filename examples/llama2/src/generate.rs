@@ -1,6 +1,7 @@
-//! Generation: the prompt is fed token by token through the decode step (graph replays),
-//! then tokens are produced until the end-of-sequence token, the requested count, or a
-//! full context. Greedy decoding keeps the token on the device (the host reads back one
+//! Generation: the prompt goes through prompt processing (every chunk's tokens at once on
+//! the tiled products; token by token through the decode step where the model's shapes do
+//! not allow it), then tokens are produced by graph-replayed decode steps until the
+//! end-of-sequence token, the requested count, or a full context. Greedy decoding keeps the token on the device (the host reads back one
 //! integer per step); sampling reads the logits back.
 
 use crate::engine::{Engine, EngineError};
@@ -74,15 +75,28 @@ pub fn generate(
     let Some((&last, head)) = prompt.split_last() else {
         return Ok(out);
     };
-    for (pos, &t) in head.iter().enumerate() {
-        engine.set_state(t, pos)?;
-        step(engine, &mut tracer)?;
+    // Whether the next token is already chosen (prompt processing ends with it).
+    let mut ready = false;
+    if engine.prefill_unsupported().is_none() {
+        engine.set_state(last, 0)?;
+        match tracer.as_deref_mut() {
+            Some(t) => t.prefill(engine, prompt, |_| {})?,
+            None => engine.prefill(prompt)?,
+        }
+        ready = true;
+    } else {
+        for (pos, &t) in head.iter().enumerate() {
+            engine.set_state(t, pos)?;
+            step(engine, &mut tracer)?;
+        }
+        engine.set_state(last, head.len())?;
     }
-    engine.set_state(last, head.len())?;
     let mut recent: Vec<u32> = prompt.to_vec();
     let mut decode_start = None;
     while out.tokens.len() < max_tokens {
-        step(engine, &mut tracer)?;
+        if !std::mem::take(&mut ready) {
+            step(engine, &mut tracer)?;
+        }
         let token = if params.is_greedy() {
             engine.last_token()?
         } else {

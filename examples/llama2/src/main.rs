@@ -283,28 +283,36 @@ fn trace(args: &TraceArgs) -> Result<()> {
     let first = *tokens.first().context("empty prompt")?;
     engine.set_state(first, 0)?;
     println!("| pos | layer | kernel | min | max | mean | NaN/Inf |\n| ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    let row = |pos: &str, s: &llama2::trace::OpStats| {
+        let layer = s.op.layer().map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "| {pos} | {layer} | {} | {:.4} | {:.4} | {:.5} | {} |",
+            s.op.name(),
+            s.min,
+            s.max,
+            s.mean,
+            s.non_finite
+        );
+    };
+    // The prompt at once where the model allows it (its rows' statistics per op), then
+    // decode steps from the token it chose; otherwise every prompt token is a step.
+    let prefilled = engine.prefill_unsupported().is_none();
+    if prefilled {
+        let span = format!("0..{}", tokens.len());
+        tracer.prefill(&mut engine, &tokens, |s| row(&span, s))?;
+    }
     for step in 0..args.steps {
         let pos = engine.position()?;
-        tracer.step(&mut engine, |s| {
-            let layer =
-                s.op.layer()
-                    .map(|l| l.to_string())
-                    .unwrap_or_else(|| "-".into());
-            println!(
-                "| {pos} | {layer} | {} | {:.4} | {:.4} | {:.5} | {} |",
-                s.op.name(),
-                s.min,
-                s.max,
-                s.mean,
-                s.non_finite
-            );
-        })?;
-        if let Some(&next) = tokens.get(step + 1) {
-            engine.set_state(next, pos + 1)?;
+        tracer.step(&mut engine, |s| row(&pos.to_string(), s))?;
+        if !prefilled {
+            if let Some(&next) = tokens.get(step + 1) {
+                engine.set_state(next, pos + 1)?;
+            }
         }
     }
     eprintln!(
-        "traced {} step(s): no NaN or infinity in any kernel output",
+        "traced {}{} step(s): no NaN or infinity in any kernel output",
+        if prefilled { format!("the {}-token prompt and ", tokens.len()) } else { String::new() },
         args.steps
     );
     Ok(())

@@ -4,6 +4,7 @@
 //! token and advances the position), so one captured graph replays every step of a length
 //! range (attention switches kernels once, for long sequences: a second graph).
 
+pub mod prefill;
 pub mod weights;
 
 use crate::config::{LlamaConfig, LlamaWeights};
@@ -116,6 +117,8 @@ pub struct Engine {
     pos: usize,
     /// The captured step for each attention kernel, captured on first use.
     graphs: [Option<Graph>; 2],
+    /// The rows of a prompt chunk, allocated by the first prompt.
+    prefill: Option<prefill::PrefillState>,
 }
 
 impl Engine {
@@ -177,6 +180,7 @@ impl Engine {
             attention,
             pos: 0,
             graphs: [None, None],
+            prefill: None,
         })
     }
 
@@ -282,7 +286,7 @@ impl Engine {
                 dev.launch(
                     decode::embed::definition(),
                     &[greta::codegen::SpecValue::Const(e.fmt.code() as i128)],
-                    e.cols.div_ceil(256).into(),
+                    (e.cols.div_ceil(256), 1).into(),
                     &[
                         (&e.buf).into(),
                         (&s.tok).into(),
