@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prompt-processing work on the GPU machine with binaries built elsewhere (default:
 # .carry/bin/, else target/release/): the matrix-core kernels' selftest (and memcheck over
-# it), then their timings on Llama-2-7B shapes; extra arguments go to bench-kernels.
-# Writes logs to $OUT when it is set.
+# it), their timings on Llama-2-7B shapes (extra arguments go to bench-kernels), then a
+# random Llama-2-7B Q4_K_M written there: logits against the reference and `llama2 bench`
+# (pp512, TTFT, tg128). SKIP_MEMCHECK, SKIP_LLAMA skip steps. Writes logs to $OUT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -23,5 +24,11 @@ if command -v compute-sanitizer >/dev/null 2>&1 && [[ -z "${SKIP_MEMCHECK:-}" ]]
     TAIL=3 run memcheck compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/greta" selftest --backend cuda $KERNELS
 fi
 run bench "$BIN/greta" bench-kernels --backend cuda --only prefill "$@"
+if [[ -z "${SKIP_LLAMA:-}" ]]; then
+    L7B="${L7B:-/tmp/llama2-7b-q4km.gguf}"
+    [[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b
+    TAIL=6 run l7b_check "$BIN/llama2" check-logits --backend cuda --model "$L7B" -n 3
+    TAIL=12 run l7b_bench "$BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-3}"
+fi
 echo "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status

@@ -22,9 +22,14 @@ pub const LDS: u32 = 72;
 /// codes): `STORE` / `ADD` write `y[row * ldy + col]` (f32); `SWIGLU` (interleaved
 /// gate/up rows) writes `yh[row * ldy + col / 2]` (f16); `QKV` treats W's rows as rows
 /// `row_base..` of the stacked Q, K, V matrices and writes rotated Q pairs to
-/// `y[row * q_rows + col]` and K and V into the caches at position `pos0 + row`. `k` is a
-/// multiple of 64 (and of the format's block), `BLOCK = 2 * BN` (two threads dequantise a
-/// weight row), and paired epilogues need two fragments per wave across N.
+/// `y[row * q_rows + col]` and K and V into the caches at position `pos0 + row`.
+///
+/// The block's waves form `KS` slices that walk K's steps in turn (slice `s` takes steps
+/// `s, s + KS, ..`), each with its own buffers, so that a few rows of X still keep many
+/// weight loads in flight; their sums meet in shared memory before the epilogue. A
+/// slice's `2 * BN` threads dequantise its weight rows (two per row) and its waves split
+/// the tile `WM` ways along M. `k` is a multiple of 64 (and of the format's block), and
+/// paired epilogues need two fragments per wave across N.
 #[kernel(min_waves = 4)]
 pub fn gemm<
     const FMT: u32,
@@ -32,6 +37,7 @@ pub fn gemm<
     const BM: u32,
     const BN: u32,
     const WM: u32,
+    const KS: u32,
     const BLOCK: u32,
 >(
     x: &[f16],
@@ -52,20 +58,26 @@ pub fn gemm<
     rope_step: f32,
     pos0: u32,
 ) {
-    let xs = shared!([f16; 2 * BM * LDS]);
-    let ws = shared!([f16; 2 * BN * LDS]);
-    // Each wave's part of the tile.
+    // Each slice's two buffers of activations and weights, then the slices' sums.
+    let xs = shared!([f16; KS * 2 * BM * LDS]);
+    let ws = shared!([f16; KS * 2 * BN * LDS]);
+    let sums = shared!([f32; max(1, (KS - 1) * BM * (BN + 4))]);
+    // (Spelled out for one slice, so that nothing of the slicing remains in its code.)
+    let slice = if KS == 1 { 0 } else { thread_idx() / (BLOCK / KS) };
+    let st = if KS == 1 { thread_idx() } else { thread_idx() % (BLOCK / KS) };
+    let slice_wave = if KS == 1 { wave_id() } else { wave_id() % (BLOCK / KS / WAVE) };
+    // This wave's part of the tile.
     let tm = BM / WM;
-    let tn = BN / (BLOCK / WAVE / WM);
+    let tn = BN / (BLOCK / KS / WAVE / WM);
     let m0 = block_idx() * BM;
     let n0 = block_idx_y() * BN;
-    let wave_m = wave_id() % WM;
-    let wave_n = wave_id() / WM;
+    let wave_m = slice_wave % WM;
+    let wave_n = slice_wave / WM;
     // This thread's half of one weight row's group, and the row's place in the tile: the
     // paired epilogues put each wave's even rows before its odd ones, so that the two rows
     // of a pair are the same element of two fragments, on every target's layout.
-    let r = thread_idx() / 2;
-    let h = thread_idx() % 2;
+    let r = st / 2;
+    let h = st % 2;
     let wrow = n0 + r;
     let slot = if EPI == SWIGLU || EPI == QKV {
         (r / tn) * tn + (r % 2) * (tn / 2) + (r % tn) / 2
@@ -73,70 +85,79 @@ pub fn gemm<
         r
     };
     let steps = k / GROUP;
-    // Step 0 into buffer 0.
-    let mut xv = [f16x8::splat(0.0); BM * 8 / BLOCK];
+    let rounds = (steps + KS - 1) / KS;
+    let xbase = slice * 2 * BM * LDS;
+    let wbase = slice * 2 * BN * LDS;
+    // This slice's first step into its buffer 0.
+    let mut xv = [f16x8::splat(0.0); BM * 8 * KS / BLOCK];
     let mut wv = [u32x4::splat(0); 4];
     let mut sw = 0u32;
-    for v in 0..BM * 8 / BLOCK {
-        let i = thread_idx() + v * BLOCK;
-        if m0 + i / 8 < m {
-            xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + i % 8);
-        }
-    }
-    if wrow < n {
-        for v in 0..4 {
-            if v < half_vectors(FMT) {
-                wv[v] = half_vec(FMT, w, k, wrow, 0, h, v);
+    if KS == 1 || slice < steps {
+        for v in 0..BM * 8 * KS / BLOCK {
+            let i = st + v * (BLOCK / KS);
+            if m0 + i / 8 < m {
+                xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + slice * 8 + i % 8);
             }
         }
-        sw = half_scale(FMT, w, n, k, wrow, 0, h);
+        if wrow < n {
+            for v in 0..4 {
+                if v < half_vectors(FMT) {
+                    wv[v] = half_vec(FMT, w, k, wrow, slice, h, v);
+                }
+            }
+            sw = half_scale(FMT, w, n, k, wrow, slice, h);
+        }
+        for v in 0..BM * 8 * KS / BLOCK {
+            let i = st + v * (BLOCK / KS);
+            xs.store_vec((xbase + (i / 8) * LDS) / 8 + i % 8, xv[v]);
+        }
+        dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], sw, slice, h, ws, wbase + slot * LDS);
     }
-    for v in 0..BM * 8 / BLOCK {
-        let i = thread_idx() + v * BLOCK;
-        xs.store_vec((i / 8) * (LDS / 8) + i % 8, xv[v]);
-    }
-    dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], sw, 0, h, ws, slot * LDS);
     barrier();
-    let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / WAVE / WM) / 16)];
-    for kt in 0..steps {
-        let cur = kt % 2;
-        let more = kt + 1 < steps;
+    let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / KS / WAVE / WM) / 16)];
+    for round in 0..rounds {
+        let cur = round % 2;
+        let g = round * KS + slice;
+        let next_g = g + KS;
+        let more = next_g < steps;
         if more {
-            for v in 0..BM * 8 / BLOCK {
-                let i = thread_idx() + v * BLOCK;
+            for v in 0..BM * 8 * KS / BLOCK {
+                let i = st + v * (BLOCK / KS);
                 if m0 + i / 8 < m {
-                    xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + (kt + 1) * 8 + i % 8);
+                    xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + next_g * 8 + i % 8);
                 }
             }
             if wrow < n {
                 for v in 0..4 {
                     if v < half_vectors(FMT) {
-                        wv[v] = half_vec(FMT, w, k, wrow, kt + 1, h, v);
+                        wv[v] = half_vec(FMT, w, k, wrow, next_g, h, v);
                     }
                 }
-                sw = half_scale(FMT, w, n, k, wrow, kt + 1, h);
+                sw = half_scale(FMT, w, n, k, wrow, next_g, h);
             }
         }
-        let xb = cur * BM * LDS + wave_m * tm * LDS;
-        let wb = cur * BN * LDS + wave_n * tn * LDS;
-        for kk in 0..GROUP / 16 {
-            let mut a = [frag_a::<f16>(); BM / WM / 16];
-            for i in 0..BM / WM / 16 {
-                a[i] = xs.load_a(xb + 16 * i * LDS + 16 * kk, LDS);
-            }
-            for j in 0..BN / (BLOCK / WAVE / WM) / 16 {
-                let b = ws.load_b(wb + 16 * j * LDS + 16 * kk, LDS);
+        if KS == 1 || g < steps {
+            let xb = xbase + cur * BM * LDS + wave_m * tm * LDS;
+            let wb = wbase + cur * BN * LDS + wave_n * tn * LDS;
+            for kk in 0..GROUP / 16 {
+                let mut a = [frag_a::<f16>(); BM / WM / 16];
                 for i in 0..BM / WM / 16 {
-                    acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j] =
-                        mma(a[i], b, acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j]);
+                    a[i] = xs.load_a(xb + 16 * i * LDS + 16 * kk, LDS);
+                }
+                for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
+                    let b = ws.load_b(wb + 16 * j * LDS + 16 * kk, LDS);
+                    for i in 0..BM / WM / 16 {
+                        acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j] =
+                            mma(a[i], b, acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j]);
+                    }
                 }
             }
         }
         if more {
             let next = 1 - cur;
-            for v in 0..BM * 8 / BLOCK {
-                let i = thread_idx() + v * BLOCK;
-                xs.store_vec(next * BM * (LDS / 8) + (i / 8) * (LDS / 8) + i % 8, xv[v]);
+            for v in 0..BM * 8 * KS / BLOCK {
+                let i = st + v * (BLOCK / KS);
+                xs.store_vec((xbase + (next * BM + i / 8) * LDS) / 8 + i % 8, xv[v]);
             }
             dequant_half(
                 FMT,
@@ -145,21 +166,50 @@ pub fn gemm<
                 wv[2],
                 wv[3],
                 sw,
-                kt + 1,
+                next_g,
                 h,
                 ws,
-                (next * BN + slot) * LDS,
+                wbase + (next * BN + slot) * LDS,
             );
         }
         barrier();
     }
+    if KS > 1 {
+        // Slices 1.. hand their sums to slice 0 through shared memory.
+        if slice > 0 {
+            for i in 0..BM / WM / 16 {
+                for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
+                    let at = (slice - 1) * BM * (BN + 4) + (wave_m * tm + 16 * i) * (BN + 4) + wave_n * tn + 16 * j;
+                    sums.store_frag(at, BN + 4, acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j]);
+                }
+            }
+        }
+        barrier();
+        if slice == 0 {
+            for i in 0..BM / WM / 16 {
+                for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
+                    let mut f = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j];
+                    for e in 0..f.len() {
+                        let at = (wave_m * tm + 16 * i + f.row(e)) * (BN + 4) + wave_n * tn + 16 * j + f.col(e);
+                        for s in 1..KS {
+                            f[e] += sums[(s - 1) * BM * (BN + 4) + at];
+                        }
+                    }
+                    acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j] = f;
+                }
+            }
+        }
+    }
+    if slice > 0 {
+        return;
+    }
     // Fragment (i, j) of this wave covers rows 16i.. and tile columns 16j.. of its part.
     for i in 0..BM / WM / 16 {
-        for j in 0..BN / (BLOCK / WAVE / WM) / 16 / (1 + ((EPI == SWIGLU || EPI == QKV) as u32)) {
-            let f = acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j];
+        for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 / (1 + ((EPI == SWIGLU || EPI == QKV) as u32)) {
+            let f = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j];
             if EPI == SWIGLU || EPI == QKV {
                 // The pair's odd row: the same element of the fragment half a part across.
-                let odd = acc[i * (BN / (BLOCK / WAVE / WM) / 16) + j + BN / (BLOCK / WAVE / WM) / 32];
+                let odd = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j + BN / (BLOCK / KS / WAVE / WM) / 32];
                 for e in 0..f.len() {
                     let row = m0 + wave_m * tm + 16 * i + f.row(e);
                     let col = n0 + wave_n * tn + 2 * (16 * j + f.col(e));
@@ -211,8 +261,10 @@ pub struct Tile {
     pub bm: u32,
     /// Rows of W (output columns) per block; the block has `2 * bn` threads.
     pub bn: u32,
-    /// Waves along M (the rest are along N).
+    /// Waves of a slice along M (the rest are along N).
     pub wm: u32,
+    /// Slices of the block walking K's steps in turn.
+    pub ks: u32,
 }
 
 /// How to launch `gemm`: the weight format, the epilogue and the tile.
@@ -253,15 +305,17 @@ pub enum Output<'a> {
 impl std::str::FromStr for Tile {
     type Err = String;
 
-    /// `BMxBNxWM`, e.g. `128x128x2`.
+    /// `BMxBNxWM` or `BMxBNxWMxKS`, e.g. `128x128x2` or `32x32x2x8`.
     fn from_str(s: &str) -> Result<Tile, String> {
+        let bad = || format!("tile `{s}`: write BMxBNxWM[xKS], e.g. 128x128x2 or 32x32x2x8");
         let v: Vec<u32> = s
             .split('x')
-            .map(|p| p.parse::<u32>().map_err(|_| format!("tile `{s}`: write BMxBNxWM, e.g. 128x128x2")))
+            .map(|p| p.parse::<u32>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
         match v[..] {
-            [bm, bn, wm] if bm > 0 && bn > 0 && wm > 0 => Ok(Tile { bm, bn, wm }),
-            _ => Err(format!("tile `{s}`: write BMxBNxWM, e.g. 128x128x2")),
+            [bm, bn, wm] if bm > 0 && bn > 0 && wm > 0 => Ok(Tile { bm, bn, wm, ks: 1 }),
+            [bm, bn, wm, ks] if bm > 0 && bn > 0 && wm > 0 && ks > 0 => Ok(Tile { bm, bn, wm, ks }),
+            _ => Err(bad()),
         }
     }
 }
@@ -272,17 +326,17 @@ impl Tile {
     /// compute unit).
     pub fn for_rows(target: &crate::codegen::Target, m: u32) -> Tile {
         match (target.wave, m) {
-            (64, 0..=32) => Tile { bm: 32, bn: 32, wm: 1 },
-            (64, _) => Tile { bm: 64, bn: 128, wm: 1 },
-            (_, 0..=32) => Tile { bm: 32, bn: 32, wm: 2 },
-            (_, 33..=64) => Tile { bm: 64, bn: 64, wm: 4 },
-            _ => Tile { bm: 128, bn: 128, wm: 2 },
+            (64, 0..=32) => Tile { bm: 32, bn: 32, wm: 1, ks: 2 },
+            (64, _) => Tile { bm: 64, bn: 128, wm: 1, ks: 1 },
+            (_, 0..=32) => Tile { bm: 32, bn: 32, wm: 2, ks: 8 },
+            (_, 33..=64) => Tile { bm: 64, bn: 32, wm: 2, ks: 4 },
+            _ => Tile { bm: 128, bn: 128, wm: 2, ks: 1 },
         }
     }
 
     /// Threads per block.
     pub fn block(&self) -> u32 {
-        2 * self.bn
+        2 * self.bn * self.ks
     }
 }
 
@@ -304,7 +358,7 @@ impl Gemm {
     /// The specialisation values, in the kernel's generic order.
     pub fn spec(&self) -> Vec<crate::codegen::SpecValue> {
         let t = self.tile;
-        [self.fmt.code(), self.epilogue, t.bm, t.bn, t.wm, t.block()]
+        [self.fmt.code(), self.epilogue, t.bm, t.bn, t.wm, t.ks, t.block()]
             .map(|v| crate::codegen::SpecValue::Const(v as i128))
             .to_vec()
     }
@@ -329,17 +383,18 @@ impl Gemm {
             return bad(format!("{k} columns is not a positive multiple of {multiple} for {}", self.fmt.ggml()));
         }
         let t = self.tile;
-        let waves = t.block() / dev.target().wave;
+        let waves = 2 * t.bn / dev.target().wave;
         let paired = matches!(self.epilogue, SWIGLU | QKV);
         let fragments_n = if waves.is_multiple_of(t.wm) { t.bn / (waves / t.wm) / 16 } else { 0 };
         if waves == 0
             || !waves.is_multiple_of(t.wm)
             || !t.bm.is_multiple_of(16 * t.wm)
             || fragments_n == 0
-            || !(t.bm * 8).is_multiple_of(t.block())
+            || !(t.bm * 8).is_multiple_of(2 * t.bn)
+            || t.block() > dev.target().max_block
             || (paired && fragments_n % 2 != 0)
         {
-            return bad(format!("tile {t:?} does not divide into 16 x 16 fragments of {waves} waves{}", if paired { " with two fragments per wave across N" } else { "" }));
+            return bad(format!("tile {t:?} does not divide into 16 x 16 fragments of {waves} waves per slice{}", if paired { " with two fragments per wave across N" } else { "" }));
         }
         if paired && !n.is_multiple_of(2) {
             return bad(format!("paired epilogues need an even row count, found {n}"));
