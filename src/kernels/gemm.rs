@@ -78,7 +78,6 @@ pub fn gemm<
     // of a pair are the same element of two fragments, on every target's layout.
     let r = st / 2;
     let h = st % 2;
-    let wrow = n0 + r;
     let slot = if EPI == SWIGLU || EPI == QKV {
         (r / tn) * tn + (r % 2) * (tn / 2) + (r % tn) / 2
     } else {
@@ -88,54 +87,47 @@ pub fn gemm<
     let rounds = (steps + KS - 1) / KS;
     let xbase = slice * 2 * BM * LDS;
     let wbase = slice * 2 * BN * LDS;
-    // This slice's first step into its buffer 0.
+    // Rows past the ends of X and W read the last row instead: their results are never
+    // stored, and a step without branches lets the compiler interleave the next step's
+    // loads and dequantisation with the current products.
+    let wrow = min(n0 + r, n - 1);
+    // This slice's first step into its buffer 0 (a slice without one takes the last).
     let mut xv = [f16x8::splat(0.0); BM * 8 * KS / BLOCK];
     let mut wv = [u32x4::splat(0); 4];
-    let mut sw = 0u32;
-    if KS == 1 || slice < steps {
-        for v in 0..BM * 8 * KS / BLOCK {
-            let i = st + v * (BLOCK / KS);
-            if m0 + i / 8 < m {
-                xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + slice * 8 + i % 8);
-            }
-        }
-        if wrow < n {
-            for v in 0..4 {
-                if v < half_vectors(FMT) {
-                    wv[v] = half_vec(FMT, w, k, wrow, slice, h, v);
-                }
-            }
-            sw = half_scale(FMT, w, n, k, wrow, slice, h);
-        }
-        for v in 0..BM * 8 * KS / BLOCK {
-            let i = st + v * (BLOCK / KS);
-            xs.store_vec((xbase + (i / 8) * LDS) / 8 + i % 8, xv[v]);
-        }
-        dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], sw, slice, h, ws, wbase + slot * LDS);
+    let first = min(slice, steps - 1);
+    for v in 0..BM * 8 * KS / BLOCK {
+        let i = st + v * (BLOCK / KS);
+        xv[v] = x.load_vec::<8>(min(m0 + i / 8, m - 1) * (k / 8) + first * 8 + i % 8);
     }
+    for v in 0..4 {
+        if v < half_vectors(FMT) {
+            wv[v] = half_vec(FMT, w, k, wrow, first, h, v);
+        }
+    }
+    let mut sw = half_scale(FMT, w, n, k, wrow, first, h);
+    for v in 0..BM * 8 * KS / BLOCK {
+        let i = st + v * (BLOCK / KS);
+        xs.store_vec((xbase + (i / 8) * LDS) / 8 + i % 8, xv[v]);
+    }
+    dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], sw, first, h, ws, wbase + slot * LDS);
     barrier();
     let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / KS / WAVE / WM) / 16)];
     for round in 0..rounds {
         let cur = round % 2;
         let g = round * KS + slice;
-        let next_g = g + KS;
-        let more = next_g < steps;
-        if more {
-            for v in 0..BM * 8 * KS / BLOCK {
-                let i = st + v * (BLOCK / KS);
-                if m0 + i / 8 < m {
-                    xv[v] = x.load_vec::<8>((m0 + i / 8) * (k / 8) + next_g * 8 + i % 8);
-                }
-            }
-            if wrow < n {
-                for v in 0..4 {
-                    if v < half_vectors(FMT) {
-                        wv[v] = half_vec(FMT, w, k, wrow, next_g, h, v);
-                    }
-                }
-                sw = half_scale(FMT, w, n, k, wrow, next_g, h);
+        // The last round loads (and stores, into the buffer no one reads again) a step
+        // twice rather than branch.
+        let next_g = min(g + KS, steps - 1);
+        for v in 0..BM * 8 * KS / BLOCK {
+            let i = st + v * (BLOCK / KS);
+            xv[v] = x.load_vec::<8>(min(m0 + i / 8, m - 1) * (k / 8) + next_g * 8 + i % 8);
+        }
+        for v in 0..4 {
+            if v < half_vectors(FMT) {
+                wv[v] = half_vec(FMT, w, k, wrow, next_g, h, v);
             }
         }
+        sw = half_scale(FMT, w, n, k, wrow, next_g, h);
         if KS == 1 || g < steps {
             let xb = xbase + cur * BM * LDS + wave_m * tm * LDS;
             let wb = wbase + cur * BN * LDS + wave_n * tn * LDS;
@@ -153,25 +145,23 @@ pub fn gemm<
                 }
             }
         }
-        if more {
-            let next = 1 - cur;
-            for v in 0..BM * 8 * KS / BLOCK {
-                let i = st + v * (BLOCK / KS);
-                xs.store_vec((xbase + (next * BM + i / 8) * LDS) / 8 + i % 8, xv[v]);
-            }
-            dequant_half(
-                FMT,
-                wv[0],
-                wv[1],
-                wv[2],
-                wv[3],
-                sw,
-                next_g,
-                h,
-                ws,
-                wbase + (next * BN + slot) * LDS,
-            );
+        let next = 1 - cur;
+        for v in 0..BM * 8 * KS / BLOCK {
+            let i = st + v * (BLOCK / KS);
+            xs.store_vec((xbase + (next * BM + i / 8) * LDS) / 8 + i % 8, xv[v]);
         }
+        dequant_half(
+            FMT,
+            wv[0],
+            wv[1],
+            wv[2],
+            wv[3],
+            sw,
+            next_g,
+            h,
+            ws,
+            wbase + (next * BN + slot) * LDS,
+        );
         barrier();
     }
     if KS > 1 {

@@ -28,9 +28,11 @@ impl KernelParts {
     pub fn new(k: &Kernel, target: &Target) -> KernelParts {
         let mut vectors = BTreeSet::new();
         let mut frags = BTreeSet::new();
+        let mut packs = false;
         for f in k.funcs.iter().chain(std::iter::once(&k.entry)) {
             collect_vectors(f, &mut vectors);
             collect_frags(f, &mut frags);
+            crate::ir::walk_stmts(&f.body, &mut |e| packs |= is_packed_halves(e, target));
         }
         for s in &k.shared {
             if let Type::Vector(e, n) = s.elem {
@@ -119,7 +121,7 @@ impl KernelParts {
                 .into_iter()
                 .map(|(e, n)| (format!("{}x{}", e.name(), n), e.name().to_string(), n))
                 .collect(),
-            fragments: super::frag::helpers(&frags, target),
+            fragments: super::frag::helpers(&frags, target) + if packs { PACKED_HALVES } else { "" },
             functions,
             params,
             shared,
@@ -145,6 +147,22 @@ fn collect_vectors(f: &Function, out: &mut BTreeSet<(Scalar, u8)>) {
         add(&f.ret);
     }
     crate::ir::walk_stmts(&f.body, &mut |e| add(&e.ty));
+}
+
+/// Pairs of f32 rounded to f16 in one instruction (`cvt.rn.f16x2.f32`) and the words that
+/// carry them into a vector: on sm_90 a conversion of one value runs at a quarter of the
+/// rate of the packed one.
+const PACKED_HALVES: &str = "__device__ __forceinline__ u32 greta_pack_f16x2(f32 lo, f32 hi) { u32 r; asm(\"cvt.rn.f16x2.f32 %0, %1, %2;\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo)); return r; }
+struct greta_words1 { u32 w[1]; };
+struct greta_words2 { u32 w[2]; };
+struct greta_words4 { u32 w[4]; };
+";
+
+/// Whether `e` builds an f16 vector from f32 values, which NVIDIA targets convert in pairs.
+fn is_packed_halves(e: &Expr, target: &Target) -> bool {
+    target.dialect == crate::target::Dialect::Cuda
+        && matches!(e.ty, Type::Vector(Scalar::F16, n) if n % 2 == 0)
+        && matches!(&e.kind, ExprKind::Make(items) if items.iter().all(|x| matches!(&x.kind, ExprKind::Cast(a) if a.ty == Type::Scalar(Scalar::F32))))
 }
 
 /// The fragment types a function's values have (also as array elements).
@@ -729,6 +747,25 @@ impl<'k> FnPrinter<'k> {
                 let b = self.operand(base, PREC_ATOM);
                 let i = self.expr(index);
                 atom(format!("{b}[{i}]"))
+            }
+            ExprKind::Make(items) if is_packed_halves(e, self.target) => {
+                let words: Vec<String> = items
+                    .chunks(2)
+                    .map(|p| {
+                        let arg = |x: &'k Expr| match &x.kind {
+                            ExprKind::Cast(a) => a.as_ref(),
+                            _ => x,
+                        };
+                        let (lo, hi) = (self.expr(arg(&p[0])), self.expr(arg(&p[1])));
+                        format!("greta_pack_f16x2({lo}, {hi})")
+                    })
+                    .collect();
+                atom(format!(
+                    "greta_bitcast<{}>(greta_words{}{{{{{}}}}})",
+                    type_name(&e.ty),
+                    words.len(),
+                    words.join(", ")
+                ))
             }
             ExprKind::Make(items) => {
                 let items: Vec<String> = items.iter().map(|x| self.expr(x)).collect();
