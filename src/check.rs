@@ -13,6 +13,8 @@ use rayon::prelude::*;
 pub struct CheckRow {
     pub symbol: String,
     pub outcome: Result<Resources, String>,
+    /// Matrix-core instructions in the kernel's disassembly (AMD: `v_mfma_*`).
+    pub matrix_ops: Option<u32>,
 }
 
 impl CheckRow {
@@ -75,10 +77,12 @@ fn compile_one(
             return CheckRow {
                 symbol: def.name().to_string(),
                 outcome: Err(e.to_string()),
+                matrix_ops: None,
             }
         }
     };
     let symbol = ir.symbol.clone();
+    let mut matrix_ops = None;
     let outcome = (|| -> Result<Resources, String> {
         let src = hip::emit(&ir, target).map_err(|e| e.to_string())?;
         match compiler {
@@ -86,6 +90,12 @@ fn compile_one(
                 let obj = c
                     .compile(&src, &symbol, target.name)
                     .map_err(|e| e.to_string())?;
+                matrix_ops = c
+                    .matrix_instructions(&obj, target.name)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .find(|(n, _)| *n == symbol)
+                    .map(|(_, count)| count);
                 c.resources(&obj)
                     .map_err(|e| e.to_string())?
                     .into_iter()
@@ -108,7 +118,11 @@ fn compile_one(
             }
         }
     })();
-    CheckRow { symbol, outcome }
+    CheckRow {
+        symbol,
+        outcome,
+        matrix_ops,
+    }
 }
 
 /// Formats the check table; AMD rows state the occupancy their VGPR count allows.
@@ -116,7 +130,7 @@ pub fn table(rows: &[CheckRow], target: &Target) -> String {
     let mut out = String::new();
     let amd = target.is_amd();
     out.push_str(&format!(
-        "{:<52} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9}  {}\n",
+        "{:<52} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9} {:>5}  {}\n",
         "kernel",
         "wave",
         if amd { "VGPRs" } else { "regs" },
@@ -125,6 +139,7 @@ pub fn table(rows: &[CheckRow], target: &Target) -> String {
         "scratch",
         "LDS",
         if amd { "waves/SIMD" } else { "" },
+        if amd { "mfma" } else { "" },
         "status"
     ));
     for row in rows {
@@ -141,7 +156,7 @@ pub fn table(rows: &[CheckRow], target: &Target) -> String {
                     .map(|w| w.to_string())
                     .unwrap_or_default();
                 out.push_str(&format!(
-                    "{:<52} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9}  {}\n",
+                    "{:<52} {:>4} {:>6} {:>5} {:>6} {:>7} {:>6} {:>9} {:>5}  {}\n",
                     row.symbol,
                     r.wave,
                     r.vgprs,
@@ -154,6 +169,7 @@ pub fn table(rows: &[CheckRow], target: &Target) -> String {
                     r.scratch_bytes,
                     r.lds_bytes,
                     occupancy,
+                    row.matrix_ops.map(|n| n.to_string()).unwrap_or_default(),
                     status
                 ));
             }

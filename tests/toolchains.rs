@@ -29,6 +29,25 @@ fn every_builtin_kernel_compiles_for_gfx942_at_wave_64_without_spills() {
     check_all(&GFX942);
 }
 
+/// The matrix-core kernels' gfx942 code runs on MFMA: `v_mfma` instructions in the
+/// disassembly of every specialisation, and none in a kernel without fragments.
+#[test]
+fn every_matrix_kernel_runs_on_mfma_for_gfx942() {
+    let rows = greta::check::check(&builtins(), &GFX942).expect("the gfx942 toolchain");
+    let matrix = ["gemm__", "mma_tile", "attention_prefill__"];
+    let mut seen = 0;
+    for r in &rows {
+        let n = r.matrix_ops.unwrap_or_else(|| panic!("{}: no disassembly count", r.symbol));
+        if matrix.iter().any(|m| r.symbol.starts_with(m)) {
+            assert!(n > 0, "{} has no v_mfma instruction", r.symbol);
+            seen += 1;
+        } else {
+            assert_eq!(n, 0, "{} has v_mfma instructions", r.symbol);
+        }
+    }
+    assert!(seen >= 10, "only {seen} matrix kernels checked");
+}
+
 #[test]
 fn every_builtin_kernel_compiles_for_sm_90_with_nvrtc() {
     check_all(&SM90);

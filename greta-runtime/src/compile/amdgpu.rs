@@ -9,10 +9,11 @@ use crate::error::{Error, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// clang + device libraries + llvm-readelf.
+/// clang + device libraries + llvm-readelf (+ llvm-objdump for the disassembly).
 pub struct ClangAmdgpu {
     clang: PathBuf,
     readelf: PathBuf,
+    objdump: PathBuf,
     device_libs: PathBuf,
     version: String,
 }
@@ -47,6 +48,7 @@ impl ClangAmdgpu {
         Ok(ClangAmdgpu {
             clang,
             readelf,
+            objdump: executable("GRETA_OBJDUMP", "llvm-objdump-19"),
             device_libs,
             version,
         })
@@ -109,6 +111,57 @@ impl ClangAmdgpu {
             )));
         }
         Ok(parse_amdgpu_notes(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+impl ClangAmdgpu {
+    /// The matrix-core instructions (`v_mfma_*`) in each kernel of a code object for
+    /// `arch`, counted in its disassembly.
+    pub fn matrix_instructions(&self, code: &CodeObject, arch: &str) -> Result<Vec<(String, u32)>> {
+        let dir = temp_dir()?;
+        let obj = dir.path().join("k.co");
+        write(&obj, &code.bytes)?;
+        let out = Command::new(&self.objdump)
+            .arg("-d")
+            .arg(format!("--mcpu={arch}"))
+            .arg(&obj)
+            .output()
+            .map_err(|e| Error::Backend(format!("running {}: {e}; {INSTALL_HINT}", self.objdump.display())))?;
+        if !out.status.success() {
+            return Err(Error::Backend(format!(
+                "llvm-objdump could not disassemble the code object: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(count_mfma(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// `v_mfma` instructions per function of an `llvm-objdump -d` listing.
+fn count_mfma(listing: &str) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = Vec::new();
+    for line in listing.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_suffix(">:").and_then(|l| l.split_once('<')).map(|(_, n)| n) {
+            out.push((name.to_string(), 0));
+        } else if t.contains("v_mfma") {
+            if let Some(last) = out.last_mut() {
+                last.1 += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mfma_instructions_are_counted_per_function() {
+        let listing = "0000000000001900 <gemm__A>:\n\tv_mfma_f32_16x16x16_f16 a[0:3], v[0:1], v[2:3], a[0:3]\n\ts_endpgm\n\n0000000000002000 <add>:\n\tv_add_f32 v0, v1, v2\n0000000000003000 <gemm__B>:\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n";
+        assert_eq!(
+            super::count_mfma(listing),
+            vec![("gemm__A".into(), 1), ("add".into(), 0), ("gemm__B".into(), 2)]
+        );
     }
 }
 
