@@ -30,6 +30,15 @@ pub struct KernelVariants {
 }
 
 impl KernelVariants {
+    /// A kernel built with the same specialisations on every target.
+    pub fn fixed(def: fn() -> &'static KernelDef, variants: Vec<Vec<SpecValue>>) -> KernelVariants {
+        KernelVariants {
+            def,
+            variants,
+            per_target: none,
+        }
+    }
+
     /// The kernel's DSL name.
     pub fn name(&self) -> &'static str {
         (self.def)().name()
