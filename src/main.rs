@@ -221,6 +221,7 @@ fn main() -> Result<()> {
                     if r.updated_identical { "identical" } else { "DIFFERENT" }
                 );
             }
+            println!("{} passed, {failed} failed", outcomes.len() - failed);
             if failed > 0 || !graph_ok {
                 bail!(
                     "{failed} of {} case(s) failed{}",

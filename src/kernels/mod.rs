@@ -199,7 +199,7 @@ mod tests {
     fn only_kernels_that_wait_for_their_predecessor_overlap_it() {
         for k in builtins() {
             let def = (k.def)();
-            let kernel = def.specialise(&SM90, &k.variants[0]).expect("specialise");
+            let kernel = def.specialise(&SM90, &k.specs(&SM90)[0]).expect("specialise");
             let expected = matches!(
                 def.name(),
                 "matvec" | "attention" | "attention_stream" | "read_stream"

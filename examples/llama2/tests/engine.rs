@@ -186,34 +186,98 @@ fn tracer_reports_an_injected_nan_at_its_layer() {
         |_| {},
     )
     .expect_err("traced generation finds the NaN");
+    // Generation processes the prompt first: its FFN norm is the first to read the weight.
     assert!(
-        err.to_string().contains("layer 2 ffn_gate_up+swiglu"),
+        err.to_string().contains("layer 2 prompt ffn_norm (kernel `rmsnorm`"),
         "{err}"
     );
+}
+
+/// Logit NMSE between a prompt through prompt processing (f16 activations and weights on
+/// the matrix cores) and fed token by token through the decode step (int8 activations).
+const PREFILL_NMSE: f64 = 1e-2;
+
+#[test]
+fn prompt_processing_agrees_with_decode_and_the_reference() {
+    let prompt: Vec<u32> = (0..37).map(|i| (i * 37 + 11) % 500).collect();
+    for (recipe, wave) in [(Recipe::Q4KM, 64), (Recipe::Q4KM, 32), (Recipe::Uniform(GgmlType::Q4_1), 64)] {
+        let g = tiny(recipe, 5);
+        let mut e = engine(&g, wave, 64);
+        assert!(e.prefill_unsupported().is_none(), "{:?}", e.prefill_unsupported());
+        let nmse = llama2::check::prefill_against_decode(&mut e, &prompt).expect("both paths");
+        assert!(nmse < PREFILL_NMSE, "{recipe:?} wave {wave}: prefill vs decode NMSE {nmse:.3e}");
+        let mut oracle = Oracle::new(&g, &LlamaConfig::from_gguf(&g).expect("config")).expect("oracle");
+        let steps = llama2::check::compare(&mut e, &mut oracle, &prompt, 3).expect("compare");
+        for (s, c) in steps.iter().enumerate() {
+            assert!(c.nmse < LOGIT_NMSE, "{recipe:?} wave {wave} step {s}: NMSE {:.3e}", c.nmse);
+        }
+    }
+}
+
+#[test]
+fn a_prompt_in_chunks_or_appended_gives_the_same_logits() {
+    let g = tiny(Recipe::Q4KM, 9);
+    let prompt: Vec<u32> = (0..23).map(|i| (i * 13 + 5) % 500).collect();
+    let logits = |e: &mut Engine, parts: &[&[u32]]| {
+        e.set_state(prompt[0], 0).expect("state");
+        for p in parts {
+            e.prefill(p).expect("prefill");
+        }
+        (e.logits().expect("logits"), e.position().expect("position"), e.last_token().expect("token"))
+    };
+    let mut e = engine(&g, 32, 64);
+    let whole = logits(&mut e, &[&prompt]);
+    assert_eq!(whole.1, prompt.len(), "the position is past the prompt");
+    e.set_ubatch(5);
+    let chunked = logits(&mut e, &[&prompt]);
+    e.set_ubatch(512);
+    // A conversation extended by a second prompt from where the first ended.
+    let appended = logits(&mut e, &[&prompt[..15], &prompt[15..]]);
+    for (name, other) in [("chunks of 5", &chunked), ("appended", &appended)] {
+        assert_eq!((other.1, other.2), (whole.1, whole.2), "{name}");
+        let err: f64 = whole.0.iter().zip(&other.0).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let norm: f64 = whole.0.iter().map(|a| (*a as f64).powi(2)).sum();
+        assert!(err / norm < 1e-10, "{name}: NMSE {:.3e}", err / norm);
+    }
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_before_any_work() {
+    let g = tiny(Recipe::Q4KM, 4);
+    let mut e = engine(&g, 64, 16);
+    e.set_state(1, 0).expect("state");
+    let prompt = vec![7u32; 17];
+    assert!(matches!(e.prefill(&prompt), Err(EngineError::ContextFull { pos: 16, ctx: 16 })));
+    assert_eq!(e.position().expect("position"), 0, "nothing ran");
 }
 
 #[test]
 fn smollm2_answers_the_capital_of_france_on_the_cpu_backend() {
     let g = Gguf::open(common::smollm2()).expect("SmolLM2");
-    let mut e = engine(&g, 64, 64);
     let prompt = [
         1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
     ];
-    let out = llama2::generate::generate(
-        &mut e,
-        &prompt,
-        12,
-        Some(2),
-        SamplingParams::default(),
-        None,
-        |_| {},
-    )
-    .expect("generates");
-    assert_eq!(out.tokens, [504, 3575, 282, 4649, 314, 7042, 30]);
-    assert!(
-        out.stopped_at_eos,
-        "generation ends at the end-of-sequence token"
-    );
+    // The prompt goes through prompt processing, then decode: at both wave sizes the
+    // answer is the known greedy one.
+    for wave in [64, 32] {
+        let mut e = engine(&g, wave, 64);
+        assert!(e.prefill_unsupported().is_none());
+        let out = llama2::generate::generate(
+            &mut e,
+            &prompt,
+            12,
+            Some(2),
+            SamplingParams::default(),
+            None,
+            |_| {},
+        )
+        .expect("generates");
+        assert_eq!(out.tokens, [504, 3575, 282, 4649, 314, 7042, 30], "wave {wave}");
+        assert!(
+            out.stopped_at_eos,
+            "generation ends at the end-of-sequence token"
+        );
+    }
 }
 
 #[test]

@@ -119,6 +119,8 @@ pub struct Engine {
     graphs: [Option<Graph>; 2],
     /// The rows of a prompt chunk, allocated by the first prompt.
     prefill: Option<prefill::PrefillState>,
+    /// Prompt tokens per chunk.
+    ubatch: usize,
 }
 
 impl Engine {
@@ -181,6 +183,7 @@ impl Engine {
             pos: 0,
             graphs: [None, None],
             prefill: None,
+            ubatch: prefill::UBATCH,
         })
     }
 

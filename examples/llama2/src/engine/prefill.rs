@@ -13,7 +13,7 @@ use greta::kernels::norm;
 use greta::runtime::Buffer;
 use half::f16;
 
-/// Prompt tokens per chunk (llama-bench's default ubatch).
+/// Prompt tokens per chunk by default (llama-bench's default ubatch).
 pub const UBATCH: usize = 512;
 
 /// One launch of prompt processing over a chunk's rows.
@@ -124,6 +124,11 @@ impl Engine {
         None
     }
 
+    /// Processes prompts in chunks of at most `n` tokens (at least 1).
+    pub fn set_ubatch(&mut self, n: usize) {
+        self.ubatch = n.max(1);
+    }
+
     /// The launches that process one chunk, in order.
     pub fn prefill_ops(&self) -> Vec<PrefillOp> {
         let mut ops = vec![PrefillOp::Embed];
@@ -171,8 +176,9 @@ impl Engine {
         }
         self.ensure_prefill_state()?;
         let mut rows = 0;
-        for (i, chunk) in tokens.chunks(UBATCH).enumerate() {
-            let pos0 = start + i * UBATCH;
+        let ubatch = self.ubatch;
+        for (i, chunk) in tokens.chunks(ubatch).enumerate() {
+            let pos0 = start + i * ubatch;
             let p = self.prefill.as_mut().expect("allocated above");
             self.dev.write(&mut p.tok, 0, chunk).map_err(EngineError::from)?;
             for op in self.prefill_ops() {
@@ -195,7 +201,7 @@ impl Engine {
     }
 
     fn ensure_prefill_state(&mut self) -> Result<(), EngineError> {
-        let rows = UBATCH.min(self.ctx);
+        let rows = self.ubatch.min(self.ctx);
         if self.prefill.as_ref().is_some_and(|p| p.rows >= rows) {
             return Ok(());
         }
