@@ -4,7 +4,8 @@
 # the new kernels), their timings on Llama-2-7B shapes (extra arguments go to bench-kernels), then a
 # random Llama-2-7B Q4_K_M written there: logits against the reference and `llama2 bench`
 # (pp512, TTFT, tg128). PROMPT_TILES / SMALL_TILES list tiles to compare; SKIP_MEMCHECK,
-# SKIP_LLAMA skip steps. Writes logs to $OUT.
+# SKIP_LLAMA skip steps; BASE_BIN names a baseline build to benchmark beside. Writes logs
+# to $OUT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -33,6 +34,10 @@ if [[ -z "${SKIP_LLAMA:-}" ]]; then
     [[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b
     TAIL=6 run l7b_check "$BIN/llama2" check-logits --backend cuda --model "$L7B" -n 3
     TAIL=12 run l7b_bench "$BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-3}"
+    # The same benchmark with a baseline build carried beside (BASE_BIN), on this card.
+    if [[ -n "${BASE_BIN:-}" ]]; then
+        TAIL=12 run l7b_bench_base "$BASE_BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-3}"
+    fi
 fi
 echo "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status

@@ -87,13 +87,13 @@ pub fn run(
     let reps = plan.reps;
     let vocab = engine.config().n_vocab as u32;
     let token = |i: usize| (i as u32 * 7919 + 13) % vocab;
-    let prefill = engine.prefill_unsupported().is_none();
+    let prefill = engine.uses_prefill(prompt_tokens);
     let prompt: Vec<u32> = (0..prompt_tokens).map(token).collect();
     // A prompt through prompt processing (or token by token), ending with its first
     // generated token read back; returns the milliseconds taken.
     let first_token = |engine: &mut Engine, tokens: &[u32]| -> Result<f64, EngineError> {
         let start = Instant::now();
-        if prefill {
+        if engine.uses_prefill(tokens.len()) {
             engine.set_state(tokens[0], 0)?;
             engine.prefill(tokens)?;
         } else {

@@ -59,7 +59,7 @@ pub fn compare(
     let mut out = Vec::with_capacity(steps);
     let mut token = prompt.first().copied().unwrap_or(0);
     let mut pos = 0;
-    if engine.prefill_unsupported().is_none() && !prompt.is_empty() && steps > 0 {
+    if engine.uses_prefill(prompt.len()) && steps > 0 {
         engine.set_state(token, 0)?;
         engine.prefill(prompt)?;
         let mut want = Vec::new();

@@ -77,7 +77,7 @@ pub fn generate(
     };
     // Whether the next token is already chosen (prompt processing ends with it).
     let mut ready = false;
-    if engine.prefill_unsupported().is_none() {
+    if engine.uses_prefill(prompt.len()) {
         engine.set_state(last, 0)?;
         match tracer.as_deref_mut() {
             Some(t) => t.prefill(engine, prompt, |_| {})?,

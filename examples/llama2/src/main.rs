@@ -296,7 +296,7 @@ fn trace(args: &TraceArgs) -> Result<()> {
     };
     // The prompt at once where the model allows it (its rows' statistics per op), then
     // decode steps from the token it chose; otherwise every prompt token is a step.
-    let prefilled = engine.prefill_unsupported().is_none();
+    let prefilled = engine.uses_prefill(tokens.len());
     if prefilled {
         let span = format!("0..{}", tokens.len());
         tracer.prefill(&mut engine, &tokens, |s| row(&span, s))?;

@@ -121,6 +121,8 @@ pub struct Engine {
     prefill: Option<prefill::PrefillState>,
     /// Prompt tokens per chunk.
     ubatch: usize,
+    /// The shortest prompt that goes through prompt processing.
+    prefill_from: usize,
 }
 
 impl Engine {
@@ -173,6 +175,7 @@ impl Engine {
                 .collect::<Result<_, _>>()?,
             scratch: attention.scratch(&dev)?,
         };
+        let prefill_from = if dev.kind() == greta::runtime::BackendKind::Cpu { 2 } else { 6 };
         Ok(Engine {
             dev,
             cfg: cfg.clone(),
@@ -184,6 +187,11 @@ impl Engine {
             graphs: [None, None],
             prefill: None,
             ubatch: prefill::UBATCH,
+            // On the H100 a 3-token prompt takes 8.8 ms through prompt processing and 5.3 ms
+            // as three replayed decode steps (the small-row products are far from their
+            // bandwidth floor); 6 tokens are about even. The CPU interpreter dequantises
+            // weights once per prompt instead of once per token: two tokens already gain.
+            prefill_from,
         })
     }
 

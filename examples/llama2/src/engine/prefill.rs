@@ -124,6 +124,18 @@ impl Engine {
         None
     }
 
+    /// Whether a prompt of `len` tokens goes through prompt processing: the model allows it
+    /// and the prompt is long enough that it beats as many decode steps (`set_prefill_from`).
+    pub fn uses_prefill(&self, len: usize) -> bool {
+        len >= self.prefill_from && self.prefill_unsupported().is_none()
+    }
+
+    /// Sends prompts of at least `n` tokens through prompt processing, shorter ones token by
+    /// token through the decode graph.
+    pub fn set_prefill_from(&mut self, n: usize) {
+        self.prefill_from = n.max(1);
+    }
+
     /// Processes prompts in chunks of at most `n` tokens (at least 1).
     pub fn set_ubatch(&mut self, n: usize) {
         self.ubatch = n.max(1);
