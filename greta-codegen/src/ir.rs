@@ -205,6 +205,20 @@ pub enum StmtKind {
     },
     /// Waits until the calling wave's copy has landed (a wave without one goes on).
     WaitAsync,
+    /// The calling lane starts copying 16-byte vector `from` of buffer `src` into vector
+    /// `to` of shared array `dst` without holding it in registers (`cp.async` on NVIDIA; a
+    /// plain copy on AMD). The copy joins the lane's open group (`CommitCopies`); its bytes
+    /// are there after a `WaitCopies` retires the group.
+    CopyVecAsync {
+        dst: MemRef,
+        to: Expr,
+        src: MemRef,
+        from: Expr,
+    },
+    /// Closes the lane's open group of vector copies (an empty group counts too).
+    CommitCopies,
+    /// Waits until at most this many of the lane's committed groups are still in flight.
+    WaitCopies(u32),
     /// Writes fragment `value` into `mem` as a tile at element `offset` with rows `ld`
     /// elements apart: each lane its own elements, at the positions of the target's layout.
     FragStore {
@@ -473,6 +487,10 @@ macro_rules! stmt_walker {
                         $expr(from, f);
                         $expr(count, f);
                     }
+                    StmtKind::CopyVecAsync { to, from, .. } => {
+                        $expr(to, f);
+                        $expr(from, f);
+                    }
                     StmtKind::FragStore { offset, ld, value, .. } => {
                         $expr(offset, f);
                         $expr(ld, f);
@@ -502,7 +520,9 @@ macro_rules! stmt_walker {
                     | StmtKind::Fence
                     | StmtKind::WaitPriorLaunch
                     | StmtKind::AllowNextLaunch
-                    | StmtKind::WaitAsync => {}
+                    | StmtKind::WaitAsync
+                    | StmtKind::CommitCopies
+                    | StmtKind::WaitCopies(_) => {}
                 }
             }
         }
@@ -622,6 +642,10 @@ impl Kernel {
                         }
                         | StmtKind::FragStore {
                             mem: MemRef::Global(p),
+                            ..
+                        }
+                        | StmtKind::CopyVecAsync {
+                            src: MemRef::Global(p),
                             ..
                         } = &s.kind
                         {

@@ -288,6 +288,10 @@ fn definite_assignment(
                 reads(from, assigned, diags);
                 reads(count, assigned, diags);
             }
+            StmtKind::CopyVecAsync { to, from, .. } => {
+                reads(to, assigned, diags);
+                reads(from, assigned, diags);
+            }
             StmtKind::FragStore {
                 offset, ld, value, ..
             } => {
@@ -299,7 +303,9 @@ fn definite_assignment(
             | StmtKind::Fence
             | StmtKind::WaitPriorLaunch
             | StmtKind::AllowNextLaunch
-            | StmtKind::WaitAsync => {}
+            | StmtKind::WaitAsync
+            | StmtKind::CommitCopies
+            | StmtKind::WaitCopies(_) => {}
         }
     }
     false

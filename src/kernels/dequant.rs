@@ -1,16 +1,16 @@
 //! Dequantisation of weight tiles for the matrix-core products: each pair of threads turns
 //! one 64-value group of a weight row (in the layout of `greta::quant::gpu`) into f16 in
-//! shared memory, each thread one half of the group: 32 values from at most five 16-byte
-//! vectors and one scale word, fetched separately so that the loads of the next step are
-//! in flight while the current one is multiplied.
+//! shared memory, each thread one half of the group. A half's bytes are a few whole
+//! 16-byte vectors (its data, then the vectors holding its scales), so they can be copied
+//! into shared memory steps ahead of their use without passing through registers.
 
-use super::dot::{f16_hi, f16_lo, fetch_scale, q4k_group_scales, sbyte, scale_shift, F16, Q4K, Q4_0, Q4_1, Q6K, Q8_0};
+use super::dot::{f16_hi, f16_lo, q4k_group_scales, sbyte, scale_shift, scale_word, F16, Q4K, Q4_0, Q4_1, Q6K, Q8_0};
 use crate::device;
 
 /// Values of a group, the depth of one step of the weight tile.
 pub const GROUP: u32 = 64;
 
-/// The 16-byte vectors a half-group of `fmt` reads (of the four `half_vec` offers).
+/// The 16-byte data vectors of a half-group of `fmt` (of the four `half_vec` offers).
 #[device]
 pub fn half_vectors(fmt: u32) -> u32 {
     if fmt == Q4_0 || fmt == Q4_1 {
@@ -24,10 +24,24 @@ pub fn half_vectors(fmt: u32) -> u32 {
     }
 }
 
-/// Vector `v` of half `h` of 64-value group `g` of weight row `row` (`cols` values).
+/// The vectors holding a half-group's scales: none for F16 and Q4_K (Q4_K's sit in its
+/// record), the scale word's for the legacy formats, Q6_K's `d` and its sixteen scales.
 #[device]
-pub fn half_vec(fmt: u32, w: &[u32], cols: u32, row: u32, g: u32, h: u32, v: u32) -> u32x4 {
-    let at = if fmt == F16 {
+pub fn scale_vectors(fmt: u32) -> u32 {
+    if fmt == F16 || fmt == Q4K {
+        0
+    } else if fmt == Q6K {
+        2
+    } else {
+        1
+    }
+}
+
+/// Index (in 16-byte vectors) of data vector `v` of half `h` of 64-value group `g` of
+/// weight row `row` (`cols` values).
+#[device]
+pub fn half_vec(fmt: u32, cols: u32, row: u32, g: u32, h: u32, v: u32) -> u32 {
+    if fmt == F16 {
         row * (cols / 8) + 8 * g + 4 * h + v
     } else if fmt == Q8_0 {
         2 * (row * (cols / 32) + 2 * g + h) + v
@@ -51,25 +65,55 @@ pub fn half_vec(fmt: u32, w: &[u32], cols: u32, row: u32, g: u32, h: u32, v: u32
         } else {
             sb * 13 + 8 + 2 * n + h
         }
-    };
-    w.load_vec::<4>(at)
+    }
 }
 
-/// The scale word of half `h` of group `g` of row `row`, shifted so the half's f16 scale
-/// (and Q4_1's minimum above it) sits in the low bits; 0 for formats without one. For
-/// Q6_K the two int8 scales of the half's runs (16 values each) sit above the f16.
+/// Index of scale vector `j` of half `h` of group `g` of row `row` (of a `rows`-row
+/// matrix): the vector holding the scale word, and for Q6_K the one holding the group's
+/// int8 scales.
 #[device]
-pub fn half_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, g: u32, h: u32) -> u32 {
+pub fn scale_vec(fmt: u32, rows: u32, cols: u32, row: u32, g: u32, h: u32, j: u32) -> u32 {
+    if fmt == Q6K {
+        if j == 0 {
+            scale_word(fmt, rows, cols, row, g) / 4
+        } else {
+            (row * (cols / 256) + g / 4) * 13 + 12
+        }
+    } else {
+        scale_word(fmt, rows, cols, row, 2 * g + h) / 4
+    }
+}
+
+/// The scale word of half `h` of group `g` of row `row` from its staged scale vectors
+/// `s0` and `s1`, shifted so the half's f16 scale (and Q4_1's minimum above it) sits in
+/// the low bits; 0 for formats without one. For Q6_K the two int8 scales of the half's
+/// runs (16 values each) sit above the f16.
+#[device]
+pub fn half_scale(fmt: u32, rows: u32, cols: u32, row: u32, g: u32, h: u32, s0: u32x4, s1: u32x4) -> u32 {
     if fmt == F16 || fmt == Q4K {
         0
     } else if fmt == Q6K {
-        let d = (fetch_scale(fmt, w, rows, cols, row, g) >> scale_shift(fmt, cols, row, g)) & 0xffff;
+        let d = (word(s0, scale_word(fmt, rows, cols, row, g) % 4) >> scale_shift(fmt, cols, row, g)) & 0xffff;
         // Scales 4(g % 4) + h and + 2: bytes h and h + 2 of word g % 4 of the scales.
-        let sc = w[(row * (cols / 256) + g / 4) * 52 + 48 + g % 4] >> (8 * h);
+        let sc = word(s1, g % 4) >> (8 * h);
         d | ((sc & 0xff) << 16) | ((sc & 0xff0000) << 8)
     } else {
         let it = 2 * g + h;
-        fetch_scale(fmt, w, rows, cols, row, it) >> scale_shift(fmt, cols, row, it)
+        word(s0, scale_word(fmt, rows, cols, row, it) % 4) >> scale_shift(fmt, cols, row, it)
+    }
+}
+
+/// Word `i` (chosen at run time) of a vector.
+#[device]
+pub fn word(v: u32x4, i: u32) -> u32 {
+    if i == 0 {
+        v[0]
+    } else if i == 1 {
+        v[1]
+    } else if i == 2 {
+        v[2]
+    } else {
+        v[3]
     }
 }
 

@@ -328,20 +328,29 @@ pub fn fetch_vec(fmt: u32, w: &[u32], cols: u32, row: u32, it: u32, k: u32) -> u
 pub fn fetch_scale(fmt: u32, w: &[u32], rows: u32, cols: u32, row: u32, it: u32) -> u32 {
     if fmt <= F16 || fmt == Q4K {
         0
-    } else if fmt <= Q4_1 {
+    } else {
+        w[scale_word(fmt, rows, cols, row, it)]
+    }
+}
+
+/// Index (in 32-bit words) of the scale-region word that holds work item `it`'s scale
+/// (formats with a scale region: Q8_0, Q4_0, Q4_1, Q6_K).
+#[device]
+pub fn scale_word(fmt: u32, rows: u32, cols: u32, row: u32, it: u32) -> u32 {
+    if fmt <= Q4_1 {
         let blocks = cols / 32;
         let b = row * blocks + it;
         let record_words = if fmt == Q8_0 { 8 } else { 4 };
         let region = rows * blocks * record_words;
         if fmt == Q4_1 {
-            w[region + b]
+            region + b
         } else {
-            w[region + b / 2]
+            region + b / 2
         }
     } else {
         let sbs = cols / 256;
         let sb = row * sbs + it / 4;
-        w[rows * sbs * 52 + sb / 2]
+        rows * sbs * 52 + sb / 2
     }
 }
 

@@ -10,7 +10,7 @@
 //! after the products (one barrier per step). Each wave multiplies a `BM / WM` by
 //! `BN / (waves / WM)` part of the tile with 16 x 16 fragments.
 
-use super::dequant::{dequant_half, half_scale, half_vec, half_vectors, GROUP};
+use super::dequant::{dequant_half, half_scale, half_vec, half_vectors, scale_vec, GROUP};
 use super::matvec::{qkv_epilogue, ADD, QKV, STORE, SWIGLU};
 use crate::kernel;
 
@@ -24,9 +24,12 @@ pub const LDS: u32 = 72;
 /// `row_base..` of the stacked Q, K, V matrices and writes rotated Q pairs to
 /// `y[row * q_rows + col]` and K and V into the caches at position `pos0 + row`.
 ///
-/// The block's waves form `KS` slices that walk K's steps in turn (slice `s` takes steps
-/// `s, s + KS, ..`), each with its own buffers, so that a few rows of X still keep many
-/// weight loads in flight; their sums meet in shared memory before the epilogue. A
+/// Each step's activations and raw weight bytes (`RAW` vectors per half-group) are copied
+/// into a ring of `STAGES` buffers without registers, `STAGES - 1` steps ahead; a step's
+/// weights are dequantised into an f16 tile (two deep) while the previous one is
+/// multiplied. The block's waves form `KS` slices that walk K's steps in turn (slice `s`
+/// takes steps `s, s + KS, ..`), each with its own buffers, so that a few rows of X still
+/// keep many loads in flight; their sums meet in shared memory before the epilogue. A
 /// slice's `2 * BN` threads dequantise its weight rows (two per row) and its waves split
 /// the tile `WM` ways along M. `k` is a multiple of 64 (and of the format's block), and
 /// paired epilogues need two fragments per wave across N.
@@ -38,6 +41,8 @@ pub fn gemm<
     const BN: u32,
     const WM: u32,
     const KS: u32,
+    const STAGES: u32,
+    const RAW: u32,
     const BLOCK: u32,
 >(
     x: &[f16],
@@ -58,8 +63,10 @@ pub fn gemm<
     rope_step: f32,
     pos0: u32,
 ) {
-    // Each slice's two buffers of activations and weights, then the slices' sums.
-    let xs = shared!([f16; KS * 2 * BM * LDS]);
+    // Each slice's ring of activations and raw weights, its two dequantised weight tiles,
+    // then the slices' sums.
+    let xs = shared!([f16; KS * STAGES * BM * LDS]);
+    let raw = shared!([u32; KS * STAGES * 2 * BN * RAW * 4]);
     let ws = shared!([f16; KS * 2 * BN * LDS]);
     let sums = shared!([f32; max(1, (KS - 1) * BM * (BN + 4))]);
     // (Spelled out for one slice, so that nothing of the slicing remains in its code.)
@@ -83,54 +90,32 @@ pub fn gemm<
     } else {
         r
     };
+    // Rows past the ends of X and W read the last row instead: their results are never
+    // stored, and the steps need no branches.
+    let wrow = min(n0 + r, n - 1);
     let steps = k / GROUP;
     let rounds = (steps + KS - 1) / KS;
-    let xbase = slice * 2 * BM * LDS;
-    let wbase = slice * 2 * BN * LDS;
-    // Rows past the ends of X and W read the last row instead: their results are never
-    // stored, and a step without branches lets the compiler interleave the next step's
-    // loads and dequantisation with the current products.
-    let wrow = min(n0 + r, n - 1);
-    // This slice's first step into its buffer 0 (a slice without one takes the last).
-    let mut xv = [f16x8::splat(0.0); BM * 8 * KS / BLOCK];
-    let mut wv = [u32x4::splat(0); 4];
-    let first = min(slice, steps - 1);
-    for v in 0..BM * 8 * KS / BLOCK {
-        let i = st + v * (BLOCK / KS);
-        xv[v] = x.load_vec::<8>(min(m0 + i / 8, m - 1) * (k / 8) + first * 8 + i % 8);
+    let xring = slice * STAGES * BM * LDS;
+    let rring = slice * STAGES * 2 * BN * RAW;
+    let wtiles = slice * 2 * BN * LDS;
+    let mine = rring + st * RAW;
+    // Copies of this slice's step `t` (global step min(t * KS + slice, last)) into stage
+    // t % STAGES, as one group; steps past the end repeat the last.
+    for t in 0..STAGES - 1 {
+        copy_step(FMT, x, w, xs, raw, min(t * KS + slice, steps - 1), (t % STAGES) * BM * LDS + xring, (t % STAGES) * 2 * BN * RAW + mine, st, m0, m, n, k, wrow, h, 2 * BN, BM, RAW);
+        commit_copies();
     }
-    for v in 0..4 {
-        if v < half_vectors(FMT) {
-            wv[v] = half_vec(FMT, w, k, wrow, first, h, v);
-        }
-    }
-    let mut sw = half_scale(FMT, w, n, k, wrow, first, h);
-    for v in 0..BM * 8 * KS / BLOCK {
-        let i = st + v * (BLOCK / KS);
-        xs.store_vec((xbase + (i / 8) * LDS) / 8 + i % 8, xv[v]);
-    }
-    dequant_half(FMT, wv[0], wv[1], wv[2], wv[3], sw, first, h, ws, wbase + slot * LDS);
+    wait_copies(STAGES - 2);
+    dequant_staged(FMT, raw, mine, n, k, wrow, min(slice, steps - 1), h, ws, wtiles + slot * LDS, RAW);
     barrier();
     let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / KS / WAVE / WM) / 16)];
-    for round in 0..rounds {
-        let cur = round % 2;
-        let g = round * KS + slice;
-        // The last round loads (and stores, into the buffer no one reads again) a step
-        // twice rather than branch.
-        let next_g = min(g + KS, steps - 1);
-        for v in 0..BM * 8 * KS / BLOCK {
-            let i = st + v * (BLOCK / KS);
-            xv[v] = x.load_vec::<8>(min(m0 + i / 8, m - 1) * (k / 8) + next_g * 8 + i % 8);
-        }
-        for v in 0..4 {
-            if v < half_vectors(FMT) {
-                wv[v] = half_vec(FMT, w, k, wrow, next_g, h, v);
-            }
-        }
-        sw = half_scale(FMT, w, n, k, wrow, next_g, h);
-        if KS == 1 || g < steps {
-            let xb = xbase + cur * BM * LDS + wave_m * tm * LDS;
-            let wb = wbase + cur * BN * LDS + wave_n * tn * LDS;
+    for t in 0..rounds {
+        let ahead = t + STAGES - 1;
+        copy_step(FMT, x, w, xs, raw, min(ahead * KS + slice, steps - 1), (ahead % STAGES) * BM * LDS + xring, (ahead % STAGES) * 2 * BN * RAW + mine, st, m0, m, n, k, wrow, h, 2 * BN, BM, RAW);
+        commit_copies();
+        if KS == 1 || t * KS + slice < steps {
+            let xb = xring + (t % STAGES) * BM * LDS + wave_m * tm * LDS;
+            let wb = wtiles + (t % 2) * BN * LDS + wave_n * tn * LDS;
             for kk in 0..GROUP / 16 {
                 let mut a = [frag_a::<f16>(); BM / WM / 16];
                 for i in 0..BM / WM / 16 {
@@ -145,22 +130,21 @@ pub fn gemm<
                 }
             }
         }
-        let next = 1 - cur;
-        for v in 0..BM * 8 * KS / BLOCK {
-            let i = st + v * (BLOCK / KS);
-            xs.store_vec((xbase + (next * BM + i / 8) * LDS) / 8 + i % 8, xv[v]);
-        }
-        dequant_half(
+        // The next step's copies (this thread's) have landed: its weights into the other
+        // tile, read next round after the barrier.
+        wait_copies(STAGES - 2);
+        dequant_staged(
             FMT,
-            wv[0],
-            wv[1],
-            wv[2],
-            wv[3],
-            sw,
-            next_g,
+            raw,
+            ((t + 1) % STAGES) * 2 * BN * RAW + mine,
+            n,
+            k,
+            wrow,
+            min((t + 1) * KS + slice, steps - 1),
             h,
             ws,
-            wbase + (next * BN + slot) * LDS,
+            wtiles + ((t + 1) % 2) * BN * LDS + slot * LDS,
+            RAW,
         );
         barrier();
     }
@@ -244,6 +228,85 @@ pub fn gemm<
     }
 }
 
+/// Starts the copies of step `g`: this thread's share of the activations (`BM` rows of
+/// one 64-value group, 8 vectors each, over `threads` threads) into `xs` at element `xat`,
+/// and its half-group's `raw_vectors` weight vectors into `raw` at vector `wat`.
+#[crate::device]
+fn copy_step(
+    fmt: u32,
+    x: &[f16],
+    w: &[u32],
+    xs: &mut [f16],
+    raw: &mut [u32],
+    g: u32,
+    xat: u32,
+    wat: u32,
+    st: u32,
+    m0: u32,
+    m: u32,
+    n: u32,
+    k: u32,
+    wrow: u32,
+    h: u32,
+    threads: u32,
+    bm: u32,
+    raw_vectors: u32,
+) {
+    for i in (st..bm * 8).step_by(threads) {
+        xs.copy_vec_async(xat / 8 + (i / 8) * (LDS / 8) + i % 8, x, min(m0 + i / 8, m - 1) * (k / 8) + g * 8 + i % 8);
+    }
+    for v in 0..raw_vectors {
+        let from = if v < half_vectors(fmt) {
+            half_vec(fmt, k, wrow, g, h, v)
+        } else {
+            scale_vec(fmt, n, k, wrow, g, h, v - half_vectors(fmt))
+        };
+        raw.copy_vec_async(wat + v, w, from);
+    }
+}
+
+/// Dequantises this thread's staged half-group (`raw` from vector `at`) of step `g` into
+/// `tile` at element `tat`.
+#[crate::device]
+fn dequant_staged(
+    fmt: u32,
+    raw: &[u32],
+    at: u32,
+    n: u32,
+    k: u32,
+    wrow: u32,
+    g: u32,
+    h: u32,
+    tile: &mut [f16],
+    tat: u32,
+    raw_vectors: u32,
+) {
+    let mut v = [u32x4::splat(0); 4];
+    for j in 0..4 {
+        if j < half_vectors(fmt) {
+            v[j] = raw.load_vec::<4>(at + j);
+        }
+    }
+    let hv = half_vectors(fmt);
+    let s0 = if raw_vectors > hv { raw.load_vec::<4>(at + hv) } else { u32x4::splat(0) };
+    let s1 = if raw_vectors > hv + 1 { raw.load_vec::<4>(at + hv + 1) } else { u32x4::splat(0) };
+    let sw = half_scale(fmt, n, k, wrow, g, h, s0, s1);
+    dequant_half(fmt, v[0], v[1], v[2], v[3], sw, g, h, tile, tat);
+}
+
+/// Raw 16-byte vectors of one half-group of `fmt` in the staging ring: its data vectors
+/// and the vectors holding its scales (`half_vectors` and `scale_vectors` on the device).
+pub fn raw_vectors(fmt: crate::quant::gpu::GpuFormat) -> u32 {
+    use crate::quant::gpu::GpuFormat;
+    match fmt {
+        GpuFormat::F16 => 4,
+        GpuFormat::Q8_0 => 3,
+        GpuFormat::Q4_0 | GpuFormat::Q4_1 | GpuFormat::Q4K => 2,
+        GpuFormat::Q6K => 5,
+        GpuFormat::F32 => 0,
+    }
+}
+
 /// A launch shape of `gemm`: the block's tile and its waves' arrangement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
@@ -255,6 +318,8 @@ pub struct Tile {
     pub wm: u32,
     /// Slices of the block walking K's steps in turn.
     pub ks: u32,
+    /// Buffers of each slice's copy ring (copies run `stages - 1` steps ahead).
+    pub stages: u32,
 }
 
 /// How to launch `gemm`: the weight format, the epilogue and the tile.
@@ -295,16 +360,17 @@ pub enum Output<'a> {
 impl std::str::FromStr for Tile {
     type Err = String;
 
-    /// `BMxBNxWM` or `BMxBNxWMxKS`, e.g. `128x128x2` or `32x32x2x8`.
+    /// `BMxBNxWMxKSxSTAGES`, e.g. `128x128x2x1x3`.
     fn from_str(s: &str) -> Result<Tile, String> {
-        let bad = || format!("tile `{s}`: write BMxBNxWM[xKS], e.g. 128x128x2 or 32x32x2x8");
+        let bad = || format!("tile `{s}`: write BMxBNxWMxKSxSTAGES, e.g. 128x128x2x1x3");
         let v: Vec<u32> = s
             .split('x')
             .map(|p| p.parse::<u32>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
         match v[..] {
-            [bm, bn, wm] if bm > 0 && bn > 0 && wm > 0 => Ok(Tile { bm, bn, wm, ks: 1 }),
-            [bm, bn, wm, ks] if bm > 0 && bn > 0 && wm > 0 && ks > 0 => Ok(Tile { bm, bn, wm, ks }),
+            [bm, bn, wm, ks, stages] if bm > 0 && bn > 0 && wm > 0 && ks > 0 && stages >= 2 => {
+                Ok(Tile { bm, bn, wm, ks, stages })
+            }
             _ => Err(bad()),
         }
     }
@@ -315,12 +381,13 @@ impl Tile {
     /// small ones for a few rows (memory-bound: enough blocks across N to reach every
     /// compute unit).
     pub fn for_rows(target: &crate::codegen::Target, m: u32) -> Tile {
+        let tile = |bm, bn, wm, ks, stages| Tile { bm, bn, wm, ks, stages };
         match (target.wave, m) {
-            (64, 0..=32) => Tile { bm: 32, bn: 32, wm: 1, ks: 2 },
-            (64, _) => Tile { bm: 64, bn: 128, wm: 1, ks: 1 },
-            (_, 0..=32) => Tile { bm: 32, bn: 32, wm: 2, ks: 8 },
-            (_, 33..=64) => Tile { bm: 64, bn: 32, wm: 2, ks: 4 },
-            _ => Tile { bm: 128, bn: 128, wm: 2, ks: 1 },
+            (64, 0..=32) => tile(32, 32, 1, 2, 2),
+            (64, _) => tile(64, 64, 1, 1, 2),
+            (_, 0..=32) => tile(32, 32, 2, 4, 4),
+            (_, 33..=64) => tile(64, 32, 2, 2, 4),
+            _ => tile(128, 128, 2, 1, 3),
         }
     }
 
@@ -348,7 +415,17 @@ impl Gemm {
     /// The specialisation values, in the kernel's generic order.
     pub fn spec(&self) -> Vec<crate::codegen::SpecValue> {
         let t = self.tile;
-        [self.fmt.code(), self.epilogue, t.bm, t.bn, t.wm, t.ks, t.block()]
+        [
+            self.fmt.code(),
+            self.epilogue,
+            t.bm,
+            t.bn,
+            t.wm,
+            t.ks,
+            t.stages,
+            raw_vectors(self.fmt),
+            t.block(),
+        ]
             .map(|v| crate::codegen::SpecValue::Const(v as i128))
             .to_vec()
     }

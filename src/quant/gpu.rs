@@ -2,7 +2,8 @@
 //! multiple of 16 bytes (so every lane reads it with 16-byte loads) in a first region, and
 //! its scale (f16, or f16 pair) moves to a second region; Q4_K's native 144-byte block is
 //! already aligned and stays as is. No byte is added: a packed tensor is exactly as large as
-//! the GGUF one, rounded up to a whole 32-bit word.
+//! the GGUF one, rounded up to a whole 16-byte vector (so that a vector holding the last
+//! scale can be read whole).
 
 use super::kquants::BlockQ6K;
 use super::legacy::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
@@ -129,10 +130,10 @@ impl GpuFormat {
         }
     }
 
-    /// Bytes of a packed `rows x cols` tensor (a whole number of 32-bit words).
+    /// Bytes of a packed `rows x cols` tensor (a whole number of 16-byte vectors).
     pub fn packed_bytes(self, rows: usize, cols: usize) -> usize {
         let blocks = rows * (cols / self.block_elems());
-        (blocks * (self.record_bytes() + self.scale_bytes())).div_ceil(4) * 4
+        (blocks * (self.record_bytes() + self.scale_bytes())).div_ceil(16) * 16
     }
 }
 
@@ -225,7 +226,7 @@ mod tests {
             let bytes: &[u8] = bytemuck::cast_slice(&packed);
             assert_eq!(
                 bytes.len(),
-                data.len().div_ceil(4) * 4,
+                data.len().div_ceil(16) * 16,
                 "{fmt:?} adds no bytes"
             );
             let mut sorted_in = data.clone();

@@ -434,6 +434,53 @@ impl<'a> Lowerer<'a> {
         })
     }
 
+    /// Lowers `dst.copy_vec_async(to, src, from)` in statement position: one 16-byte vector
+    /// per lane from buffer parameter `src` into shared array `dst` of the same element type,
+    /// both indexed in vectors.
+    pub(super) fn lower_copy_vec_async(
+        &mut self,
+        recv: &ExprAst,
+        args: &[ExprAst],
+        span: Span,
+    ) -> Option<StmtKind> {
+        use crate::ir::MemRef;
+        let [to, src, from] = self.exact_args::<3>(args, span, "copy_vec_async");
+        // A device function's memory parameters stand for either; the interpreter and the
+        // GPU reject a copy whose ends turn out otherwise.
+        let dst = match self.mem_receiver(recv) {
+            Some((mem @ (MemRef::Shared(_) | MemRef::FnArg(_)), elem, _, _)) => Some((mem, elem)),
+            _ => {
+                self.error(recv.span, "`copy_vec_async` copies into a shared array");
+                None
+            }
+        };
+        let source = match self.mem_receiver(src) {
+            Some((mem @ (MemRef::Global(_) | MemRef::FnArg(_)), elem, _, _)) => Some((mem, elem)),
+            _ => {
+                self.error(src.span, "`copy_vec_async` copies from a buffer");
+                None
+            }
+        };
+        let to = self.lower_index(to);
+        let from = self.lower_index(from);
+        let ((dst, de), (src_mem, se)) = (dst?, source?);
+        let (de, se) = (self.infer.resolve(&de), self.infer.resolve(&se));
+        let generic = |t: &Type| matches!(t, Type::Generic(_) | Type::Unknown);
+        if de != se && !generic(&de) && !generic(&se) {
+            self.error(
+                span,
+                format!("`copy_vec_async` moves 16-byte vectors between arrays of one element type; found `{de}` and `{se}`"),
+            );
+            return None;
+        }
+        Some(StmtKind::CopyVecAsync {
+            dst,
+            to,
+            src: src_mem,
+            from,
+        })
+    }
+
     /// If `recv` names a buffer or shared array: (memory, element type, mutable, name).
     fn mem_receiver(&self, recv: &ExprAst) -> Option<(crate::ir::MemRef, Type, bool, String)> {
         let ExprKindAst::Path(p) = &recv.kind else {

@@ -251,6 +251,27 @@ impl Lowerer<'_> {
             },
             ExprKindAst::MethodCall {
                 recv, method, args, ..
+            } if method == "copy_vec_async" => match self.lower_copy_vec_async(recv, args, span) {
+                Some(k) => {
+                    out.append(&mut self.fcx.pending);
+                    k
+                }
+                None => return,
+            },
+            ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "wait_copies" => {
+                let [n] = self.exact_args::<1>(args, span, "wait_copies");
+                let pending = self.lower_expr(n, Some(&crate::types::Type::Scalar(crate::types::Scalar::U32)));
+                match self.const_eval(&pending) {
+                    super::ConstVal::Known(v) if (0..=8).contains(&v) => StmtKind::WaitCopies(v as u32),
+                    super::ConstVal::Unknown => StmtKind::WaitCopies(0),
+                    _ => {
+                        self.error(n.span, "`wait_copies(n)` takes the groups left in flight as a compile-time constant from 0 to 8");
+                        return;
+                    }
+                }
+            }
+            ExprKindAst::MethodCall {
+                recv, method, args, ..
             } if method == "copy_async" => match self.lower_copy_async(recv, args, span) {
                 Some(k) => {
                     out.append(&mut self.fcx.pending);
@@ -467,6 +488,7 @@ pub(super) fn ordering_statement(name: &str) -> Option<StmtKind> {
         "wait_prior_launch" => StmtKind::WaitPriorLaunch,
         "allow_next_launch" => StmtKind::AllowNextLaunch,
         "wait_async" => StmtKind::WaitAsync,
+        "commit_copies" => StmtKind::CommitCopies,
         _ => return None,
     })
 }

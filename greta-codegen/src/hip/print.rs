@@ -29,10 +29,12 @@ impl KernelParts {
         let mut vectors = BTreeSet::new();
         let mut frags = BTreeSet::new();
         let mut packs = false;
+        let mut vector_copies = false;
         for f in k.funcs.iter().chain(std::iter::once(&k.entry)) {
             collect_vectors(f, &mut vectors);
             collect_frags(f, &mut frags);
             crate::ir::walk_stmts(&f.body, &mut |e| packs |= is_packed_halves(e, target));
+            vector_copies |= copies_vectors(&f.body);
         }
         for s in &k.shared {
             if let Type::Vector(e, n) = s.elem {
@@ -121,7 +123,13 @@ impl KernelParts {
                 .into_iter()
                 .map(|(e, n)| (format!("{}x{}", e.name(), n), e.name().to_string(), n))
                 .collect(),
-            fragments: super::frag::helpers(&frags, target) + if packs { PACKED_HALVES } else { "" },
+            fragments: super::frag::helpers(&frags, target)
+                + if packs { PACKED_HALVES } else { "" }
+                + match (vector_copies, target.dialect) {
+                    (false, _) => "",
+                    (true, crate::target::Dialect::Cuda) => VECTOR_COPIES_CUDA,
+                    (true, crate::target::Dialect::Hip) => VECTOR_COPIES_HIP,
+                },
             functions,
             params,
             shared,
@@ -157,6 +165,29 @@ struct greta_words1 { u32 w[1]; };
 struct greta_words2 { u32 w[2]; };
 struct greta_words4 { u32 w[4]; };
 ";
+
+/// Per-lane 16-byte copies into shared memory that bypass the registers, in groups
+/// (`cp.async`, sm_80 and later).
+const VECTOR_COPIES_CUDA: &str = "__device__ __forceinline__ void greta_copy_vec_async(void* dst, const void* src) { asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16;\" :: \"r\"(greta_smem_addr(dst)), \"l\"(src) : \"memory\"); }
+__device__ __forceinline__ void greta_commit_copies() { asm volatile(\"cp.async.commit_group;\" ::: \"memory\"); }
+template <int N> __device__ __forceinline__ void greta_wait_copies() { asm volatile(\"cp.async.wait_group %0;\" :: \"n\"(N) : \"memory\"); }
+";
+
+/// AMD has no register-free copy into LDS here: the copy is a plain one, done when issued.
+const VECTOR_COPIES_HIP: &str = "__device__ __forceinline__ void greta_copy_vec_async(void* dst, const void* src) { *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src); }
+__device__ __forceinline__ void greta_commit_copies() {}
+template <int N> __device__ __forceinline__ void greta_wait_copies() {}
+";
+
+/// Whether `stmts` copy vectors asynchronously (at any depth).
+fn copies_vectors(stmts: &[Stmt]) -> bool {
+    stmts.iter().any(|s| match &s.kind {
+        StmtKind::CopyVecAsync { .. } | StmtKind::CommitCopies | StmtKind::WaitCopies(_) => true,
+        StmtKind::If { then, els, .. } => copies_vectors(then) || copies_vectors(els),
+        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => copies_vectors(body),
+        _ => false,
+    })
+}
 
 /// Whether `e` builds an f16 vector from f32 values, which NVIDIA targets convert in pairs.
 fn is_packed_halves(e: &Expr, target: &Target) -> bool {
@@ -537,6 +568,31 @@ impl<'k> FnPrinter<'k> {
             StmtKind::WaitAsync => {
                 self.line("greta_wait_async(greta_async_bar, greta_async_phase);")
             }
+            StmtKind::CopyVecAsync { dst, to, src, from } => {
+                let lanes = |m: MemRef, p: &Self| match m {
+                    MemRef::Shared(i) => 16 / p.kernel.shared[i as usize].elem.size().unwrap_or(4),
+                    MemRef::Global(i) => match p.kernel.params[i as usize].kind {
+                        ParamKind::Buffer { elem, .. } => 16 / elem.size(),
+                        ParamKind::Scalar(_) => 4,
+                    },
+                    MemRef::FnArg(a) => p
+                        .func
+                        .params
+                        .iter()
+                        .filter_map(|q| match q {
+                            FnParam::Memory { elem, .. } => Some(16 / elem.size().unwrap_or(4)),
+                            FnParam::Value(_) => None,
+                        })
+                        .nth(a as usize)
+                        .unwrap_or(4),
+                };
+                let (nd, ns) = (lanes(*dst, self), lanes(*src, self));
+                let (d, t) = (self.mem_name(*dst), self.expr(to));
+                let (sname, f) = (self.mem_name(*src), self.expr(from));
+                self.line(&format!("greta_copy_vec_async({d} + {nd}u * ({t}), {sname} + {ns}u * ({f}));"));
+            }
+            StmtKind::CommitCopies => self.line("greta_commit_copies();"),
+            StmtKind::WaitCopies(n) => self.line(&format!("greta_wait_copies<{n}>();")),
             StmtKind::FragStore {
                 mem,
                 offset,

@@ -134,6 +134,7 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         StmtKind::FragStore {
             offset, ld, value, ..
         } => in_expr(offset) || in_expr(ld) || in_expr(value),
+        StmtKind::CopyVecAsync { to, from, .. } => in_expr(to) || in_expr(from),
         StmtKind::If { cond, then, els } => {
             in_expr(cond)
                 || indexes_registers_with(then, local)
@@ -154,7 +155,9 @@ fn indexes_registers_with(body: &[Stmt], local: LocalId) -> bool {
         | StmtKind::Fence
         | StmtKind::WaitPriorLaunch
         | StmtKind::AllowNextLaunch
-        | StmtKind::WaitAsync => false,
+        | StmtKind::WaitAsync
+        | StmtKind::CommitCopies
+        | StmtKind::WaitCopies(_) => false,
     })
 }
 

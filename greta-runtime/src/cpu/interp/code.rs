@@ -147,6 +147,20 @@ pub enum Op {
     },
     /// Completes the wave's copy in flight.
     WaitAsync,
+    /// Each active lane's asynchronous copy of vector `from` of `src` into vector `to` of
+    /// `dst`: done at once, but the bytes stay unreadable until a `WaitCopies` retires the
+    /// group the copy joins.
+    CopyVecAsync {
+        dst: Access,
+        src: Access,
+        to: Slot,
+        from: Slot,
+        at: LocId,
+    },
+    /// Closes the wave's open group of vector copies.
+    CommitCopies,
+    /// Retires the wave's oldest groups until at most this many remain in flight.
+    WaitCopies(u32),
     /// The wave loads fragment `frag` from shared memory: each lane's element `i` from
     /// `offset + row * ld + col` (for a transposed B, `offset + col * ld + row`) at the
     /// position the layout gives it; wave-uniform operands, rows 16-byte aligned.

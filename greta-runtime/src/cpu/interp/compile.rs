@@ -386,6 +386,29 @@ impl<'k> Compiler<'k> {
                 });
             }
             StmtKind::WaitAsync => self.ops.push(Op::WaitAsync),
+            StmtKind::CopyVecAsync { dst, to, src, from } => {
+                let (to_v, from_v) = (self.expr(to)?, self.expr(from)?);
+                let elem = match (self.mem(*dst, s.span)?, self.mem(*src, s.span)?) {
+                    (Mem::Shared(i), Mem::Global(_)) => self.k.shared[i as usize].elem.as_scalar(),
+                    _ => None,
+                };
+                let Some(elem) = elem else {
+                    return Err(self.unsupported(s.span, "`copy_vec_async` other than from a buffer into a shared array"));
+                };
+                let vector = Type::Vector(elem, (16 / elem.size()) as u8);
+                let dst = self.access(*dst, &vector, &to.ty, s.span)?;
+                let src = self.access(*src, &vector, &from.ty, s.span)?;
+                let at = self.at(s.span);
+                self.ops.push(Op::CopyVecAsync {
+                    dst,
+                    src,
+                    to: to_v.slot,
+                    from: from_v.slot,
+                    at,
+                });
+            }
+            StmtKind::CommitCopies => self.ops.push(Op::CommitCopies),
+            StmtKind::WaitCopies(n) => self.ops.push(Op::WaitCopies(*n)),
             StmtKind::FragStore {
                 mem,
                 offset,

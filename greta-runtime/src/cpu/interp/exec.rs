@@ -40,6 +40,10 @@ struct Wave {
     partial: u64,
     /// The shared bytes (offset, length) of this wave's copy in flight.
     copying: Option<(usize, usize)>,
+    /// Shared bytes of this wave's vector copies not yet committed, then of each committed
+    /// group in flight, oldest first.
+    open_copies: Vec<(usize, usize)>,
+    copy_groups: std::collections::VecDeque<Vec<(usize, usize)>>,
 }
 
 /// Why a wave stopped running.
@@ -289,6 +293,8 @@ impl Block {
                 done: false,
                 partial: 0,
                 copying: None,
+                open_copies: Vec::new(),
+                copy_groups: std::collections::VecDeque::new(),
             })
             .collect();
         Block {
@@ -309,6 +315,8 @@ impl Block {
             wave.exec = full_mask(w);
             wave.done = false;
             wave.copying = None;
+            wave.open_copies.clear();
+            wave.copy_groups.clear();
             wave.masks.fill(0);
             for &(slot, init) in &code.inits {
                 let lanes = &mut wave.regs[slot as usize * w..][..w];
@@ -489,12 +497,18 @@ impl Block {
                             Some(memory) => memory.load(off, &mut buf[..bytes]),
                             None => {
                                 if self.written[off..off + bytes].contains(&false) {
-                                    let copying = wave
-                                        .copying
-                                        .is_some_and(|(c, n)| off < c + n && c < off + bytes);
+                                    let overlaps = |&(c, n): &(usize, usize)| off < c + n && c < off + bytes;
+                                    let copying = wave.copying.as_ref().is_some_and(overlaps);
+                                    let vector_copy = wave.open_copies.iter().any(overlaps)
+                                        || wave.copy_groups.iter().flatten().any(overlaps);
                                     let message = if copying {
                                         format!(
                                             "read of {} while this wave's `copy_async` into it is in flight; `wait_async()` first",
+                                            place_name(l, acc, ix, None)
+                                        )
+                                    } else if vector_copy {
+                                        format!(
+                                            "read of {} while this wave's `copy_vec_async` into it is in flight; `commit_copies()` and `wait_copies(n)` first",
                                             place_name(l, acc, ix, None)
                                         )
                                     } else {
@@ -694,6 +708,36 @@ impl Block {
                 Op::WaitAsync => {
                     if let Some((off, bytes)) = wave.copying.take() {
                         self.written[off..off + bytes].fill(true);
+                    }
+                }
+                Op::CopyVecAsync {
+                    dst,
+                    src,
+                    to,
+                    from,
+                    at,
+                } => {
+                    let (d, sr) = (Region::new(l, dst), Region::new(l, src));
+                    for lane in lanes(exec) {
+                        let t = regs[to as usize * w + lane];
+                        let f = regs[from as usize * w + lane];
+                        let d_off = d.offset(l, dst, t, AccessKind::Store).map_err(|m| fault(at, lane, m))?;
+                        let s_off = sr.offset(l, src, f, AccessKind::Load).map_err(|m| fault(at, lane, m))?;
+                        let memory = sr.global.expect("validated: vector copies read a buffer");
+                        memory.load(s_off, &mut self.shared[d_off..d_off + 16]);
+                        self.written[d_off..d_off + 16].fill(false);
+                        wave.open_copies.push((d_off, 16));
+                    }
+                }
+                Op::CommitCopies => {
+                    let group = std::mem::take(&mut wave.open_copies);
+                    wave.copy_groups.push_back(group);
+                }
+                Op::WaitCopies(n) => {
+                    while wave.copy_groups.len() > n as usize {
+                        for (off, bytes) in wave.copy_groups.pop_front().expect("a group") {
+                            self.written[off..off + bytes].fill(true);
+                        }
                     }
                 }
                 Op::FragLoad {
