@@ -72,7 +72,7 @@ pub fn bench_gemm(
     })?;
     let t = g.tile;
     Ok(FlopRow {
-        name: format!("gemm {} {}x{}/{}", ty.name(), t.bm, t.bn, t.wm),
+        name: format!("gemm {} {}x{}x{}x{}x{}", ty.name(), t.bm, t.bn, t.wm, t.ks, t.stages),
         shape: format!("{m}x{n}x{k}"),
         us,
         flops: 2.0 * (m * n * k) as f64,
@@ -94,7 +94,13 @@ pub fn gemm_sweep(
         for &tile in tiles {
             for fmt in [GpuFormat::F16, GpuFormat::Q4K, GpuFormat::Q6K] {
                 for (_, n, k) in LLAMA2_7B_PRODUCTS {
-                    out.push(bench_gemm(dev, fmt, tile, m, n, k, timing, reps)?);
+                    // A tile the device cannot run (too much shared memory) is reported and
+                    // skipped, so that one bad candidate does not end a sweep.
+                    match bench_gemm(dev, fmt, tile, m, n, k, timing, reps) {
+                        Ok(row) => out.push(row),
+                        Err(e) if tile.is_some() => eprintln!("tile {tile:?} skipped: {e}"),
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
