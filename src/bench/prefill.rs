@@ -43,9 +43,7 @@ pub fn bench_gemm(
     dev: &Device,
     fmt: GpuFormat,
     tile: Option<Tile>,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     timing: Timing,
     reps: usize,
 ) -> Result<FlopRow> {
@@ -96,7 +94,7 @@ pub fn gemm_sweep(
                 for (_, n, k) in LLAMA2_7B_PRODUCTS {
                     // A tile the device cannot run (too much shared memory) is reported and
                     // skipped, so that one bad candidate does not end a sweep.
-                    match bench_gemm(dev, fmt, tile, m, n, k, timing, reps) {
+                    match bench_gemm(dev, fmt, tile, (m, n, k), timing, reps) {
                         Ok(row) => out.push(row),
                         Err(e) if tile.is_some() => eprintln!("tile {tile:?} skipped: {e}"),
                         Err(e) => return Err(e),

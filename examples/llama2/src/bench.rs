@@ -69,8 +69,8 @@ pub struct BenchPlan {
     pub reps: usize,
 }
 
-/// Runs the benchmark: `plan.reps` repetitions of each measurement. Token counts are
-/// clipped to the context; a depth that leaves no room to generate is refused.
+/// Runs the benchmark: `plan.reps` repetitions of each measurement. Token counts that do
+/// not fit the context are refused, not clipped, so a result always measures what was asked.
 pub fn run(
     engine: &mut Engine,
     model: &str,
@@ -79,11 +79,16 @@ pub fn run(
 ) -> Result<BenchReport, EngineError> {
     let ctx = engine.ctx();
     let depth = plan.depth;
-    if depth + 1 >= ctx {
-        return Err(EngineError::ContextFull { pos: depth, ctx });
+    let prompt_tokens = plan.prompt_tokens.max(1);
+    let gen_tokens = plan.gen_tokens.max(1);
+    crate::generate::check_prompt(prompt_tokens, 0, ctx)?;
+    if depth + gen_tokens > ctx {
+        return Err(EngineError::GenerationTooLong {
+            depth,
+            tokens: gen_tokens,
+            ctx,
+        });
     }
-    let prompt_tokens = plan.prompt_tokens.min(ctx - 1).max(1);
-    let gen_tokens = plan.gen_tokens.min(ctx - 1 - depth).max(1);
     let reps = plan.reps;
     let vocab = engine.config().n_vocab as u32;
     let token = |i: usize| (i as u32 * 7919 + 13) % vocab;
@@ -172,7 +177,11 @@ impl BenchReport {
             format!("tg{}", self.gen_tokens)
         };
         t += &row(&tg, "t/s", self.tg);
-        t += &row(&format!("ttft ({}-token prompt)", self.prompt_tokens), "ms", self.ttft_prompt_ms);
+        t += &row(
+            &format!("ttft ({}-token prompt)", self.prompt_tokens),
+            "ms",
+            self.ttft_prompt_ms,
+        );
         t += &row("ttft (3-token prompt)", "ms", self.ttft_ms);
         t += &row("decode per layer", "us", self.layer_us);
         t += &format!(

@@ -5,7 +5,7 @@
 //! integer per step); sampling reads the logits back.
 
 use crate::engine::{Engine, EngineError};
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::{Sampler, SamplingError, SamplingParams};
 use crate::trace::{TraceError, Tracer};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,24 @@ pub enum GenerateError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Trace(#[from] TraceError),
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
+}
+
+/// Refuses a prompt of `prompt` tokens that cannot fit a context of `ctx` positions from
+/// position `start`, so a long prompt fails before any compute rather than when the cache
+/// fills.
+pub fn check_prompt(prompt: usize, start: usize, ctx: usize) -> Result<(), EngineError> {
+    let left = ctx.saturating_sub(start);
+    if prompt > left {
+        return Err(EngineError::PromptTooLong {
+            prompt,
+            start,
+            left,
+            ctx,
+        });
+    }
+    Ok(())
 }
 
 /// One decode step: a graph replay, or with a tracer every kernel launched and checked for
@@ -66,6 +84,8 @@ pub fn generate(
     mut tracer: Option<&mut Tracer>,
     mut on_token: impl FnMut(u32),
 ) -> Result<Generation, GenerateError> {
+    params.validate()?;
+    check_prompt(prompt.len(), 0, engine.ctx())?;
     let start = Instant::now();
     let mut sampler = Sampler::new(params);
     let mut out = Generation {

@@ -11,7 +11,7 @@ use llama2::config::LlamaConfig;
 use llama2::engine::Engine;
 use llama2::genmodel::{ModelPlan, Preset, Recipe, ShapeOverrides};
 use llama2::gguf::Gguf;
-use llama2::sampling::SamplingParams;
+use llama2::sampling::{self, SamplingParams};
 use llama2::tokenizer::{ChatMessage, EncodeOptions, Tokenizer};
 use std::io::Write;
 
@@ -48,9 +48,67 @@ struct ModelArgs {
     /// auto (CUDA, then HIP, then CPU), cuda, hip or cpu.
     #[arg(long, default_value = "auto")]
     backend: String,
-    /// KV-cache positions (at most the model's context length).
-    #[arg(long, default_value_t = 4096)]
-    ctx: usize,
+    /// KV-cache positions, from 1 to the model's context length [default: the model's
+    /// context, at most 4096].
+    #[arg(long, value_parser = positive_count, allow_negative_numbers = true)]
+    ctx: Option<usize>,
+}
+
+/// KV-cache positions when `--ctx` is not given: the model's context, capped so the
+/// default cache of a long-context model stays small.
+const DEFAULT_CTX: usize = 4096;
+
+impl ModelArgs {
+    /// The KV-cache size for `config`: `--ctx`, checked against the model's context.
+    fn ctx(&self, config: &LlamaConfig) -> Result<usize> {
+        match self.ctx {
+            None => Ok(config.n_ctx.min(DEFAULT_CTX)),
+            Some(c) if c > config.n_ctx => bail!(
+                "--ctx {c}: above the model's context of {} tokens ({})",
+                config.n_ctx,
+                self.model.display()
+            ),
+            Some(c) => Ok(c),
+        }
+    }
+}
+
+/// Parses a flag through `parse`, keeping it only when `ok` holds; otherwise the message
+/// says what the flag accepts.
+fn checked<T: std::str::FromStr + Copy>(
+    s: &str,
+    ok: fn(T) -> bool,
+    expected: &str,
+) -> std::result::Result<T, String> {
+    let v: T = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number; {expected}"))?;
+    if ok(v) {
+        Ok(v)
+    } else {
+        Err(expected.to_owned())
+    }
+}
+
+fn positive_count(s: &str) -> std::result::Result<usize, String> {
+    checked(s, |n: usize| n >= 1, "must be a whole number, at least 1")
+}
+
+fn temperature(s: &str) -> std::result::Result<f32, String> {
+    checked(s, sampling::temperature_ok, sampling::TEMPERATURE_RANGE)
+}
+
+fn top_p(s: &str) -> std::result::Result<f32, String> {
+    checked(s, sampling::top_p_ok, sampling::TOP_P_RANGE)
+}
+
+fn top_k(s: &str) -> std::result::Result<usize, String> {
+    checked(s, sampling::top_k_ok, sampling::TOP_K_RANGE)
+}
+
+fn penalty(s: &str) -> std::result::Result<f32, String> {
+    checked(s, sampling::penalty_ok, sampling::PENALTY_RANGE)
 }
 
 #[derive(Args)]
@@ -67,13 +125,16 @@ struct RunArgs {
     #[arg(short = 'n', long, default_value_t = 128)]
     max_tokens: usize,
     /// Sampling temperature (0: greedy, decided on the device).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = temperature, allow_negative_numbers = true)]
     temperature: f32,
-    #[arg(long, default_value_t = 40)]
+    /// Sample among the k most likely tokens.
+    #[arg(long, default_value_t = 40, value_parser = top_k, allow_negative_numbers = true)]
     top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    /// Sample among the most likely tokens whose probabilities reach p (0 < p <= 1).
+    #[arg(long, default_value_t = 0.95, value_parser = top_p, allow_negative_numbers = true)]
     top_p: f32,
-    #[arg(long, default_value_t = 1.0)]
+    /// Divide the logits of the last 64 tokens by this (1: off).
+    #[arg(long, default_value_t = 1.0, value_parser = penalty, allow_negative_numbers = true)]
     repetition_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -99,15 +160,16 @@ struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Prompt tokens (pp).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = positive_count)]
     prompt_tokens: usize,
     /// Generated tokens (tg).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = positive_count)]
     gen_tokens: usize,
     /// Position generation starts at: tokens already in the KV cache (llama-bench's -d).
     #[arg(long, default_value_t = 0)]
     depth: usize,
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions of each measurement (the median and spread are reported).
+    #[arg(long, default_value_t = 3, value_parser = positive_count)]
     reps: usize,
     /// Print JSON instead of a markdown table.
     #[arg(long)]
@@ -192,7 +254,9 @@ fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
         )
         .context("progress bar template")?,
     );
-    let e = Engine::new(dev, &m.gguf, &m.config, args.ctx, |n| bar.inc(n))?;
+    let e = Engine::new(dev, &m.gguf, &m.config, args.ctx(&m.config)?, |n| {
+        bar.inc(n)
+    })?;
     bar.finish_and_clear();
     Ok(e)
 }
@@ -217,10 +281,17 @@ fn prompt_tokens(m: &Loaded, prompt: &str, chat: bool) -> Vec<u32> {
     )
 }
 
+/// Tokenizes `prompt` and checks it fits the context, before any upload or compute.
+fn fitting_prompt(args: &ModelArgs, m: &Loaded, prompt: &str, chat: bool) -> Result<Vec<u32>> {
+    let tokens = prompt_tokens(m, prompt, chat);
+    llama2::generate::check_prompt(tokens.len(), 0, args.ctx(&m.config)?)
+        .context("raise --ctx or shorten the prompt")?;
+    Ok(tokens)
+}
+
 fn run(args: &RunArgs) -> Result<()> {
     let m = load(&args.model.model)?;
-    let mut engine = engine(&args.model, &m)?;
-    let tokens = prompt_tokens(&m, &args.prompt, args.chat);
+    let tokens = fitting_prompt(&args.model, &m, &args.prompt, args.chat)?;
     let params = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -228,6 +299,8 @@ fn run(args: &RunArgs) -> Result<()> {
         repetition_penalty: args.repetition_penalty,
         seed: args.seed,
     };
+    params.validate()?;
+    let mut engine = engine(&args.model, &m)?;
     let mut tracer = if args.trace {
         Some(llama2::trace::Tracer::new(&engine)?)
     } else {
@@ -277,14 +350,17 @@ fn run(args: &RunArgs) -> Result<()> {
 
 fn trace(args: &TraceArgs) -> Result<()> {
     let m = load(&args.model.model)?;
+    let tokens = fitting_prompt(&args.model, &m, &args.prompt, false)?;
     let mut engine = engine(&args.model, &m)?;
     let mut tracer = llama2::trace::Tracer::new(&engine)?;
-    let tokens = prompt_tokens(&m, &args.prompt, false);
     let first = *tokens.first().context("empty prompt")?;
     engine.set_state(first, 0)?;
     println!("| pos | layer | kernel | min | max | mean | NaN/Inf |\n| ---: | ---: | --- | ---: | ---: | ---: | ---: |");
     let row = |pos: &str, s: &llama2::trace::OpStats| {
-        let layer = s.op.layer().map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+        let layer =
+            s.op.layer()
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into());
         println!(
             "| {pos} | {layer} | {} | {:.4} | {:.4} | {:.5} | {} |",
             s.op.name(),
@@ -312,7 +388,11 @@ fn trace(args: &TraceArgs) -> Result<()> {
     }
     eprintln!(
         "traced {}{} step(s): no NaN or infinity in any kernel output",
-        if prefilled { format!("the {}-token prompt and ", tokens.len()) } else { String::new() },
+        if prefilled {
+            format!("the {}-token prompt and ", tokens.len())
+        } else {
+            String::new()
+        },
         args.steps
     );
     Ok(())
@@ -351,9 +431,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
 
 fn check_logits(args: &CheckArgs) -> Result<()> {
     let m = load(&args.model.model)?;
+    let tokens = fitting_prompt(&args.model, &m, &args.prompt, false)?;
     let mut engine = engine(&args.model, &m)?;
     let mut oracle = llama2::oracle::Oracle::new(&m.gguf, &m.config)?;
-    let tokens = prompt_tokens(&m, &args.prompt, false);
     let report = llama2::check::compare(&mut engine, &mut oracle, &tokens, args.steps)?;
     for (i, r) in report.iter().enumerate() {
         println!(

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 pub struct SamplingParams {
     /// Softmax temperature; 0 means greedy.
     pub temperature: f32,
-    /// Keep only the k most likely tokens (0: all).
+    /// Keep only the k most likely tokens (at least 1; the vocabulary size keeps all).
     pub top_k: usize,
     /// Keep the smallest set of tokens whose probability reaches p (1: all).
     pub top_p: f32,
@@ -30,7 +30,75 @@ impl Default for SamplingParams {
     }
 }
 
+/// A sampling parameter outside its range; the message names the flag.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("--{flag} {value}: {expected}")]
+pub struct SamplingError {
+    pub flag: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// What `--temperature` accepts.
+pub const TEMPERATURE_RANGE: &str = "must be a finite number, 0 (greedy) or more";
+/// What `--top-p` accepts.
+pub const TOP_P_RANGE: &str = "must be a finite number above 0 and at most 1";
+/// What `--top-k` accepts.
+pub const TOP_K_RANGE: &str = "must be at least 1 (the vocabulary size keeps every token)";
+/// What `--repetition-penalty` accepts.
+pub const PENALTY_RANGE: &str = "must be a finite number above 0 (1 turns it off)";
+
+/// Whether a temperature is usable: a NaN would make every comparison false and pick the
+/// least likely token.
+pub fn temperature_ok(t: f32) -> bool {
+    t.is_finite() && t >= 0.0
+}
+
+pub fn top_p_ok(p: f32) -> bool {
+    p.is_finite() && p > 0.0 && p <= 1.0
+}
+
+pub fn top_k_ok(k: usize) -> bool {
+    k >= 1
+}
+
+pub fn penalty_ok(r: f32) -> bool {
+    r.is_finite() && r > 0.0
+}
+
 impl SamplingParams {
+    /// Checks every parameter against its range.
+    pub fn validate(&self) -> Result<(), SamplingError> {
+        let bad = |flag, value: String, expected| {
+            Err(SamplingError {
+                flag,
+                value,
+                expected,
+            })
+        };
+        if !temperature_ok(self.temperature) {
+            return bad(
+                "temperature",
+                self.temperature.to_string(),
+                TEMPERATURE_RANGE,
+            );
+        }
+        if !top_p_ok(self.top_p) {
+            return bad("top-p", self.top_p.to_string(), TOP_P_RANGE);
+        }
+        if !top_k_ok(self.top_k) {
+            return bad("top-k", self.top_k.to_string(), TOP_K_RANGE);
+        }
+        if !penalty_ok(self.repetition_penalty) {
+            return bad(
+                "repetition-penalty",
+                self.repetition_penalty.to_string(),
+                PENALTY_RANGE,
+            );
+        }
+        Ok(())
+    }
+
     /// True when the device's argmax decides.
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 && self.repetition_penalty == 1.0
@@ -75,9 +143,7 @@ impl Sampler {
         if p.temperature <= 0.0 {
             return scored[0].0;
         }
-        if p.top_k > 0 {
-            scored.truncate(p.top_k);
-        }
+        scored.truncate(p.top_k.max(1));
         let max = scored[0].1;
         let mut probs: Vec<f64> = scored
             .iter()
@@ -139,7 +205,7 @@ mod tests {
         let draw = |seed| {
             let mut s = Sampler::new(SamplingParams {
                 temperature: 1.0,
-                top_k: 0,
+                top_k: logits.len(),
                 top_p: 1.0,
                 seed,
                 ..SamplingParams::default()
@@ -148,5 +214,66 @@ mod tests {
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn out_of_range_parameters_are_refused_naming_the_flag() {
+        let ok = SamplingParams::default();
+        assert_eq!(ok.validate(), Ok(()));
+        let cases = [
+            (
+                SamplingParams {
+                    temperature: f32::NAN,
+                    ..ok
+                },
+                "--temperature NaN",
+            ),
+            (
+                SamplingParams {
+                    temperature: -1.0,
+                    ..ok
+                },
+                "--temperature -1",
+            ),
+            (
+                SamplingParams {
+                    temperature: f32::INFINITY,
+                    ..ok
+                },
+                "--temperature inf",
+            ),
+            (SamplingParams { top_p: 2.0, ..ok }, "--top-p 2"),
+            (
+                SamplingParams {
+                    top_p: f32::NAN,
+                    ..ok
+                },
+                "--top-p NaN",
+            ),
+            (SamplingParams { top_p: -0.5, ..ok }, "--top-p -0.5"),
+            (SamplingParams { top_p: 0.0, ..ok }, "--top-p 0"),
+            (SamplingParams { top_k: 0, ..ok }, "--top-k 0"),
+            (
+                SamplingParams {
+                    repetition_penalty: 0.0,
+                    ..ok
+                },
+                "--repetition-penalty 0",
+            ),
+            (
+                SamplingParams {
+                    repetition_penalty: f32::NAN,
+                    ..ok
+                },
+                "--repetition-penalty NaN",
+            ),
+        ];
+        for (params, message) in cases {
+            let err = params.validate().expect_err(message).to_string();
+            assert!(
+                err.starts_with(message),
+                "{err} should start with {message}"
+            );
+        }
     }
 }

@@ -188,7 +188,8 @@ fn tracer_reports_an_injected_nan_at_its_layer() {
     .expect_err("traced generation finds the NaN");
     // Generation processes the prompt first: its FFN norm is the first to read the weight.
     assert!(
-        err.to_string().contains("layer 2 prompt ffn_norm (kernel `rmsnorm`"),
+        err.to_string()
+            .contains("layer 2 prompt ffn_norm (kernel `rmsnorm`"),
         "{err}"
     );
 }
@@ -200,16 +201,32 @@ const PREFILL_NMSE: f64 = 1e-2;
 #[test]
 fn prompt_processing_agrees_with_decode_and_the_reference() {
     let prompt: Vec<u32> = (0..37).map(|i| (i * 37 + 11) % 500).collect();
-    for (recipe, wave) in [(Recipe::Q4KM, 64), (Recipe::Q4KM, 32), (Recipe::Uniform(GgmlType::Q4_1), 64)] {
+    for (recipe, wave) in [
+        (Recipe::Q4KM, 64),
+        (Recipe::Q4KM, 32),
+        (Recipe::Uniform(GgmlType::Q4_1), 64),
+    ] {
         let g = tiny(recipe, 5);
         let mut e = engine(&g, wave, 64);
-        assert!(e.prefill_unsupported().is_none(), "{:?}", e.prefill_unsupported());
+        assert!(
+            e.prefill_unsupported().is_none(),
+            "{:?}",
+            e.prefill_unsupported()
+        );
         let nmse = llama2::check::prefill_against_decode(&mut e, &prompt).expect("both paths");
-        assert!(nmse < PREFILL_NMSE, "{recipe:?} wave {wave}: prefill vs decode NMSE {nmse:.3e}");
-        let mut oracle = Oracle::new(&g, &LlamaConfig::from_gguf(&g).expect("config")).expect("oracle");
+        assert!(
+            nmse < PREFILL_NMSE,
+            "{recipe:?} wave {wave}: prefill vs decode NMSE {nmse:.3e}"
+        );
+        let mut oracle =
+            Oracle::new(&g, &LlamaConfig::from_gguf(&g).expect("config")).expect("oracle");
         let steps = llama2::check::compare(&mut e, &mut oracle, &prompt, 3).expect("compare");
         for (s, c) in steps.iter().enumerate() {
-            assert!(c.nmse < LOGIT_NMSE, "{recipe:?} wave {wave} step {s}: NMSE {:.3e}", c.nmse);
+            assert!(
+                c.nmse < LOGIT_NMSE,
+                "{recipe:?} wave {wave} step {s}: NMSE {:.3e}",
+                c.nmse
+            );
         }
     }
 }
@@ -223,7 +240,11 @@ fn a_prompt_in_chunks_or_appended_gives_the_same_logits() {
         for p in parts {
             e.prefill(p).expect("prefill");
         }
-        (e.logits().expect("logits"), e.position().expect("position"), e.last_token().expect("token"))
+        (
+            e.logits().expect("logits"),
+            e.position().expect("position"),
+            e.last_token().expect("token"),
+        )
     };
     let mut e = engine(&g, 32, 64);
     let whole = logits(&mut e, &[&prompt]);
@@ -235,7 +256,12 @@ fn a_prompt_in_chunks_or_appended_gives_the_same_logits() {
     let appended = logits(&mut e, &[&prompt[..15], &prompt[15..]]);
     for (name, other) in [("chunks of 5", &chunked), ("appended", &appended)] {
         assert_eq!((other.1, other.2), (whole.1, whole.2), "{name}");
-        let err: f64 = whole.0.iter().zip(&other.0).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let err: f64 = whole
+            .0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
         let norm: f64 = whole.0.iter().map(|a| (*a as f64).powi(2)).sum();
         assert!(err / norm < 1e-10, "{name}: NMSE {:.3e}", err / norm);
     }
@@ -247,7 +273,10 @@ fn a_prompt_longer_than_the_context_is_refused_before_any_work() {
     let mut e = engine(&g, 64, 16);
     e.set_state(1, 0).expect("state");
     let prompt = vec![7u32; 17];
-    assert!(matches!(e.prefill(&prompt), Err(EngineError::ContextFull { pos: 16, ctx: 16 })));
+    assert!(matches!(
+        e.prefill(&prompt),
+        Err(EngineError::ContextFull { pos: 16, ctx: 16 })
+    ));
     assert_eq!(e.position().expect("position"), 0, "nothing ran");
 }
 
@@ -272,7 +301,11 @@ fn smollm2_answers_the_capital_of_france_on_the_cpu_backend() {
             |_| {},
         )
         .expect("generates");
-        assert_eq!(out.tokens, [504, 3575, 282, 4649, 314, 7042, 30], "wave {wave}");
+        assert_eq!(
+            out.tokens,
+            [504, 3575, 282, 4649, 314, 7042, 30],
+            "wave {wave}"
+        );
         assert!(
             out.stopped_at_eos,
             "generation ends at the end-of-sequence token"
@@ -305,9 +338,66 @@ fn the_benchmark_generates_at_the_requested_depth_and_refuses_a_full_cache() {
         3,
         "the last measurement is the ttft prompt"
     );
+    // Counts that do not fit are refused, not clipped.
     let full = llama2::bench::BenchPlan { depth: 31, ..plan };
     assert!(matches!(
         llama2::bench::run(&mut e, "tiny", 1, full),
-        Err(EngineError::ContextFull { pos: 31, ctx: 32 })
+        Err(EngineError::GenerationTooLong {
+            depth: 31,
+            tokens: 5,
+            ctx: 32
+        })
     ));
+    let long = llama2::bench::BenchPlan {
+        prompt_tokens: 33,
+        ..plan
+    };
+    assert!(matches!(
+        llama2::bench::run(&mut e, "tiny", 1, long),
+        Err(EngineError::PromptTooLong {
+            prompt: 33,
+            ctx: 32,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn bad_context_sampling_and_over_long_prompts_are_refused_before_any_compute() {
+    let g = tiny(Recipe::Uniform(GgmlType::Q8_0), 5);
+    let config = LlamaConfig::from_gguf(&g).expect("config");
+    for ctx in [0, config.n_ctx + 1] {
+        assert!(matches!(
+            Engine::new(cpu(64), &g, &config, ctx, |_| {}),
+            Err(EngineError::BadContext { .. })
+        ));
+    }
+    let mut e = engine(&g, 64, 8);
+    let nan = SamplingParams {
+        temperature: f32::NAN,
+        ..SamplingParams::default()
+    };
+    let r = llama2::generate::generate(&mut e, &[1, 2], 4, None, nan, None, |_| {});
+    assert!(matches!(
+        r,
+        Err(llama2::generate::GenerateError::Sampling(_))
+    ));
+    let prompt: Vec<u32> = (1..=9).collect();
+    let r = llama2::generate::generate(
+        &mut e,
+        &prompt,
+        4,
+        None,
+        SamplingParams::default(),
+        None,
+        |_| {},
+    );
+    let Err(llama2::generate::GenerateError::Engine(err)) = r else {
+        panic!("a 9-token prompt in an 8-position cache must be refused");
+    };
+    assert_eq!(
+        err.to_string(),
+        "the prompt is 9 tokens, but the context holds 8 (from position 0, 8 are left)"
+    );
+    assert_eq!(e.position().expect("position"), 0, "nothing ran");
 }

@@ -153,18 +153,6 @@ fn count_mfma(listing: &str) -> Vec<(String, u32)> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mfma_instructions_are_counted_per_function() {
-        let listing = "0000000000001900 <gemm__A>:\n\tv_mfma_f32_16x16x16_f16 a[0:3], v[0:1], v[2:3], a[0:3]\n\ts_endpgm\n\n0000000000002000 <add>:\n\tv_add_f32 v0, v1, v2\n0000000000003000 <gemm__B>:\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n";
-        assert_eq!(
-            super::count_mfma(listing),
-            vec![("gemm__A".into(), 1), ("add".into(), 0), ("gemm__B".into(), 2)]
-        );
-    }
-}
-
 fn temp_dir() -> Result<tempfile::TempDir> {
     tempfile::tempdir().map_err(|source| Error::Io {
         path: "temporary directory".into(),
@@ -177,4 +165,16 @@ fn write(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         path: path.display().to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mfma_instructions_are_counted_per_function() {
+        let listing = "0000000000001900 <gemm__A>:\n\tv_mfma_f32_16x16x16_f16 a[0:3], v[0:1], v[2:3], a[0:3]\n\ts_endpgm\n\n0000000000002000 <add>:\n\tv_add_f32 v0, v1, v2\n0000000000003000 <gemm__B>:\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n";
+        assert_eq!(
+            super::count_mfma(listing),
+            vec![("gemm__A".into(), 1), ("add".into(), 0), ("gemm__B".into(), 2)]
+        );
+    }
 }

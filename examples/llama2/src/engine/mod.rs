@@ -30,6 +30,21 @@ pub enum EngineError {
     Unsupported(String),
     #[error("position {pos} is past the context of {ctx} tokens")]
     ContextFull { pos: usize, ctx: usize },
+    #[error("a KV cache of {ctx} positions: it must hold between 1 and the model's context of {n_ctx} tokens")]
+    BadContext { ctx: usize, n_ctx: usize },
+    #[error("generating {tokens} tokens from position {depth} needs {} positions, but the context holds {ctx}", depth + tokens)]
+    GenerationTooLong {
+        depth: usize,
+        tokens: usize,
+        ctx: usize,
+    },
+    #[error("the prompt is {prompt} tokens, but the context holds {ctx} (from position {start}, {left} are left)")]
+    PromptTooLong {
+        prompt: usize,
+        start: usize,
+        left: usize,
+        ctx: usize,
+    },
 }
 
 /// One kernel launch of the decode step.
@@ -135,7 +150,12 @@ impl Engine {
         ctx: usize,
         progress: impl FnMut(u64),
     ) -> Result<Engine, EngineError> {
-        let ctx = ctx.min(cfg.n_ctx).max(1);
+        if ctx == 0 || ctx > cfg.n_ctx {
+            return Err(EngineError::BadContext {
+                ctx,
+                n_ctx: cfg.n_ctx,
+            });
+        }
         if cfg.rope_dim != cfg.head_dim {
             return Err(EngineError::Unsupported(format!(
                 "partial RoPE ({} of {} dimensions) is not supported",
@@ -175,7 +195,11 @@ impl Engine {
                 .collect::<Result<_, _>>()?,
             scratch: attention.scratch(&dev)?,
         };
-        let prefill_from = if dev.kind() == greta::runtime::BackendKind::Cpu { 2 } else { 6 };
+        let prefill_from = if dev.kind() == greta::runtime::BackendKind::Cpu {
+            2
+        } else {
+            6
+        };
         Ok(Engine {
             dev,
             cfg: cfg.clone(),

@@ -113,13 +113,17 @@ impl Engine {
                 (&layer.w_gate_up, SWIGLU, layer.w_gate_up.rows),
                 (&layer.w_down, ADD, layer.w_down.rows),
             ] {
-                if let Err(e) = Gemm::new(m.fmt, epi, &target, UBATCH as u32).check(dev, n, m.cols) {
+                if let Err(e) = Gemm::new(m.fmt, epi, &target, UBATCH as u32).check(dev, n, m.cols)
+                {
                     return Some(format!("layer {l}: {e}"));
                 }
             }
         }
-        if cfg.n_head % cfg.n_head_kv != 0 {
-            return Some(format!("{} heads do not group into {} KV heads", cfg.n_head, cfg.n_head_kv));
+        if !cfg.n_head.is_multiple_of(cfg.n_head_kv) {
+            return Some(format!(
+                "{} heads do not group into {} KV heads",
+                cfg.n_head, cfg.n_head_kv
+            ));
         }
         None
     }
@@ -192,7 +196,9 @@ impl Engine {
         for (i, chunk) in tokens.chunks(ubatch).enumerate() {
             let pos0 = start + i * ubatch;
             let p = self.prefill.as_mut().expect("allocated above");
-            self.dev.write(&mut p.tok, 0, chunk).map_err(EngineError::from)?;
+            self.dev
+                .write(&mut p.tok, 0, chunk)
+                .map_err(EngineError::from)?;
             for op in self.prefill_ops() {
                 self.run_prefill_op(op, chunk.len(), pos0)?;
                 after(self, op, chunk.len())?;
@@ -253,7 +259,10 @@ impl Engine {
         let cfg = &self.cfg;
         let dev = &self.dev;
         let target = dev.target();
-        let p = self.prefill.as_mut().expect("allocated before the first op");
+        let p = self
+            .prefill
+            .as_mut()
+            .expect("allocated before the first op");
         let mu = m as u32;
         let (embd, ff) = (cfg.n_embd as u32, cfg.n_ff as u32);
         match op {
@@ -302,7 +311,8 @@ impl Engine {
                             pos0: pos0 as u32,
                         },
                     };
-                    Gemm::new(m_.fmt, QKV, &target, mu).launch(dev, &p.xn, &m_.buf, out, mu, m_.rows, m_.cols)?;
+                    Gemm::new(m_.fmt, QKV, &target, mu)
+                        .launch(dev, &p.xn, &m_.buf, out, mu, m_.rows, m_.cols)?;
                 }
             }
             PrefillOp::Attention(l) => {
@@ -312,23 +322,62 @@ impl Engine {
                     n_head: cfg.n_head as u32,
                     ctx: self.ctx as u32,
                 };
-                att.launch(dev, &p.q, &self.s.kc[l], &self.s.vc[l], &mut p.attn, mu, pos0 as u32)?;
+                att.launch(
+                    dev,
+                    &p.q,
+                    &self.s.kc[l],
+                    &self.s.vc[l],
+                    &mut p.attn,
+                    mu,
+                    pos0 as u32,
+                )?;
             }
             PrefillOp::OutProj(l) => {
                 let w = &self.w.layers[l].wo;
-                Gemm::new(w.fmt, ADD, &target, mu).launch(dev, &p.attn, &w.buf, Output::F32(&mut p.h, embd), mu, w.rows, w.cols)?;
+                Gemm::new(w.fmt, ADD, &target, mu).launch(
+                    dev,
+                    &p.attn,
+                    &w.buf,
+                    Output::F32(&mut p.h, embd),
+                    mu,
+                    w.rows,
+                    w.cols,
+                )?;
             }
             PrefillOp::GateUp(l) => {
                 let w = &self.w.layers[l].w_gate_up;
-                Gemm::new(w.fmt, SWIGLU, &target, mu).launch(dev, &p.xn, &w.buf, Output::F16(&mut p.ffn, ff), mu, w.rows, w.cols)?;
+                Gemm::new(w.fmt, SWIGLU, &target, mu).launch(
+                    dev,
+                    &p.xn,
+                    &w.buf,
+                    Output::F16(&mut p.ffn, ff),
+                    mu,
+                    w.rows,
+                    w.cols,
+                )?;
             }
             PrefillOp::Down(l) => {
                 let w = &self.w.layers[l].w_down;
-                Gemm::new(w.fmt, ADD, &target, mu).launch(dev, &p.ffn, &w.buf, Output::F32(&mut p.h, embd), mu, w.rows, w.cols)?;
+                Gemm::new(w.fmt, ADD, &target, mu).launch(
+                    dev,
+                    &p.ffn,
+                    &w.buf,
+                    Output::F32(&mut p.h, embd),
+                    mu,
+                    w.rows,
+                    w.cols,
+                )?;
             }
             PrefillOp::LastRow => {
                 let _ = pos0;
-                decode::take_row::launch(dev, embd.div_ceil(256), &p.h, &mut self.s.h, mu - 1, embd)?;
+                decode::take_row::launch(
+                    dev,
+                    embd.div_ceil(256),
+                    &p.h,
+                    &mut self.s.h,
+                    mu - 1,
+                    embd,
+                )?;
             }
         }
         Ok(())

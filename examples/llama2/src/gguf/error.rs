@@ -14,6 +14,9 @@ pub enum GgufError {
         #[source]
         source: io::Error,
     },
+    /// The path names a folder, FIFO, socket or device rather than a regular file.
+    #[error("{}: is {kind}, not a regular file; give the path of a .gguf model file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
     /// The first four bytes are not `GGUF`.
     #[error("{}: not a GGUF file (magic {found:02x?} at offset 0, expected \"GGUF\")", path.display())]
     BadMagic { path: PathBuf, found: Vec<u8> },
@@ -45,6 +48,14 @@ pub enum GgufError {
         offset: u64,
         min_each: u64,
         remaining: u64,
+    },
+    /// The parsed items of a list outgrew the memory the allocator would give.
+    #[error("{}: {field}: out of memory after {parsed} of the {count} items the file claims", path.display())]
+    OutOfMemory {
+        path: PathBuf,
+        field: String,
+        count: u64,
+        parsed: u64,
     },
     /// A string is not UTF-8.
     #[error("{}: {field} at offset {offset} is not valid UTF-8", path.display())]

@@ -11,7 +11,6 @@ mod parse;
 mod value;
 mod writer;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -72,8 +71,6 @@ pub struct Gguf<B = Mmap> {
     path: PathBuf,
     data: B,
     header: parse::Header,
-    key_index: HashMap<String, usize>,
-    tensor_index: HashMap<String, usize>,
 }
 
 impl Gguf<Mmap> {
@@ -84,6 +81,15 @@ impl Gguf<Mmap> {
             path: path.to_owned(),
             source,
         };
+        // Opening a FIFO blocks until a writer appears, and a device or folder is no model:
+        // only a regular file is opened.
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(GgufError::NotAFile {
+                path: path.to_owned(),
+                kind: file_kind(&meta.file_type()),
+            });
+        }
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap-based model loader this relies on the
         // file not being truncated or rewritten by another process while it is open.
@@ -92,30 +98,28 @@ impl Gguf<Mmap> {
     }
 }
 
+/// What a non-regular file is, for messages.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
 impl<B: AsRef<[u8]>> Gguf<B> {
     /// Parses GGUF bytes already in memory; `path` only labels messages.
     pub fn from_bytes(path: impl Into<PathBuf>, data: B) -> Result<Self, GgufError> {
         let path = path.into();
         let header = parse::parse(&path, data.as_ref())?;
-        let key_index = header
-            .metadata
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| (k.clone(), i))
-            .collect();
-        let tensor_index = header
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), i))
-            .collect();
-        Ok(Gguf {
-            path,
-            data,
-            header,
-            key_index,
-            tensor_index,
-        })
+        Ok(Gguf { path, data, header })
     }
 
     /// The path (or label) the file was opened with.
@@ -150,7 +154,7 @@ impl<B: AsRef<[u8]>> Gguf<B> {
 
     /// The raw value of a key, if present.
     pub fn value(&self, key: &str) -> Option<&Value> {
-        let i = *self.key_index.get(key)?;
+        let i = *self.header.key_index.get(key)?;
         self.header.metadata.get(i).map(|(_, v)| v)
     }
 
@@ -214,7 +218,7 @@ impl<B: AsRef<[u8]>> Gguf<B> {
 
     /// The description of one tensor, if present.
     pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
-        let i = *self.tensor_index.get(name)?;
+        let i = *self.header.tensor_index.get(name)?;
         self.header.tensors.get(i)
     }
 

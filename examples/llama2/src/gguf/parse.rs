@@ -1,8 +1,12 @@
 //! The GGUF header parser. Every count, length and offset read from the file is checked
-//! against the bytes that remain before anything is allocated or sliced, so a hostile file
-//! fails fast with a message instead of exhausting memory or panicking.
+//! against the bytes that remain before anything is sliced, and no count read from the file
+//! sizes an allocation: lists grow with what was actually parsed (numeric arrays are copied
+//! in one piece from bytes already checked to exist), and growth that the allocator refuses
+//! is an error naming the field. Parsed structures therefore take at most a few times the
+//! bytes that encode them, whatever the counts claim.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -23,8 +27,48 @@ pub(super) struct Header {
     pub version: u32,
     pub alignment: u64,
     pub metadata: Vec<(String, Value)>,
+    /// Where each key sits in `metadata`.
+    pub key_index: HashMap<String, usize>,
     pub tensors: Vec<TensorInfo>,
+    /// Where each tensor sits in `tensors`.
+    pub tensor_index: HashMap<String, usize>,
     pub data_start: u64,
+}
+
+/// Items reserved up front for a list whose length the file claims: enough for any real
+/// model's keys and tensors, small enough that a false claim costs nothing.
+const INITIAL_CAPACITY: usize = 1024;
+
+/// A list being filled with `claimed` items read from the file. It grows with the items
+/// actually parsed, and a growth the allocator refuses becomes an error, not an abort.
+struct BoundedList<T> {
+    items: Vec<T>,
+    claimed: u64,
+}
+
+impl<T> BoundedList<T> {
+    fn new(claimed: usize) -> Self {
+        BoundedList {
+            items: Vec::with_capacity(claimed.min(INITIAL_CAPACITY)),
+            claimed: claimed as u64,
+        }
+    }
+
+    fn push(&mut self, item: T, r: &Reader, field: Field) -> Result<(), GgufError> {
+        if self.items.len() == self.items.capacity() {
+            let more = self.items.len().max(INITIAL_CAPACITY);
+            self.items
+                .try_reserve(more)
+                .map_err(|_| GgufError::OutOfMemory {
+                    path: r.path(),
+                    field: field.to_string(),
+                    count: self.claimed,
+                    parsed: self.items.len() as u64,
+                })?;
+        }
+        self.items.push(item);
+        Ok(())
+    }
 }
 
 /// What a field belongs to, for messages.
@@ -206,31 +250,60 @@ impl<'a> Reader<'a> {
         }
         let ty = self.value_type(field)?;
         let n = self.count(field, ty.min_encoded_len())?;
-        /// Reads `n` elements with `$read` into `Array::$variant`.
+        /// Copies `n` little-endian numbers of `$t` out of the checked byte range at once.
+        macro_rules! numbers {
+            ($variant:ident, $t:ty) => {{
+                const SIZE: usize = std::mem::size_of::<$t>();
+                let bytes = self.bytes((n * SIZE) as u64, field)?;
+                Array::$variant(
+                    bytes
+                        .chunks_exact(SIZE)
+                        .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk of SIZE")))
+                        .collect(),
+                )
+            }};
+        }
+        /// Reads `n` variable-length elements with `$read`, growing with what is parsed.
         macro_rules! elements {
             ($variant:ident, $read:expr) => {{
-                let mut v = Vec::with_capacity(n);
+                let mut list = BoundedList::new(n);
                 for _ in 0..n {
-                    v.push($read);
+                    let item = $read;
+                    list.push(item, self, field)?;
                 }
-                Array::$variant(v)
+                Array::$variant(list.items)
             }};
         }
         Ok(match ty {
-            ValueType::U8 => elements!(U8, self.u8(field)?),
-            ValueType::I8 => elements!(I8, i8::from_le_bytes(self.array_of(field)?)),
-            ValueType::U16 => elements!(U16, u16::from_le_bytes(self.array_of(field)?)),
-            ValueType::I16 => elements!(I16, i16::from_le_bytes(self.array_of(field)?)),
-            ValueType::U32 => elements!(U32, self.u32(field)?),
-            ValueType::I32 => elements!(I32, i32::from_le_bytes(self.array_of(field)?)),
-            ValueType::F32 => elements!(F32, f32::from_le_bytes(self.array_of(field)?)),
-            ValueType::Bool => elements!(Bool, self.bool(field)?),
+            ValueType::U8 => Array::U8(self.bytes(n as u64, field)?.to_vec()),
+            ValueType::I8 => numbers!(I8, i8),
+            ValueType::U16 => numbers!(U16, u16),
+            ValueType::I16 => numbers!(I16, i16),
+            ValueType::U32 => numbers!(U32, u32),
+            ValueType::I32 => numbers!(I32, i32),
+            ValueType::F32 => numbers!(F32, f32),
+            ValueType::Bool => self.bools(n, field)?,
             ValueType::String => elements!(String, self.string(field)?),
             ValueType::Array => elements!(Array, self.array(field, depth + 1)?),
-            ValueType::U64 => elements!(U64, self.u64(field)?),
-            ValueType::I64 => elements!(I64, i64::from_le_bytes(self.array_of(field)?)),
-            ValueType::F64 => elements!(F64, f64::from_le_bytes(self.array_of(field)?)),
+            ValueType::U64 => numbers!(U64, u64),
+            ValueType::I64 => numbers!(I64, i64),
+            ValueType::F64 => numbers!(F64, f64),
         })
+    }
+
+    /// `n` booleans, each byte checked to be 0 or 1.
+    fn bools(&mut self, n: usize, field: Field) -> Result<Array, GgufError> {
+        let start = self.offset();
+        let bytes = self.bytes(n as u64, field)?;
+        if let Some(i) = bytes.iter().position(|&b| b > 1) {
+            return Err(GgufError::BadBool {
+                path: self.path(),
+                field: field.to_string(),
+                offset: start + i as u64,
+                byte: bytes[i],
+            });
+        }
+        Ok(Array::Bool(bytes.iter().map(|&b| b == 1).collect()))
     }
 }
 
@@ -267,22 +340,29 @@ pub(super) fn parse(path: &Path, data: &[u8]) -> Result<Header, GgufError> {
     let n_tensors = r.u64(file("tensor count"))?;
     let n_kv = r.count(file("metadata count"), MIN_KV_LEN)?;
 
-    let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv);
-    let mut keys = HashSet::with_capacity(n_kv);
+    let mut metadata = BoundedList::new(n_kv);
+    let mut key_index = HashMap::new();
     for i in 0..n_kv as u64 {
         let key_offset = r.offset();
-        let key = r.string(Field::new(Subject::KeyAt(i), "name"))?;
-        if !keys.insert(key.clone()) {
-            return Err(GgufError::DuplicateKey {
-                path: r.path(),
-                key,
-                offset: key_offset,
-            });
-        }
+        let name = Field::new(Subject::KeyAt(i), "name");
+        let key = r.string(name)?;
+        let slot = match key_index.entry(key) {
+            Entry::Occupied(e) => {
+                return Err(GgufError::DuplicateKey {
+                    path: r.path(),
+                    key: e.key().clone(),
+                    offset: key_offset,
+                })
+            }
+            Entry::Vacant(e) => e,
+        };
+        let key = slot.key().clone();
+        slot.insert(metadata.items.len());
         let ty = r.value_type(Field::new(Subject::Key(&key), "value type"))?;
         let value = r.value(ty, Field::new(Subject::Key(&key), "value"), 0)?;
-        metadata.push((key, value));
+        metadata.push((key, value), &r, name)?;
     }
+    let metadata = metadata.items;
     let alignment = alignment(&r, &metadata)?;
 
     let remaining = r.remaining();
@@ -298,20 +378,24 @@ pub(super) fn parse(path: &Path, data: &[u8]) -> Result<Header, GgufError> {
             min_each: MIN_TENSOR_INFO_LEN,
             remaining,
         })?;
-    let mut tensors = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
+    let mut tensors = BoundedList::new(n_tensors);
+    let mut tensor_index = HashMap::new();
     for i in 0..n_tensors as u64 {
         let name_offset = r.offset();
         let info = tensor_info(&mut r, i, alignment)?;
-        if !names.insert(info.name.clone()) {
-            return Err(GgufError::DuplicateTensor {
-                path: r.path(),
-                tensor: info.name,
-                offset: name_offset,
-            });
-        }
-        tensors.push(info);
+        match tensor_index.entry(info.name.clone()) {
+            Entry::Occupied(_) => {
+                return Err(GgufError::DuplicateTensor {
+                    path: r.path(),
+                    tensor: info.name,
+                    offset: name_offset,
+                })
+            }
+            Entry::Vacant(e) => e.insert(tensors.items.len()),
+        };
+        tensors.push(info, &r, Field::new(Subject::TensorAt(i), "info"))?;
     }
+    let tensors = tensors.items;
 
     // The data section starts at the next multiple of the alignment; a file with no
     // tensors may end before that padding.
@@ -321,7 +405,9 @@ pub(super) fn parse(path: &Path, data: &[u8]) -> Result<Header, GgufError> {
         version,
         alignment,
         metadata,
+        key_index,
         tensors,
+        tensor_index,
         data_start,
     })
 }

@@ -159,7 +159,7 @@ fn frag_operands(
     }
     let es = acc.bytes() as u64;
     let [offset, ld] = out;
-    if (offset * es) % 16 != 0 || (ld * es) % 16 != 0 {
+    if !(offset * es).is_multiple_of(16) || !(ld * es).is_multiple_of(16) {
         return Err((0, format!(
             "`{name}` at offset {offset} with rows {ld} apart: a fragment's rows must start at 16-byte boundaries (offset and row stride multiples of {} {} elements)",
             16 / es,
