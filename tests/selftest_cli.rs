@@ -9,7 +9,11 @@ fn selftest_ends_with_a_summary_line() {
         .output()
         .expect("run greta");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cases = stdout.lines().filter(|l| l.ends_with(" pass")).count();
     assert!(cases > 0, "{stdout}");
     let last = stdout.lines().last().unwrap_or_default();

@@ -7,7 +7,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use greta_codegen::ir::{Kernel, ParamKind};
 use greta_codegen::{KernelDef, SpecValue, Target};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A captured sequence of launches that can be replayed.
 pub trait BackendGraph: Send + Sync {
@@ -73,11 +73,16 @@ pub trait Backend: Send + Sync {
 #[derive(Clone)]
 pub struct Device {
     backend: Arc<dyn Backend>,
+    /// While a capture runs, every buffer its launches and copies touch.
+    captured: Arc<Mutex<Option<Vec<RawBuffer>>>>,
 }
 
-/// A captured graph bound to the device that recorded it.
+/// A captured graph bound to the device that recorded it. It holds a reference to every
+/// buffer its launches use, so their memory outlives the graph: a driver graph stores bare
+/// device addresses, and replaying one after its buffers were freed would write freed memory.
 pub struct Graph {
     inner: Box<dyn BackendGraph>,
+    buffers: Vec<RawBuffer>,
 }
 
 impl Graph {
@@ -85,12 +90,50 @@ impl Graph {
     pub fn launches(&self) -> usize {
         self.inner.launches()
     }
+
+    /// Number of distinct buffers the graph keeps alive.
+    pub fn buffers(&self) -> usize {
+        self.buffers.len()
+    }
 }
 
 impl Device {
     /// Wraps a backend.
     pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
-        Device { backend }
+        Device {
+            backend,
+            captured: Arc::default(),
+        }
+    }
+
+    /// Notes `buffers` as used by the capture in progress, if any.
+    fn note_use<'b>(&self, buffers: impl IntoIterator<Item = &'b RawBuffer>) {
+        let mut captured = self.captured.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = captured.as_mut() {
+            for b in buffers {
+                if !list.iter().any(|kept| kept.same(b)) {
+                    list.push(b.clone());
+                }
+            }
+        }
+    }
+
+    /// Runs `f` as a capture, returning what it recorded and the buffers it used.
+    fn record(
+        &self,
+        f: impl FnOnce(&Device) -> Result<()>,
+    ) -> Result<(Box<dyn BackendGraph>, Vec<RawBuffer>)> {
+        let slot = || self.captured.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot().is_some() {
+            return Err(Error::Backend("a capture is already in progress".into()));
+        }
+        self.backend.begin_capture()?;
+        *slot() = Some(Vec::new());
+        let recorded = f(self);
+        let buffers = slot().take().unwrap_or_default();
+        let graph = self.backend.end_capture();
+        recorded?;
+        Ok((graph?, buffers))
     }
 
     /// The code-generation target of this device.
@@ -129,6 +172,7 @@ impl Device {
     /// Allocates a buffer holding a copy of `data`.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<Buffer<T>> {
         let buf = self.alloc::<T>(data.len())?;
+        self.note_use([buf.raw()]);
         self.backend
             .write(buf.raw(), 0, bytemuck::cast_slice(data))?;
         Ok(buf)
@@ -146,6 +190,7 @@ impl Device {
                 bytes: buf.bytes(),
             });
         }
+        self.note_use([buf.raw()]);
         self.backend.write(
             buf.raw(),
             offset * std::mem::size_of::<T>(),
@@ -170,6 +215,7 @@ impl Device {
                 dst.len()
             )));
         }
+        self.note_use([src.raw(), dst.raw()]);
         self.backend.copy(src.raw(), dst.raw(), src.bytes())
     }
 
@@ -184,6 +230,10 @@ impl Device {
     ) -> Result<()> {
         let kernel = def.specialise(&self.target(), spec)?;
         check_args(&kernel, grid, args)?;
+        self.note_use(args.iter().filter_map(|a| match a {
+            Arg::Buffer { buffer, .. } => Some(*buffer),
+            Arg::Scalar(_) => None,
+        }));
         self.backend.launch(&kernel, grid, args)
     }
 
@@ -208,11 +258,8 @@ impl Device {
 
     /// Records the launches `f` makes into a graph instead of running them.
     pub fn capture(&self, f: impl FnOnce(&Device) -> Result<()>) -> Result<Graph> {
-        self.backend.begin_capture()?;
-        let recorded = f(self);
-        let graph = self.backend.end_capture();
-        recorded?;
-        Ok(Graph { inner: graph? })
+        let (inner, buffers) = self.record(f)?;
+        Ok(Graph { inner, buffers })
     }
 
     /// Replays a captured graph.
@@ -221,13 +268,12 @@ impl Device {
     }
 
     /// Re-records the launches `f` makes (the same kernels, with new parameters) and
-    /// updates `graph` to them.
+    /// updates `graph` to them; the graph then keeps the new launches' buffers alive.
     pub fn update(&self, graph: &mut Graph, f: impl FnOnce(&Device) -> Result<()>) -> Result<()> {
-        self.backend.begin_capture()?;
-        let recorded = f(self);
-        let fresh = self.backend.end_capture();
-        recorded?;
-        self.backend.update(&mut graph.inner, fresh?)
+        let (fresh, buffers) = self.record(f)?;
+        self.backend.update(&mut graph.inner, fresh)?;
+        graph.buffers = buffers;
+        Ok(())
     }
 
     /// Runs `f` between two events and returns the device time it took, in milliseconds.

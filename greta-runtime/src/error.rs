@@ -31,6 +31,8 @@ pub enum Error {
     Reinterpret { bytes: usize, size: usize },
     #[error("buffer belongs to another device")]
     ForeignBuffer,
+    #[error("graph was captured on another device")]
+    ForeignGraph,
     #[error("{0}")]
     Unavailable(String),
     #[error("I/O error on {path}: {source}")]

@@ -240,7 +240,7 @@ impl Backend for CpuBackend {
         let graph = graph
             .as_any()
             .downcast_ref::<CpuGraph>()
-            .ok_or(Error::ForeignBuffer)?;
+            .ok_or(Error::ForeignGraph)?;
         for l in &graph.launches {
             let args: Vec<Arg> = l
                 .args

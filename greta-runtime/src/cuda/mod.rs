@@ -411,7 +411,7 @@ impl Backend for CudaBackend {
         let g = graph
             .as_any()
             .downcast_ref::<CudaGraph>()
-            .ok_or(Error::ForeignBuffer)?;
+            .ok_or(Error::ForeignGraph)?;
         self.bind()?;
         // SAFETY: the executable graph belongs to this context.
         unsafe { result::graph::launch(g.exec, self.stream) }.map_err(driver("graph launch"))
@@ -427,7 +427,7 @@ impl Backend for CudaBackend {
             graph.as_any_mut().downcast_mut::<CudaGraph>(),
             fresh.as_any_mut().downcast_mut::<CudaGraph>(),
         ) else {
-            return Err(Error::ForeignBuffer);
+            return Err(Error::ForeignGraph);
         };
         let mut info = std::mem::MaybeUninit::<sys::CUgraphExecUpdateResultInfo>::zeroed();
         // SAFETY: both graphs belong to this context; `info` is written by the call.

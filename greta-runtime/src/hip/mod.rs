@@ -482,7 +482,7 @@ impl Backend for HipBackend {
         let g = graph
             .as_any()
             .downcast_ref::<HipGraph>()
-            .ok_or(Error::ForeignBuffer)?;
+            .ok_or(Error::ForeignGraph)?;
         self.bind()?;
         // SAFETY: the executable graph belongs to this device.
         check(
