@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine with binaries built elsewhere (default: .carry/bin/, else
 # target/release/): a cold and a warm start of the kernel cache, the CUDA selftest with the
-# graph test, and compute-sanitizer memcheck over the selftest. Writes the logs and a
+# graph test (with the device's own code, then with sm_80's), and compute-sanitizer memcheck
+# over the selftest. Writes the logs and a
 # summary to $OUT when it is set.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,6 +45,10 @@ step "selftest and graph test"
 run selftest "$BIN/greta" selftest --backend cuda --graph
 cat "$OUT/selftest.log" | tee -a "$SUMMARY"
 "$BIN/greta" cache stats | tee -a "$SUMMARY"
+
+step "selftest of the sm_80 code (no bulk copies, no dependent launch, Ampere's shared memory)"
+run selftest_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda --graph
+tail -2 "$OUT/selftest_sm80.log" | tee -a "$SUMMARY"
 
 step "compute-sanitizer memcheck over the selftest"
 if command -v compute-sanitizer >/dev/null 2>&1; then

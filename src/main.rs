@@ -25,7 +25,7 @@ enum Command {
     /// Compile built-in kernels with the real toolchain and report their resources; fails
     /// on a compile error, a spill, scratch use, or a wave size that is not the target's.
     Check {
-        /// gfx942, gfx90a or sm_90.
+        /// gfx942, gfx90a, sm_90, sm_80, sm_86 or sm_89.
         #[arg(long, default_value = "gfx942")]
         target: String,
         /// Kernels to check (all if none).
@@ -110,7 +110,7 @@ enum Command {
     },
     /// Print (or write to a folder) the generated HIP C++ of built-in kernels.
     Emit {
-        /// gfx942, gfx90a or sm_90.
+        /// gfx942, gfx90a, sm_90, sm_80, sm_86 or sm_89.
         #[arg(long, default_value = "gfx942")]
         target: String,
         /// Kernels to emit (all if none).

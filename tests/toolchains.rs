@@ -1,8 +1,8 @@
 //! Every built-in kernel compiled by the real toolchains: clang's AMDGPU backend for gfx942
-//! (wave 64, no spills, no scratch) and NVRTC for sm_90. These tests fail, with the command
-//! that installs the toolchain, when it is missing.
+//! (wave 64, no spills, no scratch) and NVRTC for sm_90, sm_80 and sm_86. These tests fail,
+//! with the command that installs the toolchain, when it is missing.
 
-use greta::codegen::{Target, GFX942, SM90};
+use greta::codegen::{hip, Target, GFX942, SM80, SM86, SM90};
 use greta::kernels::builtins;
 
 fn check_all(target: &Target) {
@@ -51,4 +51,26 @@ fn every_matrix_kernel_runs_on_mfma_for_gfx942() {
 #[test]
 fn every_builtin_kernel_compiles_for_sm_90_with_nvrtc() {
     check_all(&SM90);
+}
+
+/// Ampere and Ada take the same kernels without Hopper's bulk copies and dependent launch,
+/// in their own shared memory: sm_80 (163 KiB) and sm_86 (99 KiB, as sm_89).
+#[test]
+fn every_builtin_kernel_compiles_for_ampere_with_nvrtc() {
+    check_all(&SM80);
+    check_all(&SM86);
+}
+
+/// No Hopper-only instruction reaches the source of a target without it.
+#[test]
+fn pre_hopper_sources_use_no_hopper_instructions() {
+    for k in builtins() {
+        for spec in k.specs(&SM80) {
+            let ir = (k.def)().specialise(&SM80, &spec).expect("specialise");
+            let src = hip::emit(&ir, &SM80).expect("emit");
+            for hopper in ["griddepcontrol", "cp.async.bulk", "mbarrier"] {
+                assert!(!src.contains(hopper), "{} uses {hopper} on sm_80", ir.symbol);
+            }
+        }
+    }
 }

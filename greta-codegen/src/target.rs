@@ -81,18 +81,80 @@ pub const SM90: Target = Target {
     simds_per_unit: 4,
 };
 
-/// Every target, primary first.
-pub const TARGETS: [Target; 3] = [GFX942, GFX90A, SM90];
+/// Ampere (A100), through the CUDA prelude: `mma.sync`, `ldmatrix` and `cp.async`, but no
+/// bulk copies or dependent launch.
+pub const SM80: Target = Target {
+    name: "sm_80",
+    description: "NVIDIA Ampere (A100), warp 32",
+    dialect: Dialect::Cuda,
+    wave: 32,
+    // 163 KiB with the dynamic opt-in.
+    shared_bytes: 163 * 1024,
+    static_shared_bytes: 48 * 1024,
+    bulk_copy: false,
+    max_block: 1024,
+    vgprs_per_simd: 0,
+    simds_per_unit: 4,
+};
+
+/// Ampere consumer and embedded parts (RTX 30, A10, A40, Orin): sm_80's code in 99 KiB of
+/// shared memory per block.
+pub const SM86: Target = Target {
+    name: "sm_86",
+    description: "NVIDIA Ampere (RTX 30, A10, A40), warp 32",
+    shared_bytes: 99 * 1024,
+    ..SM80
+};
+
+/// Ada (L4, L40S, RTX 40): as sm_86.
+pub const SM89: Target = Target {
+    name: "sm_89",
+    description: "NVIDIA Ada (L4, L40S, RTX 40), warp 32",
+    shared_bytes: 99 * 1024,
+    ..SM80
+};
+
+/// Every target the snapshots and the tools cover, primary first. sm_86 and sm_89 print the
+/// same source as sm_80 and differ only in the tiles that fit their shared memory.
+pub const TARGETS: [Target; 4] = [GFX942, GFX90A, SM90, SM80];
+
+/// Every NVIDIA target, newest first.
+pub const NVIDIA_TARGETS: [Target; 4] = [SM90, SM89, SM86, SM80];
 
 impl Target {
     /// Looks a target up by its short name.
     pub fn by_name(name: &str) -> Option<Target> {
-        TARGETS.into_iter().find(|t| t.name == name)
+        TARGETS
+            .into_iter()
+            .chain(NVIDIA_TARGETS)
+            .find(|t| t.name == name)
     }
 
     /// Names of all targets, for error messages.
     pub fn names() -> String {
-        TARGETS.map(|t| t.name).join(", ")
+        let mut names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+        for t in NVIDIA_TARGETS {
+            if !names.contains(&t.name) {
+                names.push(t.name);
+            }
+        }
+        names.join(", ")
+    }
+
+    /// The NVIDIA target for a device of compute capability `major.minor` that allows
+    /// `shared_optin` bytes of shared memory per block: sm_80 and newer (`mma.sync` and
+    /// `cp.async` are the floor). A newer architecture than these takes sm_90's code where
+    /// its shared memory holds sm_90's tiles and sm_89's otherwise.
+    pub fn for_cuda_device(major: u32, minor: u32, shared_optin: u32) -> Option<Target> {
+        match (major, minor) {
+            (0..=7, _) => None,
+            (8, 0) => Some(SM80),
+            (8, 9) => Some(SM89),
+            (8, _) => Some(SM86),
+            (9, _) => Some(SM90),
+            _ if shared_optin >= SM90.shared_bytes => Some(SM90),
+            _ => Some(SM89),
+        }
     }
 
     /// True for the AMD targets.
@@ -147,6 +209,22 @@ mod tests {
         assert_eq!(GFX942.waves_per_simd(60), Some(8));
         assert_eq!(GFX942.waves_per_simd(130), Some(3));
         assert_eq!(SM90.waves_per_simd(64), None);
+        assert_eq!(Target::by_name("sm_86"), Some(SM86));
+        assert!(Target::names().contains("sm_89"));
+    }
+
+    #[test]
+    fn nvidia_devices_get_the_target_of_their_capability() {
+        let pick = |major, minor, optin| Target::for_cuda_device(major, minor, optin).map(|t| t.name);
+        assert_eq!(pick(7, 5, 65536), None, "Turing has no bf16 mma.sync or cp.async");
+        assert_eq!(pick(8, 0, 166912), Some("sm_80"));
+        assert_eq!(pick(8, 6, 101376), Some("sm_86"));
+        assert_eq!(pick(8, 7, 166912), Some("sm_86"));
+        assert_eq!(pick(8, 9, 101376), Some("sm_89"));
+        assert_eq!(pick(9, 0, 232448), Some("sm_90"));
+        assert_eq!(pick(10, 0, 232448), Some("sm_90"));
+        assert_eq!(pick(12, 0, 101376), Some("sm_89"));
+        assert!(NVIDIA_TARGETS.iter().all(|t| t.bulk_copy == (t.name == "sm_90")));
     }
 
     #[test]

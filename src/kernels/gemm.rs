@@ -395,6 +395,39 @@ impl Tile {
     pub fn block(&self) -> u32 {
         2 * self.bn * self.ks
     }
+
+    /// Bytes of shared memory `gemm` declares for this tile over `fmt` weights: the sum of
+    /// its `shared!` arrays (a test holds this to the specialised kernel's own count).
+    pub fn shared_bytes(&self, fmt: crate::quant::gpu::GpuFormat) -> u32 {
+        let Tile { bm, bn, ks, stages, .. } = *self;
+        let activations = 2 * ks * stages * bm * LDS;
+        let raw = 4 * ks * stages * 2 * bn * raw_vectors(fmt) * 4;
+        let weights = 2 * ks * 2 * bn * LDS;
+        let sums = 4 * ((ks - 1) * bm * (bn + 4)).max(1);
+        activations + raw + weights + sums
+    }
+
+    /// This tile, with fewer copy stages (down to 2), then fewer K slices, then half the
+    /// columns and then half the rows until its shared memory for `fmt` fits `target`: a
+    /// card with less shared memory than the one the tile was measured on loses depth
+    /// before it loses shape.
+    pub fn fitted(self, fmt: crate::quant::gpu::GpuFormat, target: &crate::codegen::Target) -> Tile {
+        let mut t = self;
+        while t.shared_bytes(fmt) > target.shared_bytes {
+            if t.stages > 2 {
+                t.stages -= 1;
+            } else if t.ks > 1 {
+                t.ks /= 2;
+            } else if t.bn > 32 {
+                t.bn /= 2;
+            } else if t.bm > 16 * t.wm {
+                t.bm /= 2;
+            } else {
+                break;
+            }
+        }
+        t
+    }
 }
 
 impl Gemm {
@@ -408,7 +441,7 @@ impl Gemm {
         Gemm {
             fmt,
             epilogue,
-            tile: Tile::for_rows(target, m),
+            tile: Tile::for_rows(target, m).fitted(fmt, target),
         }
     }
 
@@ -547,14 +580,13 @@ impl Gemm {
 /// store in every other format at the prompt tile.
 pub fn builtin_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen::SpecValue>> {
     use crate::quant::gpu::GpuFormat;
-    let mut tiles: Vec<u32> = Vec::new();
-    let mut out = Vec::new();
-    for m in [512, 64, 16] {
-        let tile = Tile::for_rows(target, m);
-        if tiles.iter().any(|&t| Tile::for_rows(target, t) == tile) {
-            continue;
+    let mut out: Vec<Vec<crate::codegen::SpecValue>> = Vec::new();
+    let mut add = |spec| {
+        if !out.contains(&spec) {
+            out.push(spec);
         }
-        tiles.push(m);
+    };
+    for m in [512, 64, 16] {
         for (fmt, epi) in [
             (GpuFormat::Q4K, QKV),
             (GpuFormat::Q4K, ADD),
@@ -562,12 +594,11 @@ pub fn builtin_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen:
             (GpuFormat::Q6K, QKV),
             (GpuFormat::Q6K, ADD),
         ] {
-            out.push(Gemm { fmt, epilogue: epi, tile }.spec());
+            add(Gemm::new(fmt, epi, target, m).spec());
         }
     }
-    let prompt = Tile::for_rows(target, 512);
     for fmt in [GpuFormat::Q4_0, GpuFormat::Q4_1, GpuFormat::Q8_0, GpuFormat::F16] {
-        out.push(Gemm { fmt, epilogue: STORE, tile: prompt }.spec());
+        add(Gemm::new(fmt, STORE, target, 512).spec());
     }
     out
 }

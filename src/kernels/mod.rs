@@ -191,7 +191,7 @@ pub fn builtins() -> Vec<KernelVariants> {
 #[cfg(test)]
 mod tests {
     use super::builtins;
-    use crate::codegen::SM90;
+    use crate::codegen::{NVIDIA_TARGETS, SM90, TARGETS};
 
     /// Dependent launch is opted into per kernel: exactly the kernels that wait for their
     /// predecessor themselves may be started before it ends.
@@ -205,6 +205,41 @@ mod tests {
                 "matvec" | "attention" | "attention_stream" | "read_stream"
             );
             assert_eq!(kernel.waits_prior_launch(), expected, "{}", def.name());
+        }
+    }
+
+    /// Every target builds every built-in specialisation, NVIDIA targets with less shared
+    /// memory than sm_90 included (their product tiles lose copy stages to fit).
+    #[test]
+    fn every_builtin_specialises_for_every_target() {
+        for target in TARGETS.iter().chain(&NVIDIA_TARGETS) {
+            for k in builtins() {
+                for spec in k.specs(target) {
+                    if let Err(e) = (k.def)().specialise(target, &spec) {
+                        panic!("{} for {}: {e}", (k.def)().name(), target.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The product's shared-memory count, used to fit tiles to a target, is the kernel's own.
+    #[test]
+    fn product_tiles_fit_each_target_by_the_kernels_own_shared_memory() {
+        use super::gemm::{gemm, Gemm};
+        use super::matvec::STORE;
+        use crate::quant::gpu::GpuFormat;
+        for target in TARGETS.iter().chain(&NVIDIA_TARGETS) {
+            for fmt in [GpuFormat::Q4K, GpuFormat::Q6K, GpuFormat::Q8_0, GpuFormat::F16] {
+                for m in [1, 16, 64, 512] {
+                    let g = Gemm::new(fmt, STORE, target, m);
+                    let kernel = gemm::definition()
+                        .specialise(target, &g.spec())
+                        .unwrap_or_else(|e| panic!("{:?} on {}: {e}", g.tile, target.name));
+                    assert_eq!(g.tile.shared_bytes(fmt), kernel.shared_bytes(), "{:?}", g.tile);
+                    assert!(kernel.shared_bytes() <= target.shared_bytes);
+                }
+            }
         }
     }
 }

@@ -40,7 +40,12 @@ pub fn emit(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
     let prelude = hb
         .render(
             prelude_name,
-            &json!({ "target": target.name, "wave": target.wave, "full_mask": full_mask }),
+            &json!({
+                "target": target.name,
+                "wave": target.wave,
+                "full_mask": full_mask,
+                "bulk_copy": target.bulk_copy,
+            }),
         )
         .map_err(wrap)?;
     let parts = print::KernelParts::new(kernel, target);

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{check_range, check_wave, ArgSlots, LoadedKernels};
 use cudarc::driver::{result, sys, CudaContext, DriverError};
 use greta_codegen::ir::Kernel;
-use greta_codegen::{Target, SM90};
+use greta_codegen::Target;
 use std::ffi::{c_void, CString};
 use std::sync::Arc;
 
@@ -30,6 +30,8 @@ pub fn available() -> bool {
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: sys::CUstream,
+    /// What kernels are generated for: chosen from the compute capability.
+    target: Target,
     arch: String,
     name: String,
     sms: i32,
@@ -143,9 +145,35 @@ impl Drop for CudaEvent {
     }
 }
 
+/// The target for a device of capability `major.minor` allowing `optin` bytes of shared
+/// memory per block, or the one `GRETA_CUDA_TARGET` names if the device can run its code.
+fn device_target(major: u32, minor: u32, optin: u32) -> Result<Target> {
+    let native = Target::for_cuda_device(major, minor, optin).ok_or_else(|| {
+        Error::Unavailable(format!(
+            "compute capability {major}.{minor}: GRETA needs sm_80 or newer (mma.sync, cp.async)"
+        ))
+    })?;
+    let Ok(name) = std::env::var("GRETA_CUDA_TARGET") else {
+        return Ok(native);
+    };
+    let runs_here = |t: &Target| {
+        greta_codegen::NVIDIA_TARGETS.contains(t)
+            && t.shared_bytes <= native.shared_bytes
+            && (!t.bulk_copy || native.bulk_copy)
+    };
+    match Target::by_name(&name) {
+        Some(t) if runs_here(&t) => Ok(t),
+        _ => Err(Error::Unavailable(format!(
+            "GRETA_CUDA_TARGET={name}: not an NVIDIA target this {} device runs (sm_80, sm_86, sm_89 or sm_90, at most {})",
+            native.description, native.name
+        ))),
+    }
+}
+
 impl CudaBackend {
-    /// Opens device `ordinal`, checks that its warp size is the sm_90 target's, and loads
-    /// NVRTC.
+    /// Opens device `ordinal`, chooses its target from the compute capability (sm_80 and
+    /// newer; `GRETA_CUDA_TARGET` names an older target's code to run it on a newer card),
+    /// checks the warp size, and loads NVRTC.
     pub fn new(ordinal: usize) -> Result<CudaBackend> {
         // SAFETY: probing for the library has no preconditions.
         if !unsafe { sys::is_culib_present() } {
@@ -160,7 +188,11 @@ impl CudaBackend {
         let warp = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_WARP_SIZE)
             .map_err(driver("warp size query"))?;
-        check_wave(warp, &SM90)?;
+        let optin = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .map_err(driver("shared memory query"))?;
+        let target = device_target(major as u32, minor as u32, optin as u32)?;
+        check_wave(warp, &target)?;
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(driver("SM count query"))?;
@@ -170,13 +202,14 @@ impl CudaBackend {
         Ok(CudaBackend {
             ctx,
             stream,
+            target,
             arch: format!("sm_{major}{minor}"),
             name,
             sms,
             nvrtc: Nvrtc::load()?,
             cache: KernelCache::default_location().ok(),
             kernels: LoadedKernels::new(),
-            dependent_launch: major >= 9
+            dependent_launch: target.bulk_copy
                 && std::env::var("GRETA_DEPENDENT_LAUNCH").map_or(true, |v| v != "0"),
         })
     }
@@ -196,7 +229,7 @@ impl CudaBackend {
         self.kernels.get_or_load(&kernel.symbol, || {
             let code = crate::jit::code_object(
                 kernel,
-                &SM90,
+                &self.target,
                 &self.arch,
                 &self.nvrtc,
                 &[],
@@ -211,7 +244,7 @@ impl CudaBackend {
                     .map_err(driver("module load"))?;
                 let function =
                     result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
-                let dynamic_shared = greta_codegen::validate::dynamic_shared_bytes(kernel, &SM90);
+                let dynamic_shared = greta_codegen::validate::dynamic_shared_bytes(kernel, &self.target);
                 if dynamic_shared > 0 {
                     sys::cuFuncSetAttribute(
                         function,
@@ -246,13 +279,18 @@ impl CudaBackend {
 
 impl Backend for CudaBackend {
     fn target(&self) -> Target {
-        SM90
+        self.target
     }
 
     fn describe(&self) -> String {
+        let code = if self.target.name == self.arch {
+            String::new()
+        } else {
+            format!(", {} code", self.target.name)
+        };
         format!(
-            "CUDA: {} ({}, {} SMs, warp {})",
-            self.name, self.arch, self.sms, SM90.wave
+            "CUDA: {} ({}, {} SMs, warp {}{code})",
+            self.name, self.arch, self.sms, self.target.wave
         )
     }
 
