@@ -64,6 +64,18 @@ pub trait Backend: Send + Sync {
         *graph = fresh;
         Ok(())
     }
+    /// `c = a · bᵀ` by the vendor's matrix library, as a reference rate for the generated
+    /// products: `a` is `m x k` and `b` `n x k` f16, row-major, `c` `m x n` f32. Backends
+    /// without one say so.
+    fn vendor_gemm_f16(
+        &self,
+        _a: &RawBuffer,
+        _b: &RawBuffer,
+        _c: &RawBuffer,
+        _shape: (usize, usize, usize),
+    ) -> Result<()> {
+        Err(Error::Unavailable(format!("{:?} has no vendor matrix library", self.kind())))
+    }
     fn record_event(&self) -> Result<Box<dyn BackendEvent>>;
     /// Milliseconds between two recorded events (waits for the second).
     fn elapsed_ms(&self, start: &dyn BackendEvent, end: &dyn BackendEvent) -> Result<f64>;
@@ -235,6 +247,27 @@ impl Device {
             Arg::Scalar(_) => None,
         }));
         self.backend.launch(&kernel, grid, args)
+    }
+
+    /// `y = x · wᵀ` (`x` `m x k`, `w` `n x k` f16, `y` `m x n` f32) by the vendor's matrix
+    /// library (cuBLAS), the reference rate the generated products are measured against.
+    pub fn vendor_gemm_f16(
+        &self,
+        x: &Buffer<half::f16>,
+        w: &Buffer<half::f16>,
+        y: &mut Buffer<f32>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<()> {
+        if x.len() < m * k || w.len() < n * k || y.len() < m * n {
+            return Err(Error::Backend(format!(
+                "vendor product {m}x{n}x{k} over buffers of {}, {} and {} elements",
+                x.len(),
+                w.len(),
+                y.len()
+            )));
+        }
+        self.note_use([x.raw(), w.raw(), y.raw()]);
+        self.backend.vendor_gemm_f16(x.raw(), w.raw(), y.raw(), (m, n, k))
     }
 
     /// Specialises `def` for this device and compiles (or loads from the cache) its code

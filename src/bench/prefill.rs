@@ -70,11 +70,55 @@ pub fn bench_gemm(
     })?;
     let t = g.tile;
     Ok(FlopRow {
-        name: format!("gemm {} {}x{}x{}x{}x{}", ty.name(), t.bm, t.bn, t.wm, t.ks, t.stages),
+        name: format!("gemm {} {}x{}x{}x{}x{}", ty.name(), t.bm, t.bn, t.wm, t.ks, t.dequant_at),
         shape: format!("{m}x{n}x{k}"),
         us,
         flops: 2.0 * (m * n * k) as f64,
     })
+}
+
+/// Times the vendor library's f16 product (cuBLAS) at `(m, n, k)`, the dense rate the
+/// generated products are measured against, after checking its result against GRETA's F16
+/// product on the same data. `None` (with the reason printed) where the backend has none.
+pub fn bench_vendor(dev: &Device, (m, n, k): (usize, usize, usize), reps: usize) -> Result<Option<FlopRow>> {
+    let mut rng = StdRng::seed_from_u64((n * 7 + k) as u64);
+    let w: Vec<half::f16> = crate::selftest::random_f32(&mut rng, n * k, 1.0)
+        .into_iter()
+        .map(half::f16::from_f32)
+        .collect();
+    let x: Vec<half::f16> = crate::selftest::random_f32(&mut rng, m * k, 1.0)
+        .into_iter()
+        .map(half::f16::from_f32)
+        .collect();
+    let dx = dev.upload(&x)?;
+    let copies: Vec<Buffer<half::f16>> = (0..super::rotation(w.len() * 2, 8))
+        .map(|_| dev.upload(&w))
+        .collect::<Result<_>>()?;
+    let mut y = dev.alloc::<f32>(m * n)?;
+    match dev.vendor_gemm_f16(&dx, &copies[0], &mut y, (m, n, k)) {
+        Err(Error::Unavailable(why)) => {
+            eprintln!("no vendor reference product: {why}");
+            return Ok(None);
+        }
+        other => other?,
+    }
+    let theirs = dev.download(&y)?;
+    let g = Gemm::new(GpuFormat::F16, STORE, &dev.target(), m as u32);
+    g.launch(dev, &dx, &copies[0].view::<u32>(), Output::F32(&mut y, n as u32), m as u32, n as u32, k as u32)?;
+    let ours: Vec<f64> = dev.download(&y)?.into_iter().map(f64::from).collect();
+    let c = crate::selftest::compare(&theirs, &ours);
+    if !c.finite || c.nmse > 1e-8 {
+        return Err(Error::Backend(format!("vendor product {m}x{n}x{k} differs from GRETA's F16 product: NMSE {:.2e}", c.nmse)));
+    }
+    let us = time_launches(dev, Timing::Eager, copies.len(), reps, |d, c| {
+        d.vendor_gemm_f16(&dx, &copies[c], &mut y, (m, n, k))
+    })?;
+    Ok(Some(FlopRow {
+        name: "cuBLAS F16".into(),
+        shape: format!("{m}x{n}x{k}"),
+        us,
+        flops: 2.0 * (m * n * k) as f64,
+    }))
 }
 
 /// The products of a Llama-2-7B layer in Q4_K and Q6_K at `rows` rows, and the dense f16
@@ -89,6 +133,9 @@ pub fn gemm_sweep(
 ) -> Result<Vec<FlopRow>> {
     let mut out = Vec::new();
     for &m in rows {
+        for (_, n, k) in LLAMA2_7B_PRODUCTS {
+            out.extend(bench_vendor(dev, (m, n, k), reps)?);
+        }
         for &tile in tiles {
             for fmt in [GpuFormat::F16, GpuFormat::Q4K, GpuFormat::Q6K] {
                 for (_, n, k) in LLAMA2_7B_PRODUCTS {
@@ -106,15 +153,16 @@ pub fn gemm_sweep(
     Ok(out)
 }
 
-/// Formats the table, each rate also as a fraction of the best dense f16 rate measured.
+/// Formats the table, each rate also as a fraction of the best dense f16 rate measured:
+/// the vendor library's where it ran, else GRETA's own F16 product.
 pub fn table(rows: &[FlopRow]) -> String {
-    let dense = rows
-        .iter()
-        .filter(|r| r.name.contains(" F16 "))
-        .map(FlopRow::tflops)
-        .fold(0.0, f64::max);
+    let best = |pick: &dyn Fn(&FlopRow) -> bool| rows.iter().filter(|r| pick(r)).map(FlopRow::tflops).fold(0.0, f64::max);
+    let vendor = best(&|r| r.name.starts_with("cuBLAS"));
+    let own = best(&|r| r.name.starts_with("gemm F16"));
+    let dense = if vendor > 0.0 { vendor } else { own };
     let mut s = format!(
-        "dense f16 product, best measured: {dense:.0} TFLOP/s\n{:<26} {:<20} {:>10} {:>10} {:>9}\n",
+        "dense f16 product, best measured: {dense:.0} TFLOP/s ({})\n{:<26} {:<20} {:>10} {:>10} {:>9}\n",
+        if vendor > 0.0 { format!("cuBLAS; GRETA's F16 product {own:.0}") } else { "GRETA's F16 product".into() },
         "kernel", "shape", "us", "TFLOP/s", "of f16"
     );
     for r in rows {

@@ -4,13 +4,12 @@
 //! the KV-cache write).
 //!
 //! A block owns a `BM x BN` tile of Y and walks K in steps of one 64-value group. Each
-//! step's activations are copied and its weights dequantised once into f16 tiles in shared
-//! memory, two buffers deep: while the waves multiply one step from shared memory, the
-//! loads of the next are in flight in registers, and are stored into the other buffer
-//! after the products (one barrier per step). Each wave multiplies a `BM / WM` by
-//! `BN / (waves / WM)` part of the tile with 16 x 16 fragments.
+//! step's activations and raw weight bytes are copied asynchronously into a ring of shared
+//! buffers, several steps ahead; its weights are dequantised once into an f16 tile while
+//! the waves multiply the previous step (one barrier per step). Each wave multiplies a
+//! `BM / WM` by `BN / (waves / WM)` part of the tile with 16 x 16 fragments.
 
-use super::dequant::{dequant_half, half_scale, half_vec, half_vectors, scale_vec, GROUP};
+use super::dequant::{dequant_half, half_scale, half_vec, half_vectors, scale_vec, scale_vectors, GROUP};
 use super::matvec::{qkv_epilogue, ADD, QKV, STORE, SWIGLU};
 use crate::kernel;
 
@@ -24,15 +23,17 @@ pub const LDS: u32 = 72;
 /// `row_base..` of the stacked Q, K, V matrices and writes rotated Q pairs to
 /// `y[row * q_rows + col]` and K and V into the caches at position `pos0 + row`.
 ///
-/// Each step's activations and raw weight bytes (`RAW` vectors per half-group) are copied
-/// into a ring of `STAGES` buffers without registers, `STAGES - 1` steps ahead; a step's
-/// weights are dequantised into an f16 tile (two deep) while the previous one is
-/// multiplied. The block's waves form `KS` slices that walk K's steps in turn (slice `s`
-/// takes steps `s, s + KS, ..`), each with its own buffers, so that a few rows of X still
-/// keep many loads in flight; their sums meet in shared memory before the epilogue. A
-/// slice's `2 * BN` threads dequantise its weight rows (two per row) and its waves split
-/// the tile `WM` ways along M. `k` is a multiple of 64 (and of the format's block), and
-/// paired epilogues need two fragments per wave across N.
+/// Shared tiles are two deep: while the waves multiply one step, the next step's
+/// activations are copied into the other buffer asynchronously and its weights, loaded
+/// into registers at the start of the step, are dequantised into the other weight tile
+/// after `DQ` of the step's four 16-deep products (0 to 4), so
+/// that a wave's dequantisation issues while its matrix products run. The block's waves
+/// form `KS` slices that walk K's steps in turn (slice `s` takes steps `s, s + KS, ..`),
+/// each with its own buffers, so that a few rows of X still keep many loads in flight;
+/// their sums meet in shared memory before the epilogue. A slice's `2 * BN` threads
+/// dequantise its weight rows (two per row) and its waves split the tile `WM` ways along
+/// M. `k` is a multiple of 64 (and of the format's block), and paired epilogues need two
+/// fragments per wave across N.
 #[kernel(min_waves = 4)]
 pub fn gemm<
     const FMT: u32,
@@ -41,8 +42,7 @@ pub fn gemm<
     const BN: u32,
     const WM: u32,
     const KS: u32,
-    const STAGES: u32,
-    const RAW: u32,
+    const DQ: u32,
     const BLOCK: u32,
 >(
     x: &[f16],
@@ -63,10 +63,8 @@ pub fn gemm<
     rope_step: f32,
     pos0: u32,
 ) {
-    // Each slice's ring of activations and raw weights, its two dequantised weight tiles,
-    // then the slices' sums.
-    let xs = shared!([f16; KS * STAGES * BM * LDS]);
-    let raw = shared!([u32; KS * STAGES * 2 * BN * RAW * 4]);
+    // Each slice's two buffers of activations and weights, then the slices' sums.
+    let xs = shared!([f16; KS * 2 * BM * LDS]);
     let ws = shared!([f16; KS * 2 * BN * LDS]);
     let sums = shared!([f32; max(1, (KS - 1) * BM * (BN + 4))]);
     // (Spelled out for one slice, so that nothing of the slicing remains in its code.)
@@ -90,33 +88,46 @@ pub fn gemm<
     } else {
         r
     };
+    let steps = k / GROUP;
+    let rounds = (steps + KS - 1) / KS;
+    let xbase = slice * 2 * BM * LDS;
+    let wbase = slice * 2 * BN * LDS;
     // Rows past the ends of X and W read the last row instead: their results are never
     // stored, and the steps need no branches.
     let wrow = min(n0 + r, n - 1);
-    let steps = k / GROUP;
-    let rounds = (steps + KS - 1) / KS;
-    let xring = slice * STAGES * BM * LDS;
-    let rring = slice * STAGES * 2 * BN * RAW;
-    let wtiles = slice * 2 * BN * LDS;
-    let mine = rring + st * RAW;
-    // Copies of this slice's step `t` (global step min(t * KS + slice, last)) into stage
-    // t % STAGES, as one group; steps past the end repeat the last.
-    for t in 0..STAGES - 1 {
-        copy_step(FMT, x, w, xs, raw, min(t * KS + slice, steps - 1), (t % STAGES) * BM * LDS + xring, (t % STAGES) * 2 * BN * RAW + mine, st, m0, m, n, k, wrow, h, 2 * BN, BM, RAW);
-        commit_copies();
+    // This slice's first step into its buffers 0 (a slice without one takes the last).
+    let first = min(slice, steps - 1);
+    copy_activations(x, xs, first, xbase, st, m0, m, k, BLOCK / KS, BM);
+    commit_copies();
+    let mut wv = [u32x4::splat(0); 6];
+    for j in 0..6 {
+        wv[j] = half_load(FMT, w, n, k, wrow, first, h, j);
     }
-    wait_copies(STAGES - 2);
-    dequant_staged(FMT, raw, mine, n, k, wrow, min(slice, steps - 1), h, ws, wtiles + slot * LDS, RAW);
+    wait_copies(0);
+    dequant_loaded(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], wv[5], n, k, wrow, first, h, ws, wbase + slot * LDS);
     barrier();
     let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / KS / WAVE / WM) / 16)];
-    for t in 0..rounds {
-        let ahead = t + STAGES - 1;
-        copy_step(FMT, x, w, xs, raw, min(ahead * KS + slice, steps - 1), (ahead % STAGES) * BM * LDS + xring, (ahead % STAGES) * 2 * BN * RAW + mine, st, m0, m, n, k, wrow, h, 2 * BN, BM, RAW);
+    for round in 0..rounds {
+        let cur = round % 2;
+        let next = 1 - cur;
+        let g = round * KS + slice;
+        // The last round loads (and stores, into the buffer no one reads again) a step
+        // twice rather than branch.
+        let next_g = min(g + KS, steps - 1);
+        copy_activations(x, xs, next_g, xbase + next * BM * LDS, st, m0, m, k, BLOCK / KS, BM);
         commit_copies();
-        if KS == 1 || t * KS + slice < steps {
-            let xb = xring + (t % STAGES) * BM * LDS + wave_m * tm * LDS;
-            let wb = wtiles + (t % 2) * BN * LDS + wave_n * tn * LDS;
-            for kk in 0..GROUP / 16 {
+        for j in 0..6 {
+            wv[j] = half_load(FMT, w, n, k, wrow, next_g, h, j);
+        }
+        let xb = xbase + cur * BM * LDS + wave_m * tm * LDS;
+        let wb = wbase + cur * BN * LDS + wave_n * tn * LDS;
+        // The next step's weights go into the other tile (read after the barrier).
+        let wt = wbase + (next * BN + slot) * LDS;
+        for kk in 0..GROUP / 16 {
+            if kk == DQ {
+                dequant_loaded(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], wv[5], n, k, wrow, next_g, h, ws, wt);
+            }
+            if KS == 1 || g < steps {
                 let mut a = [frag_a::<f16>(); BM / WM / 16];
                 for i in 0..BM / WM / 16 {
                     a[i] = xs.load_a(xb + 16 * i * LDS + 16 * kk, LDS);
@@ -130,22 +141,10 @@ pub fn gemm<
                 }
             }
         }
-        // The next step's copies (this thread's) have landed: its weights into the other
-        // tile, read next round after the barrier.
-        wait_copies(STAGES - 2);
-        dequant_staged(
-            FMT,
-            raw,
-            ((t + 1) % STAGES) * 2 * BN * RAW + mine,
-            n,
-            k,
-            wrow,
-            min((t + 1) * KS + slice, steps - 1),
-            h,
-            ws,
-            wtiles + ((t + 1) % 2) * BN * LDS + slot * LDS,
-            RAW,
-        );
+        if DQ == GROUP / 16 {
+            dequant_loaded(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], wv[5], n, k, wrow, next_g, h, ws, wt);
+        }
+        wait_copies(0);
         barrier();
     }
     if KS > 1 {
@@ -228,83 +227,50 @@ pub fn gemm<
     }
 }
 
-/// Starts the copies of step `g`: this thread's share of the activations (`BM` rows of
-/// one 64-value group, 8 vectors each, over `threads` threads) into `xs` at element `xat`,
-/// and its half-group's `raw_vectors` weight vectors into `raw` at vector `wat`.
+/// Starts the asynchronous copies of this thread's share of step `g`'s activations (`bm`
+/// rows of one 64-value group, 8 vectors each, over `threads` threads) into `xs` at
+/// element `at`.
 #[crate::device]
-fn copy_step(
-    fmt: u32,
-    x: &[f16],
-    w: &[u32],
-    xs: &mut [f16],
-    raw: &mut [u32],
-    g: u32,
-    xat: u32,
-    wat: u32,
-    st: u32,
-    m0: u32,
-    m: u32,
-    n: u32,
-    k: u32,
-    wrow: u32,
-    h: u32,
-    threads: u32,
-    bm: u32,
-    raw_vectors: u32,
-) {
+fn copy_activations(x: &[f16], xs: &mut [f16], g: u32, at: u32, st: u32, m0: u32, m: u32, k: u32, threads: u32, bm: u32) {
     for i in (st..bm * 8).step_by(threads) {
-        xs.copy_vec_async(xat / 8 + (i / 8) * (LDS / 8) + i % 8, x, min(m0 + i / 8, m - 1) * (k / 8) + g * 8 + i % 8);
-    }
-    for v in 0..raw_vectors {
-        let from = if v < half_vectors(fmt) {
-            half_vec(fmt, k, wrow, g, h, v)
-        } else {
-            scale_vec(fmt, n, k, wrow, g, h, v - half_vectors(fmt))
-        };
-        raw.copy_vec_async(wat + v, w, from);
+        xs.copy_vec_async(at / 8 + (i / 8) * (LDS / 8) + i % 8, x, min(m0 + i / 8, m - 1) * (k / 8) + g * 8 + i % 8);
     }
 }
 
-/// Dequantises this thread's staged half-group (`raw` from vector `at`) of step `g` into
-/// `tile` at element `tat`.
+/// Vector `j` of this thread's half of weight row `wrow`'s group `g`: its data vectors
+/// (0..4), then the vectors holding its scales (4..6); zero past the format's own.
 #[crate::device]
-fn dequant_staged(
+fn half_load(fmt: u32, w: &[u32], n: u32, k: u32, wrow: u32, g: u32, h: u32, j: u32) -> u32x4 {
+    if j < 4 {
+        if j < half_vectors(fmt) {
+            return w.load_vec::<4>(half_vec(fmt, k, wrow, g, h, j));
+        }
+    } else if j - 4 < scale_vectors(fmt) {
+        return w.load_vec::<4>(scale_vec(fmt, n, k, wrow, g, h, j - 4));
+    }
+    u32x4::splat(0)
+}
+
+/// Dequantises the half-group `half_load` loaded (`v0..v5`) into `tile` at element `at`.
+#[crate::device]
+fn dequant_loaded(
     fmt: u32,
-    raw: &[u32],
-    at: u32,
+    v0: u32x4,
+    v1: u32x4,
+    v2: u32x4,
+    v3: u32x4,
+    s0: u32x4,
+    s1: u32x4,
     n: u32,
     k: u32,
     wrow: u32,
     g: u32,
     h: u32,
     tile: &mut [f16],
-    tat: u32,
-    raw_vectors: u32,
+    at: u32,
 ) {
-    let mut v = [u32x4::splat(0); 4];
-    for j in 0..4 {
-        if j < half_vectors(fmt) {
-            v[j] = raw.load_vec::<4>(at + j);
-        }
-    }
-    let hv = half_vectors(fmt);
-    let s0 = if raw_vectors > hv { raw.load_vec::<4>(at + hv) } else { u32x4::splat(0) };
-    let s1 = if raw_vectors > hv + 1 { raw.load_vec::<4>(at + hv + 1) } else { u32x4::splat(0) };
     let sw = half_scale(fmt, n, k, wrow, g, h, s0, s1);
-    dequant_half(fmt, v[0], v[1], v[2], v[3], sw, g, h, tile, tat);
-}
-
-/// Raw 16-byte vectors of one half-group of `fmt` in the staging ring: its data vectors
-/// and the vectors holding its scales (`half_vectors` and `scale_vectors` on the device).
-pub fn raw_vectors(fmt: crate::quant::gpu::GpuFormat) -> u32 {
-    use crate::quant::gpu::GpuFormat;
-    match fmt {
-        GpuFormat::F16 => 4,
-        GpuFormat::Q8_0 => 3,
-        GpuFormat::Q4_0 | GpuFormat::Q4_1 | GpuFormat::Q4K => 2,
-        GpuFormat::Q6K => 5,
-        GpuFormat::F32 => 0,
-    }
+    dequant_half(fmt, v0, v1, v2, v3, sw, g, h, tile, at);
 }
 
 /// A launch shape of `gemm`: the block's tile and its waves' arrangement.
@@ -318,8 +284,9 @@ pub struct Tile {
     pub wm: u32,
     /// Slices of the block walking K's steps in turn.
     pub ks: u32,
-    /// Buffers of each slice's copy ring (copies run `stages - 1` steps ahead).
-    pub stages: u32,
+    /// The 16-deep products of a step after which its waves dequantise the next step's
+    /// weights (0 to 4).
+    pub dequant_at: u32,
 }
 
 /// How to launch `gemm`: the weight format, the epilogue and the tile.
@@ -360,16 +327,16 @@ pub enum Output<'a> {
 impl std::str::FromStr for Tile {
     type Err = String;
 
-    /// `BMxBNxWMxKSxSTAGES`, e.g. `128x128x2x1x3`.
+    /// `BMxBNxWMxKSxDQ`, e.g. `128x128x2x1x2`.
     fn from_str(s: &str) -> Result<Tile, String> {
-        let bad = || format!("tile `{s}`: write BMxBNxWMxKSxSTAGES, e.g. 128x128x2x1x3");
+        let bad = || format!("tile `{s}`: write BMxBNxWMxKSxDQ (DQ 0 to 4), e.g. 128x128x2x1x2");
         let v: Vec<u32> = s
             .split('x')
             .map(|p| p.parse::<u32>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
         match v[..] {
-            [bm, bn, wm, ks, stages] if bm > 0 && bn > 0 && wm > 0 && ks > 0 && stages >= 2 => {
-                Ok(Tile { bm, bn, wm, ks, stages })
+            [bm, bn, wm, ks, dequant_at] if bm > 0 && bn > 0 && wm > 0 && ks > 0 && dequant_at <= GROUP / 16 => {
+                Ok(Tile { bm, bn, wm, ks, dequant_at })
             }
             _ => Err(bad()),
         }
@@ -381,13 +348,13 @@ impl Tile {
     /// small ones for a few rows (memory-bound: enough blocks across N to reach every
     /// compute unit).
     pub fn for_rows(target: &crate::codegen::Target, m: u32) -> Tile {
-        let tile = |bm, bn, wm, ks, stages| Tile { bm, bn, wm, ks, stages };
+        let tile = |bm, bn, wm, ks, dequant_at| Tile { bm, bn, wm, ks, dequant_at };
         match (target.wave, m) {
             (64, 0..=32) => tile(32, 32, 1, 2, 2),
-            (64, _) => tile(64, 64, 1, 1, 2),
-            (_, 0..=32) => tile(32, 32, 2, 4, 4),
-            (_, 33..=64) => tile(64, 32, 2, 2, 4),
-            _ => tile(128, 128, 2, 1, 3),
+            (64, _) => tile(64, 128, 1, 1, 2),
+            (_, 0..=32) => tile(32, 32, 2, 8, 2),
+            (_, 33..=64) => tile(64, 32, 2, 4, 2),
+            _ => tile(128, 128, 2, 1, 2),
         }
     }
 
@@ -396,27 +363,23 @@ impl Tile {
         2 * self.bn * self.ks
     }
 
-    /// Bytes of shared memory `gemm` declares for this tile over `fmt` weights: the sum of
-    /// its `shared!` arrays (a test holds this to the specialised kernel's own count).
-    pub fn shared_bytes(&self, fmt: crate::quant::gpu::GpuFormat) -> u32 {
-        let Tile { bm, bn, ks, stages, .. } = *self;
-        let activations = 2 * ks * stages * bm * LDS;
-        let raw = 4 * ks * stages * 2 * bn * raw_vectors(fmt) * 4;
+    /// Bytes of shared memory `gemm` declares for this tile: the sum of its `shared!`
+    /// arrays (a test holds this to the specialised kernel's own count).
+    pub fn shared_bytes(&self) -> u32 {
+        let Tile { bm, bn, ks, .. } = *self;
+        let activations = 2 * ks * 2 * bm * LDS;
         let weights = 2 * ks * 2 * bn * LDS;
         let sums = 4 * ((ks - 1) * bm * (bn + 4)).max(1);
-        activations + raw + weights + sums
+        activations + weights + sums
     }
 
-    /// This tile, with fewer copy stages (down to 2), then fewer K slices, then half the
-    /// columns and then half the rows until its shared memory for `fmt` fits `target`: a
-    /// card with less shared memory than the one the tile was measured on loses depth
-    /// before it loses shape.
-    pub fn fitted(self, fmt: crate::quant::gpu::GpuFormat, target: &crate::codegen::Target) -> Tile {
+    /// This tile, with fewer K slices, then half the columns and then half the rows until
+    /// its shared memory fits `target`: a card with less shared memory than the one the
+    /// tile was measured on loses depth before it loses shape.
+    pub fn fitted(self, target: &crate::codegen::Target) -> Tile {
         let mut t = self;
-        while t.shared_bytes(fmt) > target.shared_bytes {
-            if t.stages > 2 {
-                t.stages -= 1;
-            } else if t.ks > 1 {
+        while t.shared_bytes() > target.shared_bytes {
+            if t.ks > 1 {
                 t.ks /= 2;
             } else if t.bn > 32 {
                 t.bn /= 2;
@@ -441,7 +404,7 @@ impl Gemm {
         Gemm {
             fmt,
             epilogue,
-            tile: Tile::for_rows(target, m).fitted(fmt, target),
+            tile: Tile::for_rows(target, m).fitted(target),
         }
     }
 
@@ -455,8 +418,7 @@ impl Gemm {
             t.bn,
             t.wm,
             t.ks,
-            t.stages,
-            raw_vectors(self.fmt),
+            t.dequant_at,
             t.block(),
         ]
             .map(|v| crate::codegen::SpecValue::Const(v as i128))

@@ -209,7 +209,7 @@ mod tests {
     }
 
     /// Every target builds every built-in specialisation, NVIDIA targets with less shared
-    /// memory than sm_90 included (their product tiles lose copy stages to fit).
+    /// memory than sm_90 included (their product tiles lose K slices to fit).
     #[test]
     fn every_builtin_specialises_for_every_target() {
         for target in TARGETS.iter().chain(&NVIDIA_TARGETS) {
@@ -236,7 +236,7 @@ mod tests {
                     let kernel = gemm::definition()
                         .specialise(target, &g.spec())
                         .unwrap_or_else(|e| panic!("{:?} on {}: {e}", g.tile, target.name));
-                    assert_eq!(g.tile.shared_bytes(fmt), kernel.shared_bytes(), "{:?}", g.tile);
+                    assert_eq!(g.tile.shared_bytes(), kernel.shared_bytes(), "{:?}", g.tile);
                     assert!(kernel.shared_bytes() <= target.shared_bytes);
                 }
             }

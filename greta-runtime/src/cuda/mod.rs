@@ -13,7 +13,9 @@ use cudarc::driver::{result, sys, CudaContext, DriverError};
 use greta_codegen::ir::Kernel;
 use greta_codegen::Target;
 use std::ffi::{c_void, CString};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+mod cublas;
 
 fn driver(what: &str) -> impl Fn(DriverError) -> Error + '_ {
     move |e| Error::Backend(format!("CUDA {what}: {e}"))
@@ -41,6 +43,8 @@ pub struct CudaBackend {
     /// Kernels that call `wait_prior_launch()` start before their predecessor ends
     /// (compute capability 9.0 and up; `GRETA_DEPENDENT_LAUNCH=0` turns it off).
     dependent_launch: bool,
+    /// The reference matrix library, loaded on first use.
+    cublas: OnceLock<std::result::Result<cublas::Cublas, String>>,
 }
 
 // SAFETY: the raw handles are used only with the context bound on the calling thread, and
@@ -211,6 +215,7 @@ impl CudaBackend {
             kernels: LoadedKernels::new(),
             dependent_launch: target.bulk_copy
                 && std::env::var("GRETA_DEPENDENT_LAUNCH").map_or(true, |v| v != "0"),
+            cublas: OnceLock::new(),
         })
     }
 
@@ -280,6 +285,16 @@ impl CudaBackend {
 impl Backend for CudaBackend {
     fn target(&self) -> Target {
         self.target
+    }
+
+    fn vendor_gemm_f16(&self, a: &RawBuffer, b: &RawBuffer, c: &RawBuffer, shape: (usize, usize, usize)) -> Result<()> {
+        self.bind()?;
+        let lib = self
+            .cublas
+            .get_or_init(|| cublas::Cublas::new(self.stream))
+            .as_ref()
+            .map_err(|e| Error::Unavailable(e.clone()))?;
+        lib.gemm_f16(self.ptr(a)?, self.ptr(b)?, self.ptr(c)?, shape)
     }
 
     fn describe(&self) -> String {
