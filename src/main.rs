@@ -89,7 +89,7 @@ enum Command {
         /// Rows of X of the prefill products (several values compare batch sizes).
         #[arg(long, value_delimiter = ',', default_value = "512")]
         rows: Vec<usize>,
-        /// Tiles of the prefill products, BMxBNxWMxKSxDQ (several compare variants; 0:
+        /// Tiles of the prefill products, BMxBNxWMxKSxDQxAHEAD (several compare variants; 0:
         /// the library's choice for the row count).
         #[arg(long, value_delimiter = ',', default_value = "0")]
         tiles: Vec<String>,

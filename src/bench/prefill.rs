@@ -70,7 +70,7 @@ pub fn bench_gemm(
     })?;
     let t = g.tile;
     Ok(FlopRow {
-        name: format!("gemm {} {}x{}x{}x{}x{}", ty.name(), t.bm, t.bn, t.wm, t.ks, t.dequant_at),
+        name: format!("gemm {} {}x{}x{}x{}x{}x{}", ty.name(), t.bm, t.bn, t.wm, t.ks, t.dequant_at, t.ahead),
         shape: format!("{m}x{n}x{k}"),
         us,
         flops: 2.0 * (m * n * k) as f64,

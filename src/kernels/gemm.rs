@@ -25,9 +25,9 @@ pub const LDS: u32 = 72;
 ///
 /// Shared tiles are two deep: while the waves multiply one step, the next step's
 /// activations are copied into the other buffer asynchronously and its weights, loaded
-/// into registers at the start of the step, are dequantised into the other weight tile
-/// after `DQ` of the step's four 16-deep products (0 to 4), so
-/// that a wave's dequantisation issues while its matrix products run. The block's waves
+/// into registers `AHEAD` steps before (1 or 2), are dequantised into the other weight
+/// tile after `DQ` of the step's four 16-deep products (0 to 4), so that a wave's
+/// dequantisation issues while its matrix products run. The block's waves
 /// form `KS` slices that walk K's steps in turn (slice `s` takes steps `s, s + KS, ..`),
 /// each with its own buffers, so that a few rows of X still keep many loads in flight;
 /// their sums meet in shared memory before the epilogue. A slice's `2 * BN` threads
@@ -43,6 +43,7 @@ pub fn gemm<
     const WM: u32,
     const KS: u32,
     const DQ: u32,
+    const AHEAD: u32,
     const BLOCK: u32,
 >(
     x: &[f16],
@@ -99,53 +100,95 @@ pub fn gemm<
     let first = min(slice, steps - 1);
     copy_activations(x, xs, first, xbase, st, m0, m, k, BLOCK / KS, BM);
     commit_copies();
-    let mut wv = [u32x4::splat(0); 6];
+    // Two register sets of a half-group each: with `AHEAD` = 2 a step's weights are loaded
+    // two rounds before they are dequantised, alternating sets; with 1, one round.
+    let mut wv = [u32x4::splat(0); 12];
     for j in 0..6 {
         wv[j] = half_load(FMT, w, n, k, wrow, first, h, j);
+    }
+    if AHEAD == 2 {
+        for j in 0..6 {
+            wv[6 + j] = half_load(FMT, w, n, k, wrow, min(first + KS, steps - 1), h, j);
+        }
     }
     wait_copies(0);
     dequant_loaded(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], wv[5], n, k, wrow, first, h, ws, wbase + slot * LDS);
     barrier();
     let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / KS / WAVE / WM) / 16)];
-    for round in 0..rounds {
-        let cur = round % 2;
-        let next = 1 - cur;
-        let g = round * KS + slice;
-        // The last round loads (and stores, into the buffer no one reads again) a step
-        // twice rather than branch.
-        let next_g = min(g + KS, steps - 1);
-        copy_activations(x, xs, next_g, xbase + next * BM * LDS, st, m0, m, k, BLOCK / KS, BM);
-        commit_copies();
-        for j in 0..6 {
-            wv[j] = half_load(FMT, w, n, k, wrow, next_g, h, j);
-        }
-        let xb = xbase + cur * BM * LDS + wave_m * tm * LDS;
-        let wb = wbase + cur * BN * LDS + wave_n * tn * LDS;
-        // The next step's weights go into the other tile (read after the barrier).
-        let wt = wbase + (next * BN + slot) * LDS;
-        for kk in 0..GROUP / 16 {
-            if kk == DQ {
-                dequant_loaded(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], wv[5], n, k, wrow, next_g, h, ws, wt);
-            }
-            if KS == 1 || g < steps {
-                let mut a = [frag_a::<f16>(); BM / WM / 16];
-                for i in 0..BM / WM / 16 {
-                    a[i] = xs.load_a(xb + 16 * i * LDS + 16 * kk, LDS);
+    // Rounds go in pairs, so that the register set each uses is known when compiling.
+    for pair in 0..(rounds + 1) / 2 {
+        for half in 0..2 {
+            let round = 2 * pair + half;
+            if round < rounds {
+                let g = round * KS + slice;
+                // Steps past the end load (and store, into the buffer no one reads again)
+                // the last step again rather than branch.
+                let next_g = min(g + KS, steps - 1);
+                copy_activations(x, xs, next_g, xbase + (1 - half) * BM * LDS, st, m0, m, k, BLOCK / KS, BM);
+                commit_copies();
+                let ahead_g = min(g + AHEAD * KS, steps - 1);
+                for j in 0..6 {
+                    wv[6 * ((half + AHEAD) % 2) + j] = half_load(FMT, w, n, k, wrow, ahead_g, h, j);
                 }
-                for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
-                    let b = ws.load_b(wb + 16 * j * LDS + 16 * kk, LDS);
-                    for i in 0..BM / WM / 16 {
-                        acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j] =
-                            mma(a[i], b, acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j]);
+                let xb = xbase + half * BM * LDS + wave_m * tm * LDS;
+                let wb = wbase + half * BN * LDS + wave_n * tn * LDS;
+                // The next step's weights go into the other tile (read after the barrier).
+                let wt = wbase + ((1 - half) * BN + slot) * LDS;
+                for kk in 0..GROUP / 16 {
+                    if kk == DQ {
+                        dequant_loaded(
+                            FMT,
+                            wv[6 * ((half + 1) % 2) + 0],
+                            wv[6 * ((half + 1) % 2) + 1],
+                            wv[6 * ((half + 1) % 2) + 2],
+                            wv[6 * ((half + 1) % 2) + 3],
+                            wv[6 * ((half + 1) % 2) + 4],
+                            wv[6 * ((half + 1) % 2) + 5],
+                            n,
+                            k,
+                            wrow,
+                            next_g,
+                            h,
+                            ws,
+                            wt,
+                        );
+                    }
+                    if KS == 1 || g < steps {
+                        let mut a = [frag_a::<f16>(); BM / WM / 16];
+                        for i in 0..BM / WM / 16 {
+                            a[i] = xs.load_a(xb + 16 * i * LDS + 16 * kk, LDS);
+                        }
+                        for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
+                            let b = ws.load_b(wb + 16 * j * LDS + 16 * kk, LDS);
+                            for i in 0..BM / WM / 16 {
+                                acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j] =
+                                    mma(a[i], b, acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j]);
+                            }
+                        }
                     }
                 }
+                if DQ == GROUP / 16 {
+                    dequant_loaded(
+                        FMT,
+                        wv[6 * ((half + 1) % 2) + 0],
+                        wv[6 * ((half + 1) % 2) + 1],
+                        wv[6 * ((half + 1) % 2) + 2],
+                        wv[6 * ((half + 1) % 2) + 3],
+                        wv[6 * ((half + 1) % 2) + 4],
+                        wv[6 * ((half + 1) % 2) + 5],
+                        n,
+                        k,
+                        wrow,
+                        next_g,
+                        h,
+                        ws,
+                        wt,
+                    );
+                }
+                wait_copies(0);
+                barrier();
             }
         }
-        if DQ == GROUP / 16 {
-            dequant_loaded(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], wv[5], n, k, wrow, next_g, h, ws, wt);
-        }
-        wait_copies(0);
-        barrier();
     }
     if KS > 1 {
         // Slices 1.. hand their sums to slice 0 through shared memory.
@@ -287,6 +330,8 @@ pub struct Tile {
     /// The 16-deep products of a step after which its waves dequantise the next step's
     /// weights (0 to 4).
     pub dequant_at: u32,
+    /// Steps ahead that weights are loaded into registers (1 or 2).
+    pub ahead: u32,
 }
 
 /// How to launch `gemm`: the weight format, the epilogue and the tile.
@@ -327,16 +372,18 @@ pub enum Output<'a> {
 impl std::str::FromStr for Tile {
     type Err = String;
 
-    /// `BMxBNxWMxKSxDQ`, e.g. `128x128x2x1x2`.
+    /// `BMxBNxWMxKSxDQxAHEAD`, e.g. `128x128x2x1x2x1`.
     fn from_str(s: &str) -> Result<Tile, String> {
-        let bad = || format!("tile `{s}`: write BMxBNxWMxKSxDQ (DQ 0 to 4), e.g. 128x128x2x1x2");
+        let bad = || format!("tile `{s}`: write BMxBNxWMxKSxDQxAHEAD (DQ 0 to 4, AHEAD 1 or 2), e.g. 128x128x2x1x2x1");
         let v: Vec<u32> = s
             .split('x')
             .map(|p| p.parse::<u32>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
         match v[..] {
-            [bm, bn, wm, ks, dequant_at] if bm > 0 && bn > 0 && wm > 0 && ks > 0 && dequant_at <= GROUP / 16 => {
-                Ok(Tile { bm, bn, wm, ks, dequant_at })
+            [bm, bn, wm, ks, dequant_at, ahead]
+                if bm > 0 && bn > 0 && wm > 0 && ks > 0 && dequant_at <= GROUP / 16 && (1..=2).contains(&ahead) =>
+            {
+                Ok(Tile { bm, bn, wm, ks, dequant_at, ahead })
             }
             _ => Err(bad()),
         }
@@ -348,13 +395,13 @@ impl Tile {
     /// small ones for a few rows (memory-bound: enough blocks across N to reach every
     /// compute unit).
     pub fn for_rows(target: &crate::codegen::Target, m: u32) -> Tile {
-        let tile = |bm, bn, wm, ks, dequant_at| Tile { bm, bn, wm, ks, dequant_at };
+        let tile = |bm, bn, wm, ks, dequant_at, ahead| Tile { bm, bn, wm, ks, dequant_at, ahead };
         match (target.wave, m) {
-            (64, 0..=32) => tile(32, 32, 1, 2, 2),
-            (64, _) => tile(64, 128, 1, 1, 2),
-            (_, 0..=32) => tile(32, 32, 2, 8, 2),
-            (_, 33..=64) => tile(64, 32, 2, 4, 2),
-            _ => tile(128, 128, 2, 1, 2),
+            (64, 0..=32) => tile(32, 32, 1, 2, 2, 1),
+            (64, _) => tile(64, 128, 1, 1, 2, 1),
+            (_, 0..=32) => tile(32, 32, 2, 8, 2, 1),
+            (_, 33..=64) => tile(64, 32, 2, 4, 2, 1),
+            _ => tile(128, 128, 2, 1, 2, 1),
         }
     }
 
@@ -419,6 +466,7 @@ impl Gemm {
             t.wm,
             t.ks,
             t.dequant_at,
+            t.ahead,
             t.block(),
         ]
             .map(|v| crate::codegen::SpecValue::Const(v as i128))

@@ -233,20 +233,35 @@ pub fn gemm_cases() -> Vec<Case> {
         let name = fmt.ggml().name();
         for (m, n, k) in [(1usize, 96usize, 256usize), (3, 200, 512), (17, 160, 256), (64, 128, 768), (512, 256, 256)] {
             v.push(Case::new("gemm", format!("{name} {m}x{n}x{k}"), F16_WEIGHTS, move |d, r| {
-                gemm_case(d, r, fmt, STORE, m, n, k)
+                gemm_case(d, r, fmt, STORE, m, n, k, None)
+            }));
+        }
+    }
+    // The tile's schedule choices (where the dequantisation sits, loads two steps ahead)
+    // on the default shapes, with odd step counts where the format allows.
+    for (fmt, m, n, k) in [
+        (GpuFormat::Q4K, 64usize, 128usize, 768usize),
+        (GpuFormat::Q6K, 130, 96, 512),
+        (GpuFormat::Q8_0, 3, 200, 320),
+        (GpuFormat::F16, 130, 96, 320),
+    ] {
+        for (dequant_at, ahead) in [(0u32, 2u32), (4, 2), (1, 1)] {
+            let name = fmt.ggml().name();
+            v.push(Case::new("gemm", format!("{name} {m}x{n}x{k} dq{dequant_at} ahead{ahead}"), F16_WEIGHTS, move |d, r| {
+                gemm_case(d, r, fmt, STORE, m, n, k, Some((dequant_at, ahead)))
             }));
         }
     }
     for (fmt, m, n, k) in [(GpuFormat::Q4K, 3usize, 64usize, 256usize), (GpuFormat::Q6K, 130, 192, 512)] {
         let name = fmt.ggml().name();
         v.push(Case::new("gemm", format!("{name} {m}x{n}x{k} +="), F16_WEIGHTS, move |d, r| {
-            gemm_case(d, r, fmt, ADD, m, n, k)
+            gemm_case(d, r, fmt, ADD, m, n, k, None)
         }));
     }
     for (fmt, m, n, k) in [(GpuFormat::Q4K, 5usize, 128usize, 256usize), (GpuFormat::Q4K, 140, 256, 256), (GpuFormat::Q6K, 64, 160, 256)] {
         let name = fmt.ggml().name();
         v.push(Case::new("gemm", format!("{name} swiglu {m}x{n}x{k}"), F16_WEIGHTS_OUT, move |d, r| {
-            gemm_case(d, r, fmt, SWIGLU, m, n, k)
+            gemm_case(d, r, fmt, SWIGLU, m, n, k, None)
         }));
     }
     for (qk, vf, m, pos0) in [(GpuFormat::Q4K, GpuFormat::Q6K, 7usize, 5u32), (GpuFormat::Q4_1, GpuFormat::Q4_1, 130, 0)] {
@@ -285,6 +300,7 @@ fn gemm_case(
     m: usize,
     n: usize,
     k: usize,
+    schedule: Option<(u32, u32)>,
 ) -> Result<Comparison> {
     use crate::kernels::gemm::{Gemm, Output};
     use crate::kernels::matvec::{ADD, SWIGLU};
@@ -292,7 +308,11 @@ fn gemm_case(
     let (x, rows) = activations(rng, m, k);
     let dots = reference_product(fmt, &blocks, n, &rows)?;
     let (dx, dw) = (dev.upload(&x)?, dev.upload(&packed)?);
-    let g = Gemm::new(fmt, epilogue, &dev.target(), m as u32);
+    let mut g = Gemm::new(fmt, epilogue, &dev.target(), m as u32);
+    if let Some((dequant_at, ahead)) = schedule {
+        g.tile.dequant_at = dequant_at;
+        g.tile.ahead = ahead;
+    }
     if epilogue == SWIGLU {
         let mut y = dev.upload(&vec![f16::NAN; m * n / 2])?;
         g.launch(dev, &dx, &dw, Output::F16(&mut y, (n / 2) as u32), m as u32, n as u32, k as u32)?;
