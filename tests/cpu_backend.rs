@@ -84,7 +84,8 @@ fn rmsnorm_matches_reference() {
         let xb = dev.upload(&x).unwrap();
         let wb = dev.upload(&w).unwrap();
         let mut yb = dev.alloc::<f32>(rows * n).unwrap();
-        norm::rmsnorm::launch::<f32, 256>(&dev, rows as u32, &xb, &wb, &mut yb, n as u32, eps).unwrap();
+        norm::rmsnorm::launch::<f32, 256>(&dev, rows as u32, &xb, &wb, &mut yb, n as u32, eps)
+            .unwrap();
         let got = dev.download(&yb).unwrap();
         let err = max_rel_err(&got, &want);
         assert!(err < 1e-5, "wave {wave}: error {err}");
@@ -552,7 +553,8 @@ fn graph_replay_and_parallel_blocks_are_deterministic() {
     let xb = dev.upload(&x).unwrap();
     let wb = dev.upload(&w).unwrap();
     let mut yb = dev.alloc::<f32>(rows * n).unwrap();
-    norm::rmsnorm::launch::<f32, 256>(&dev, rows as u32, &xb, &wb, &mut yb, n as u32, 1e-6).unwrap();
+    norm::rmsnorm::launch::<f32, 256>(&dev, rows as u32, &xb, &wb, &mut yb, n as u32, 1e-6)
+        .unwrap();
     let first = dev.download(&yb).unwrap();
     let mut y2 = dev.alloc::<f32>(rows * n).unwrap();
     let graph = dev

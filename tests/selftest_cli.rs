@@ -31,10 +31,20 @@ fn every_selftest_case_passes_on_the_cpu_backend_at_wave_64_and_32() {
             .output()
             .expect("run greta");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "wave {wave}:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "wave {wave}:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let last = stdout.lines().last().unwrap_or_default();
         assert_eq!(last, format!("{expected} passed, 0 failed"), "wave {wave}");
-        let rows = stdout.lines().filter(|l| l.split_whitespace().nth_back(4) == Some(wave)).count();
-        assert!(rows >= expected, "wave {wave}: {rows} rows at this wave of {expected} cases\n{stdout}");
+        let rows = stdout
+            .lines()
+            .filter(|l| l.split_whitespace().nth_back(4) == Some(wave))
+            .count();
+        assert!(
+            rows >= expected,
+            "wave {wave}: {rows} rows at this wave of {expected} cases\n{stdout}"
+        );
     }
 }

@@ -37,7 +37,9 @@ fn every_matrix_kernel_runs_on_mfma_for_gfx942() {
     let matrix = ["gemm__", "mma_tile", "attention_prefill__"];
     let mut seen = 0;
     for r in &rows {
-        let n = r.matrix_ops.unwrap_or_else(|| panic!("{}: no disassembly count", r.symbol));
+        let n = r
+            .matrix_ops
+            .unwrap_or_else(|| panic!("{}: no disassembly count", r.symbol));
         if matrix.iter().any(|m| r.symbol.starts_with(m)) {
             assert!(n > 0, "{} has no v_mfma instruction", r.symbol);
             seen += 1;
@@ -69,7 +71,11 @@ fn pre_hopper_sources_use_no_hopper_instructions() {
             let ir = (k.def)().specialise(&SM80, &spec).expect("specialise");
             let src = hip::emit(&ir, &SM80).expect("emit");
             for hopper in ["griddepcontrol", "cp.async.bulk", "mbarrier"] {
-                assert!(!src.contains(hopper), "{} uses {hopper} on sm_80", ir.symbol);
+                assert!(
+                    !src.contains(hopper),
+                    "{} uses {hopper} on sm_80",
+                    ir.symbol
+                );
             }
         }
     }

@@ -18,5 +18,7 @@ pub use def::{DeviceDef, DeviceRef, KernelDef};
 pub use diag::{Diagnostic, Diagnostics};
 pub use frag::{Frag, FragRole};
 pub use frontend::{check, specialise, CheckReport, DeviceCall, DeviceFns, SpecValue};
-pub use target::{Dialect, Target, GFX90A, GFX942, NVIDIA_TARGETS, SM80, SM86, SM89, SM90, TARGETS};
+pub use target::{
+    Dialect, Target, GFX90A, GFX942, NVIDIA_TARGETS, SM80, SM86, SM89, SM90, TARGETS,
+};
 pub use types::{Scalar, Type};

@@ -215,8 +215,13 @@ mod tests {
 
     #[test]
     fn nvidia_devices_get_the_target_of_their_capability() {
-        let pick = |major, minor, optin| Target::for_cuda_device(major, minor, optin).map(|t| t.name);
-        assert_eq!(pick(7, 5, 65536), None, "Turing has no bf16 mma.sync or cp.async");
+        let pick =
+            |major, minor, optin| Target::for_cuda_device(major, minor, optin).map(|t| t.name);
+        assert_eq!(
+            pick(7, 5, 65536),
+            None,
+            "Turing has no bf16 mma.sync or cp.async"
+        );
         assert_eq!(pick(8, 0, 166912), Some("sm_80"));
         assert_eq!(pick(8, 6, 101376), Some("sm_86"));
         assert_eq!(pick(8, 7, 166912), Some("sm_86"));
@@ -224,7 +229,9 @@ mod tests {
         assert_eq!(pick(9, 0, 232448), Some("sm_90"));
         assert_eq!(pick(10, 0, 232448), Some("sm_90"));
         assert_eq!(pick(12, 0, 101376), Some("sm_89"));
-        assert!(NVIDIA_TARGETS.iter().all(|t| t.bulk_copy == (t.name == "sm_90")));
+        assert!(NVIDIA_TARGETS
+            .iter()
+            .all(|t| t.bulk_copy == (t.name == "sm_90")));
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub trait Backend: Send + Sync {
         _c: &RawBuffer,
         _shape: (usize, usize, usize),
     ) -> Result<()> {
-        Err(Error::Unavailable(format!("{:?} has no vendor matrix library", self.kind())))
+        Err(Error::Unavailable(format!(
+            "{:?} has no vendor matrix library",
+            self.kind()
+        )))
     }
     fn record_event(&self) -> Result<Box<dyn BackendEvent>>;
     /// Milliseconds between two recorded events (waits for the second).
@@ -267,7 +270,8 @@ impl Device {
             )));
         }
         self.note_use([x.raw(), w.raw(), y.raw()]);
-        self.backend.vendor_gemm_f16(x.raw(), w.raw(), y.raw(), (m, n, k))
+        self.backend
+            .vendor_gemm_f16(x.raw(), w.raw(), y.raw(), (m, n, k))
     }
 
     /// Specialises `def` for this device and compiles (or loads from the cache) its code

@@ -66,11 +66,28 @@ pub fn bench_gemm(
         g.tile = t;
     }
     let us = time_launches(dev, timing, copies.len(), reps, |d, c| {
-        g.launch(d, &dx, &copies[c], Output::F32(&mut y, n as u32), m as u32, n as u32, k as u32)
+        g.launch(
+            d,
+            &dx,
+            &copies[c],
+            Output::F32(&mut y, n as u32),
+            m as u32,
+            n as u32,
+            k as u32,
+        )
     })?;
     let t = g.tile;
     Ok(FlopRow {
-        name: format!("gemm {} {}x{}x{}x{}x{}x{}", ty.name(), t.bm, t.bn, t.wm, t.ks, t.dequant_at, t.ahead),
+        name: format!(
+            "gemm {} {}x{}x{}x{}x{}x{}",
+            ty.name(),
+            t.bm,
+            t.bn,
+            t.wm,
+            t.ks,
+            t.dequant_at,
+            t.ahead
+        ),
         shape: format!("{m}x{n}x{k}"),
         us,
         flops: 2.0 * (m * n * k) as f64,
@@ -80,7 +97,11 @@ pub fn bench_gemm(
 /// Times the vendor library's f16 product (cuBLAS) at `(m, n, k)`, the dense rate the
 /// generated products are measured against, after checking its result against GRETA's F16
 /// product on the same data. `None` (with the reason printed) where the backend has none.
-pub fn bench_vendor(dev: &Device, (m, n, k): (usize, usize, usize), reps: usize) -> Result<Option<FlopRow>> {
+pub fn bench_vendor(
+    dev: &Device,
+    (m, n, k): (usize, usize, usize),
+    reps: usize,
+) -> Result<Option<FlopRow>> {
     let mut rng = StdRng::seed_from_u64((n * 7 + k) as u64);
     let w: Vec<half::f16> = crate::selftest::random_f32(&mut rng, n * k, 1.0)
         .into_iter()
@@ -104,11 +125,22 @@ pub fn bench_vendor(dev: &Device, (m, n, k): (usize, usize, usize), reps: usize)
     }
     let theirs = dev.download(&y)?;
     let g = Gemm::new(GpuFormat::F16, STORE, &dev.target(), m as u32);
-    g.launch(dev, &dx, &copies[0].view::<u32>(), Output::F32(&mut y, n as u32), m as u32, n as u32, k as u32)?;
+    g.launch(
+        dev,
+        &dx,
+        &copies[0].view::<u32>(),
+        Output::F32(&mut y, n as u32),
+        m as u32,
+        n as u32,
+        k as u32,
+    )?;
     let ours: Vec<f64> = dev.download(&y)?.into_iter().map(f64::from).collect();
     let c = crate::selftest::compare(&theirs, &ours);
     if !c.finite || c.nmse > 1e-8 {
-        return Err(Error::Backend(format!("vendor product {m}x{n}x{k} differs from GRETA's F16 product: NMSE {:.2e}", c.nmse)));
+        return Err(Error::Backend(format!(
+            "vendor product {m}x{n}x{k} differs from GRETA's F16 product: NMSE {:.2e}",
+            c.nmse
+        )));
     }
     let us = time_launches(dev, Timing::Eager, copies.len(), reps, |d, c| {
         d.vendor_gemm_f16(&dx, &copies[c], &mut y, (m, n, k))
@@ -156,7 +188,12 @@ pub fn gemm_sweep(
 /// Formats the table, each rate also as a fraction of the best dense f16 rate measured:
 /// the vendor library's where it ran, else GRETA's own F16 product.
 pub fn table(rows: &[FlopRow]) -> String {
-    let best = |pick: &dyn Fn(&FlopRow) -> bool| rows.iter().filter(|r| pick(r)).map(FlopRow::tflops).fold(0.0, f64::max);
+    let best = |pick: &dyn Fn(&FlopRow) -> bool| {
+        rows.iter()
+            .filter(|r| pick(r))
+            .map(FlopRow::tflops)
+            .fold(0.0, f64::max)
+    };
     let vendor = best(&|r| r.name.starts_with("cuBLAS"));
     let own = best(&|r| r.name.starts_with("gemm F16"));
     let dense = if vendor > 0.0 { vendor } else { own };

@@ -4,7 +4,10 @@
 //! 16-byte vectors (its data, then the vectors holding its scales), so they can be copied
 //! into shared memory steps ahead of their use without passing through registers.
 
-use super::dot::{f16_hi, f16_lo, q4k_group_scales, sbyte, scale_shift, scale_word, F16, Q4K, Q4_0, Q4_1, Q6K, Q8_0};
+use super::dot::{
+    f16_hi, f16_lo, q4k_group_scales, sbyte, scale_shift, scale_word, F16, Q4K, Q4_0, Q4_1, Q6K,
+    Q8_0,
+};
 use crate::device;
 
 /// Values of a group, the depth of one step of the weight tile.
@@ -89,11 +92,22 @@ pub fn scale_vec(fmt: u32, rows: u32, cols: u32, row: u32, g: u32, h: u32, j: u3
 /// the low bits; 0 for formats without one. For Q6_K the two int8 scales of the half's
 /// runs (16 values each) sit above the f16.
 #[device]
-pub fn half_scale(fmt: u32, rows: u32, cols: u32, row: u32, g: u32, h: u32, s0: u32x4, s1: u32x4) -> u32 {
+pub fn half_scale(
+    fmt: u32,
+    rows: u32,
+    cols: u32,
+    row: u32,
+    g: u32,
+    h: u32,
+    s0: u32x4,
+    s1: u32x4,
+) -> u32 {
     if fmt == F16 || fmt == Q4K {
         0
     } else if fmt == Q6K {
-        let d = (word(s0, scale_word(fmt, rows, cols, row, g) % 4) >> scale_shift(fmt, cols, row, g)) & 0xffff;
+        let d = (word(s0, scale_word(fmt, rows, cols, row, g) % 4)
+            >> scale_shift(fmt, cols, row, g))
+            & 0xffff;
         // Scales 4(g % 4) + h and + 2: bytes h and h + 2 of word g % 4 of the scales.
         let sc = word(s1, g % 4) >> (8 * h);
         d | ((sc & 0xff) << 16) | ((sc & 0xff0000) << 8)

@@ -193,13 +193,22 @@ impl PrefillAttention {
         if pos0 + m > self.ctx {
             return Err(crate::runtime::Error::Launch {
                 kernel: "attention_prefill".into(),
-                message: format!("{m} tokens from position {pos0} overrun the {}-position cache", self.ctx),
+                message: format!(
+                    "{m} tokens from position {pos0} overrun the {}-position cache",
+                    self.ctx
+                ),
             });
         }
-        if !matches!(self.head_dim, 64 | 128) || self.group == 0 || !self.n_head.is_multiple_of(self.group) {
+        if !matches!(self.head_dim, 64 | 128)
+            || self.group == 0
+            || !self.n_head.is_multiple_of(self.group)
+        {
             return Err(crate::runtime::Error::Launch {
                 kernel: "attention_prefill".into(),
-                message: format!("head size {} (64 or 128) with {} heads in groups of {}", self.head_dim, self.n_head, self.group),
+                message: format!(
+                    "head size {} (64 or 128) with {} heads in groups of {}",
+                    self.head_dim, self.n_head, self.group
+                ),
             });
         }
         let rows = 16 * BLOCK / target.wave;

@@ -9,7 +9,9 @@
 //! the waves multiply the previous step (one barrier per step). Each wave multiplies a
 //! `BM / WM` by `BN / (waves / WM)` part of the tile with 16 x 16 fragments.
 
-use super::dequant::{dequant_half, half_scale, half_vec, half_vectors, scale_vec, scale_vectors, GROUP};
+use super::dequant::{
+    dequant_half, half_scale, half_vec, half_vectors, scale_vec, scale_vectors, GROUP,
+};
 use super::matvec::{qkv_epilogue, ADD, QKV, STORE, SWIGLU};
 use crate::kernel;
 
@@ -69,9 +71,21 @@ pub fn gemm<
     let ws = shared!([f16; KS * 2 * BN * LDS]);
     let sums = shared!([f32; max(1, (KS - 1) * BM * (BN + 4))]);
     // (Spelled out for one slice, so that nothing of the slicing remains in its code.)
-    let slice = if KS == 1 { 0 } else { thread_idx() / (BLOCK / KS) };
-    let st = if KS == 1 { thread_idx() } else { thread_idx() % (BLOCK / KS) };
-    let slice_wave = if KS == 1 { wave_id() } else { wave_id() % (BLOCK / KS / WAVE) };
+    let slice = if KS == 1 {
+        0
+    } else {
+        thread_idx() / (BLOCK / KS)
+    };
+    let st = if KS == 1 {
+        thread_idx()
+    } else {
+        thread_idx() % (BLOCK / KS)
+    };
+    let slice_wave = if KS == 1 {
+        wave_id()
+    } else {
+        wave_id() % (BLOCK / KS / WAVE)
+    };
     // This wave's part of the tile.
     let tm = BM / WM;
     let tn = BN / (BLOCK / KS / WAVE / WM);
@@ -112,7 +126,22 @@ pub fn gemm<
         }
     }
     wait_copies(0);
-    dequant_loaded(FMT, wv[0], wv[1], wv[2], wv[3], wv[4], wv[5], n, k, wrow, first, h, ws, wbase + slot * LDS);
+    dequant_loaded(
+        FMT,
+        wv[0],
+        wv[1],
+        wv[2],
+        wv[3],
+        wv[4],
+        wv[5],
+        n,
+        k,
+        wrow,
+        first,
+        h,
+        ws,
+        wbase + slot * LDS,
+    );
     barrier();
     let mut acc = [frag_c::<f32>(); (BM / WM / 16) * (BN / (BLOCK / KS / WAVE / WM) / 16)];
     // Rounds go in pairs, so that the register set each uses is known when compiling.
@@ -124,7 +153,18 @@ pub fn gemm<
                 // Steps past the end load (and store, into the buffer no one reads again)
                 // the last step again rather than branch.
                 let next_g = min(g + KS, steps - 1);
-                copy_activations(x, xs, next_g, xbase + (1 - half) * BM * LDS, st, m0, m, k, BLOCK / KS, BM);
+                copy_activations(
+                    x,
+                    xs,
+                    next_g,
+                    xbase + (1 - half) * BM * LDS,
+                    st,
+                    m0,
+                    m,
+                    k,
+                    BLOCK / KS,
+                    BM,
+                );
                 commit_copies();
                 let ahead_g = min(g + AHEAD * KS, steps - 1);
                 for j in 0..6 {
@@ -195,8 +235,15 @@ pub fn gemm<
         if slice > 0 {
             for i in 0..BM / WM / 16 {
                 for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
-                    let at = (slice - 1) * BM * (BN + 4) + (wave_m * tm + 16 * i) * (BN + 4) + wave_n * tn + 16 * j;
-                    sums.store_frag(at, BN + 4, acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j]);
+                    let at = (slice - 1) * BM * (BN + 4)
+                        + (wave_m * tm + 16 * i) * (BN + 4)
+                        + wave_n * tn
+                        + 16 * j;
+                    sums.store_frag(
+                        at,
+                        BN + 4,
+                        acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j],
+                    );
                 }
             }
         }
@@ -206,7 +253,10 @@ pub fn gemm<
                 for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
                     let mut f = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j];
                     for e in 0..f.len() {
-                        let at = (wave_m * tm + 16 * i + f.row(e)) * (BN + 4) + wave_n * tn + 16 * j + f.col(e);
+                        let at = (wave_m * tm + 16 * i + f.row(e)) * (BN + 4)
+                            + wave_n * tn
+                            + 16 * j
+                            + f.col(e);
                         for s in 1..KS {
                             f[e] += sums[(s - 1) * BM * (BN + 4) + at];
                         }
@@ -221,11 +271,15 @@ pub fn gemm<
     }
     // Fragment (i, j) of this wave covers rows 16i.. and tile columns 16j.. of its part.
     for i in 0..BM / WM / 16 {
-        for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 / (1 + ((EPI == SWIGLU || EPI == QKV) as u32)) {
+        for j in
+            0..BN / (BLOCK / KS / WAVE / WM) / 16 / (1 + ((EPI == SWIGLU || EPI == QKV) as u32))
+        {
             let f = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j];
             if EPI == SWIGLU || EPI == QKV {
                 // The pair's odd row: the same element of the fragment half a part across.
-                let odd = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j + BN / (BLOCK / KS / WAVE / WM) / 32];
+                let odd = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16)
+                    + j
+                    + BN / (BLOCK / KS / WAVE / WM) / 32];
                 for e in 0..f.len() {
                     let row = m0 + wave_m * tm + 16 * i + f.row(e);
                     let col = n0 + wave_n * tn + 2 * (16 * j + f.col(e));
@@ -274,9 +328,24 @@ pub fn gemm<
 /// rows of one 64-value group, 8 vectors each, over `threads` threads) into `xs` at
 /// element `at`.
 #[crate::device]
-fn copy_activations(x: &[f16], xs: &mut [f16], g: u32, at: u32, st: u32, m0: u32, m: u32, k: u32, threads: u32, bm: u32) {
+fn copy_activations(
+    x: &[f16],
+    xs: &mut [f16],
+    g: u32,
+    at: u32,
+    st: u32,
+    m0: u32,
+    m: u32,
+    k: u32,
+    threads: u32,
+    bm: u32,
+) {
     for i in (st..bm * 8).step_by(threads) {
-        xs.copy_vec_async(at / 8 + (i / 8) * (LDS / 8) + i % 8, x, min(m0 + i / 8, m - 1) * (k / 8) + g * 8 + i % 8);
+        xs.copy_vec_async(
+            at / 8 + (i / 8) * (LDS / 8) + i % 8,
+            x,
+            min(m0 + i / 8, m - 1) * (k / 8) + g * 8 + i % 8,
+        );
     }
 }
 
@@ -374,16 +443,30 @@ impl std::str::FromStr for Tile {
 
     /// `BMxBNxWMxKSxDQxAHEAD`, e.g. `128x128x2x1x2x1`.
     fn from_str(s: &str) -> Result<Tile, String> {
-        let bad = || format!("tile `{s}`: write BMxBNxWMxKSxDQxAHEAD (DQ 0 to 4, AHEAD 1 or 2), e.g. 128x128x2x1x2x1");
+        let bad = || {
+            format!("tile `{s}`: write BMxBNxWMxKSxDQxAHEAD (DQ 0 to 4, AHEAD 1 or 2), e.g. 128x128x2x1x2x1")
+        };
         let v: Vec<u32> = s
             .split('x')
             .map(|p| p.parse::<u32>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
         match v[..] {
             [bm, bn, wm, ks, dequant_at, ahead]
-                if bm > 0 && bn > 0 && wm > 0 && ks > 0 && dequant_at <= GROUP / 16 && (1..=2).contains(&ahead) =>
+                if bm > 0
+                    && bn > 0
+                    && wm > 0
+                    && ks > 0
+                    && dequant_at <= GROUP / 16
+                    && (1..=2).contains(&ahead) =>
             {
-                Ok(Tile { bm, bn, wm, ks, dequant_at, ahead })
+                Ok(Tile {
+                    bm,
+                    bn,
+                    wm,
+                    ks,
+                    dequant_at,
+                    ahead,
+                })
             }
             _ => Err(bad()),
         }
@@ -395,7 +478,14 @@ impl Tile {
     /// small ones for a few rows (memory-bound: enough blocks across N to reach every
     /// compute unit).
     pub fn for_rows(target: &crate::codegen::Target, m: u32) -> Tile {
-        let tile = |bm, bn, wm, ks, dequant_at, ahead| Tile { bm, bn, wm, ks, dequant_at, ahead };
+        let tile = |bm, bn, wm, ks, dequant_at, ahead| Tile {
+            bm,
+            bn,
+            wm,
+            ks,
+            dequant_at,
+            ahead,
+        };
         match (target.wave, m) {
             (64, 0..=32) => tile(32, 32, 1, 2, 2, 1),
             (64, _) => tile(64, 128, 1, 1, 2, 1),
@@ -469,12 +559,17 @@ impl Gemm {
             t.ahead,
             t.block(),
         ]
-            .map(|v| crate::codegen::SpecValue::Const(v as i128))
-            .to_vec()
+        .map(|v| crate::codegen::SpecValue::Const(v as i128))
+        .to_vec()
     }
 
     /// Checks the shapes the kernel relies on, naming the problem.
-    pub fn check(&self, dev: &crate::runtime::Device, n: u32, k: u32) -> Result<(), crate::runtime::Error> {
+    pub fn check(
+        &self,
+        dev: &crate::runtime::Device,
+        n: u32,
+        k: u32,
+    ) -> Result<(), crate::runtime::Error> {
         use crate::quant::gpu::GpuFormat;
         let bad = |m: String| {
             Err(crate::runtime::Error::Launch {
@@ -484,18 +579,33 @@ impl Gemm {
         };
         if !matches!(
             self.fmt,
-            GpuFormat::F16 | GpuFormat::Q8_0 | GpuFormat::Q4_0 | GpuFormat::Q4_1 | GpuFormat::Q4K | GpuFormat::Q6K
+            GpuFormat::F16
+                | GpuFormat::Q8_0
+                | GpuFormat::Q4_0
+                | GpuFormat::Q4_1
+                | GpuFormat::Q4K
+                | GpuFormat::Q6K
         ) {
-            return bad(format!("{} weights are not supported (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)", self.fmt.ggml()));
+            return bad(format!(
+                "{} weights are not supported (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)",
+                self.fmt.ggml()
+            ));
         }
         let multiple = (self.fmt.column_multiple() as u32).max(64);
         if k == 0 || !k.is_multiple_of(multiple) {
-            return bad(format!("{k} columns is not a positive multiple of {multiple} for {}", self.fmt.ggml()));
+            return bad(format!(
+                "{k} columns is not a positive multiple of {multiple} for {}",
+                self.fmt.ggml()
+            ));
         }
         let t = self.tile;
         let waves = 2 * t.bn / dev.target().wave;
         let paired = matches!(self.epilogue, SWIGLU | QKV);
-        let fragments_n = if waves.is_multiple_of(t.wm) { t.bn / (waves / t.wm) / 16 } else { 0 };
+        let fragments_n = if waves.is_multiple_of(t.wm) {
+            t.bn / (waves / t.wm) / 16
+        } else {
+            0
+        };
         if waves == 0
             || !waves.is_multiple_of(t.wm)
             || !t.bm.is_multiple_of(16 * t.wm)
@@ -504,10 +614,19 @@ impl Gemm {
             || t.block() > dev.target().max_block
             || (paired && fragments_n % 2 != 0)
         {
-            return bad(format!("tile {t:?} does not divide into 16 x 16 fragments of {waves} waves per slice{}", if paired { " with two fragments per wave across N" } else { "" }));
+            return bad(format!(
+                "tile {t:?} does not divide into 16 x 16 fragments of {waves} waves per slice{}",
+                if paired {
+                    " with two fragments per wave across N"
+                } else {
+                    ""
+                }
+            ));
         }
         if paired && !n.is_multiple_of(2) {
-            return bad(format!("paired epilogues need an even row count, found {n}"));
+            return bad(format!(
+                "paired epilogues need an even row count, found {n}"
+            ));
         }
         Ok(())
     }
@@ -550,14 +669,41 @@ impl Gemm {
         let none = QkvRows {
             row_base: 0,
             rows_a: 0,
-            rope: super::matvec::Rope { q_rows: 0, head_dim: 2, ctx: 1, base: 10000.0 },
+            rope: super::matvec::Rope {
+                q_rows: 0,
+                head_dim: 2,
+                ctx: 1,
+                base: 10000.0,
+            },
             pos0: 0,
         };
-        let (y, yh, kc, vc, ldy, rows): (Arg<'_>, Arg<'_>, Arg<'_>, Arg<'_>, u32, QkvRows) = match out {
-            Output::F32(y, ldy) => (y.into(), (&mut f16_a).into(), (&mut f16_b).into(), (&mut f16_c).into(), ldy, none),
-            Output::F16(yh, ldy) => ((&mut f32_view).into(), yh.into(), (&mut f16_b).into(), (&mut f16_c).into(), ldy, none),
-            Output::Qkv { q, kc, vc, rows } => (q.into(), (&mut f16_a).into(), kc.into(), vc.into(), rows.rope.q_rows, rows),
-        };
+        let (y, yh, kc, vc, ldy, rows): (Arg<'_>, Arg<'_>, Arg<'_>, Arg<'_>, u32, QkvRows) =
+            match out {
+                Output::F32(y, ldy) => (
+                    y.into(),
+                    (&mut f16_a).into(),
+                    (&mut f16_b).into(),
+                    (&mut f16_c).into(),
+                    ldy,
+                    none,
+                ),
+                Output::F16(yh, ldy) => (
+                    (&mut f32_view).into(),
+                    yh.into(),
+                    (&mut f16_b).into(),
+                    (&mut f16_c).into(),
+                    ldy,
+                    none,
+                ),
+                Output::Qkv { q, kc, vc, rows } => (
+                    q.into(),
+                    (&mut f16_a).into(),
+                    kc.into(),
+                    vc.into(),
+                    rows.rope.q_rows,
+                    rows,
+                ),
+            };
         dev.launch(
             gemm::definition(),
             &self.spec(),
@@ -607,7 +753,12 @@ pub fn builtin_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen:
             add(Gemm::new(fmt, epi, target, m).spec());
         }
     }
-    for fmt in [GpuFormat::Q4_0, GpuFormat::Q4_1, GpuFormat::Q8_0, GpuFormat::F16] {
+    for fmt in [
+        GpuFormat::Q4_0,
+        GpuFormat::Q4_1,
+        GpuFormat::Q8_0,
+        GpuFormat::F16,
+    ] {
         add(Gemm::new(fmt, STORE, target, 512).spec());
     }
     out

@@ -72,7 +72,10 @@ pub fn builtins() -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: norm::rmsnorm::definition,
-            variants: vec![vec![Type(Scalar::F32), Const(256)], vec![Type(Scalar::F16), Const(256)]],
+            variants: vec![
+                vec![Type(Scalar::F32), Const(256)],
+                vec![Type(Scalar::F16), Const(256)],
+            ],
             per_target: none,
         },
         KernelVariants {
@@ -126,7 +129,10 @@ pub fn builtins() -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: decode::stats::definition,
-            variants: vec![vec![Type(Scalar::F32), Const(1024)], vec![Type(Scalar::F16), Const(1024)]],
+            variants: vec![
+                vec![Type(Scalar::F32), Const(1024)],
+                vec![Type(Scalar::F16), Const(1024)],
+            ],
             per_target: none,
         },
         KernelVariants {
@@ -166,7 +172,10 @@ pub fn builtins() -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: flash::attention_prefill::definition,
-            variants: vec![vec![Const(128), Const(1), Const(128)], vec![Const(64), Const(3), Const(128)]],
+            variants: vec![
+                vec![Const(128), Const(1), Const(128)],
+                vec![Const(64), Const(3), Const(128)],
+            ],
             per_target: none,
         },
         KernelVariants {
@@ -199,7 +208,9 @@ mod tests {
     fn only_kernels_that_wait_for_their_predecessor_overlap_it() {
         for k in builtins() {
             let def = (k.def)();
-            let kernel = def.specialise(&SM90, &k.specs(&SM90)[0]).expect("specialise");
+            let kernel = def
+                .specialise(&SM90, &k.specs(&SM90)[0])
+                .expect("specialise");
             let expected = matches!(
                 def.name(),
                 "matvec" | "attention" | "attention_stream" | "read_stream"
@@ -230,7 +241,12 @@ mod tests {
         use super::matvec::STORE;
         use crate::quant::gpu::GpuFormat;
         for target in TARGETS.iter().chain(&NVIDIA_TARGETS) {
-            for fmt in [GpuFormat::Q4K, GpuFormat::Q6K, GpuFormat::Q8_0, GpuFormat::F16] {
+            for fmt in [
+                GpuFormat::Q4K,
+                GpuFormat::Q6K,
+                GpuFormat::Q8_0,
+                GpuFormat::F16,
+            ] {
                 for m in [1, 16, 64, 512] {
                     let g = Gemm::new(fmt, STORE, target, m);
                     let kernel = gemm::definition()

@@ -58,9 +58,12 @@ pub fn all() -> Vec<Case> {
             move |d, r| rmsnorm(d, r, rows, n, false),
         ));
     }
-    v.push(Case::new("rmsnorm", "f16 out 5x576".into(), F16_OUT, move |d, r| {
-        rmsnorm(d, r, 5, 576, true)
-    }));
+    v.push(Case::new(
+        "rmsnorm",
+        "f16 out 5x576".into(),
+        F16_OUT,
+        move |d, r| rmsnorm(d, r, 5, 576, true),
+    ));
     for (rows, n) in [(2usize, 32000usize), (4, 777), (3, 1)] {
         v.push(Case::new(
             "softmax",
@@ -271,7 +274,14 @@ fn take_row_case(dev: &Device, rng: &mut StdRng, rows: usize, n: usize) -> Resul
     let row = rows - 2;
     let dx = dev.upload(&x)?;
     let mut out = dev.upload(&vec![f32::NAN; n])?;
-    decode::take_row::launch(dev, (n as u32).div_ceil(256), &dx, &mut out, row as u32, n as u32)?;
+    decode::take_row::launch(
+        dev,
+        (n as u32).div_ceil(256),
+        &dx,
+        &mut out,
+        row as u32,
+        n as u32,
+    )?;
     let want: Vec<f64> = x[row * n..][..n].iter().map(|v| *v as f64).collect();
     Ok(compare(&dev.download(&out)?, &want))
 }
@@ -352,7 +362,12 @@ pub(super) fn random_weights(
 }
 
 /// Row-by-row f64 dot products of GGUF blocks with `x`.
-pub(super) fn reference_rows(fmt: GpuFormat, blocks: &[u8], rows: usize, x: &[f32]) -> Result<Vec<f64>> {
+pub(super) fn reference_rows(
+    fmt: GpuFormat,
+    blocks: &[u8],
+    rows: usize,
+    x: &[f32],
+) -> Result<Vec<f64>> {
     blocks
         .chunks(blocks.len() / rows)
         .map(|row| {
@@ -700,7 +715,13 @@ fn add_bf16(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
     Ok(compare(&got, &want))
 }
 
-fn rmsnorm(dev: &Device, rng: &mut StdRng, rows: usize, n: usize, f16_out: bool) -> Result<Comparison> {
+fn rmsnorm(
+    dev: &Device,
+    rng: &mut StdRng,
+    rows: usize,
+    n: usize,
+    f16_out: bool,
+) -> Result<Comparison> {
     let eps = 1e-5f32;
     let x = random_f32(rng, rows * n, 3.0);
     let w = random_f32(rng, n, 1.5);

@@ -231,10 +231,19 @@ pub fn gemm_cases() -> Vec<Case> {
         GpuFormat::F16,
     ] {
         let name = fmt.ggml().name();
-        for (m, n, k) in [(1usize, 96usize, 256usize), (3, 200, 512), (17, 160, 256), (64, 128, 768), (512, 256, 256)] {
-            v.push(Case::new("gemm", format!("{name} {m}x{n}x{k}"), F16_WEIGHTS, move |d, r| {
-                gemm_case(d, r, fmt, STORE, m, n, k, None)
-            }));
+        for (m, n, k) in [
+            (1usize, 96usize, 256usize),
+            (3, 200, 512),
+            (17, 160, 256),
+            (64, 128, 768),
+            (512, 256, 256),
+        ] {
+            v.push(Case::new(
+                "gemm",
+                format!("{name} {m}x{n}x{k}"),
+                F16_WEIGHTS,
+                move |d, r| gemm_case(d, r, fmt, STORE, m, n, k, None),
+            ));
         }
     }
     // The tile's schedule choices (where the dequantisation sits, loads two steps ahead)
@@ -247,24 +256,43 @@ pub fn gemm_cases() -> Vec<Case> {
     ] {
         for (dequant_at, ahead) in [(0u32, 2u32), (4, 2), (1, 1)] {
             let name = fmt.ggml().name();
-            v.push(Case::new("gemm", format!("{name} {m}x{n}x{k} dq{dequant_at} ahead{ahead}"), F16_WEIGHTS, move |d, r| {
-                gemm_case(d, r, fmt, STORE, m, n, k, Some((dequant_at, ahead)))
-            }));
+            v.push(Case::new(
+                "gemm",
+                format!("{name} {m}x{n}x{k} dq{dequant_at} ahead{ahead}"),
+                F16_WEIGHTS,
+                move |d, r| gemm_case(d, r, fmt, STORE, m, n, k, Some((dequant_at, ahead))),
+            ));
         }
     }
-    for (fmt, m, n, k) in [(GpuFormat::Q4K, 3usize, 64usize, 256usize), (GpuFormat::Q6K, 130, 192, 512)] {
+    for (fmt, m, n, k) in [
+        (GpuFormat::Q4K, 3usize, 64usize, 256usize),
+        (GpuFormat::Q6K, 130, 192, 512),
+    ] {
         let name = fmt.ggml().name();
-        v.push(Case::new("gemm", format!("{name} {m}x{n}x{k} +="), F16_WEIGHTS, move |d, r| {
-            gemm_case(d, r, fmt, ADD, m, n, k, None)
-        }));
+        v.push(Case::new(
+            "gemm",
+            format!("{name} {m}x{n}x{k} +="),
+            F16_WEIGHTS,
+            move |d, r| gemm_case(d, r, fmt, ADD, m, n, k, None),
+        ));
     }
-    for (fmt, m, n, k) in [(GpuFormat::Q4K, 5usize, 128usize, 256usize), (GpuFormat::Q4K, 140, 256, 256), (GpuFormat::Q6K, 64, 160, 256)] {
+    for (fmt, m, n, k) in [
+        (GpuFormat::Q4K, 5usize, 128usize, 256usize),
+        (GpuFormat::Q4K, 140, 256, 256),
+        (GpuFormat::Q6K, 64, 160, 256),
+    ] {
         let name = fmt.ggml().name();
-        v.push(Case::new("gemm", format!("{name} swiglu {m}x{n}x{k}"), F16_WEIGHTS_OUT, move |d, r| {
-            gemm_case(d, r, fmt, SWIGLU, m, n, k, None)
-        }));
+        v.push(Case::new(
+            "gemm",
+            format!("{name} swiglu {m}x{n}x{k}"),
+            F16_WEIGHTS_OUT,
+            move |d, r| gemm_case(d, r, fmt, SWIGLU, m, n, k, None),
+        ));
     }
-    for (qk, vf, m, pos0) in [(GpuFormat::Q4K, GpuFormat::Q6K, 7usize, 5u32), (GpuFormat::Q4_1, GpuFormat::Q4_1, 130, 0)] {
+    for (qk, vf, m, pos0) in [
+        (GpuFormat::Q4K, GpuFormat::Q6K, 7usize, 5u32),
+        (GpuFormat::Q4_1, GpuFormat::Q4_1, 130, 0),
+    ] {
         v.push(Case::new(
             "gemm",
             format!("qkv {}+{} m={m} pos {pos0}", qk.ggml(), vf.ggml()),
@@ -277,8 +305,14 @@ pub fn gemm_cases() -> Vec<Case> {
 
 /// `m` rows of random f16 activations, as f16 and as the f32 the references take.
 fn activations(rng: &mut StdRng, m: usize, k: usize) -> (Vec<f16>, Vec<Vec<f32>>) {
-    let x: Vec<f16> = random_f32(rng, m * k, 2.0).into_iter().map(f16::from_f32).collect();
-    let rows = x.chunks(k).map(|r| r.iter().map(|v| v.to_f32()).collect()).collect();
+    let x: Vec<f16> = random_f32(rng, m * k, 2.0)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    let rows = x
+        .chunks(k)
+        .map(|r| r.iter().map(|v| v.to_f32()).collect())
+        .collect();
     (x, rows)
 }
 
@@ -289,7 +323,9 @@ fn reference_product(
     n: usize,
     rows: &[Vec<f32>],
 ) -> Result<Vec<Vec<f64>>> {
-    rows.iter().map(|x| super::cases::reference_rows(fmt, blocks, n, x)).collect()
+    rows.iter()
+        .map(|x| super::cases::reference_rows(fmt, blocks, n, x))
+        .collect()
 }
 
 fn gemm_case(
@@ -315,17 +351,41 @@ fn gemm_case(
     }
     if epilogue == SWIGLU {
         let mut y = dev.upload(&vec![f16::NAN; m * n / 2])?;
-        g.launch(dev, &dx, &dw, Output::F16(&mut y, (n / 2) as u32), m as u32, n as u32, k as u32)?;
+        g.launch(
+            dev,
+            &dx,
+            &dw,
+            Output::F16(&mut y, (n / 2) as u32),
+            m as u32,
+            n as u32,
+            k as u32,
+        )?;
         let want: Vec<f64> = dots
             .iter()
-            .flat_map(|r| r.chunks(2).map(|p| p[0] / (1.0 + (-p[0]).exp()) * p[1]).collect::<Vec<_>>())
+            .flat_map(|r| {
+                r.chunks(2)
+                    .map(|p| p[0] / (1.0 + (-p[0]).exp()) * p[1])
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let got: Vec<f32> = dev.download(&y)?.into_iter().map(f16::to_f32).collect();
         return Ok(compare(&got, &want));
     }
-    let y0 = if epilogue == ADD { random_f32(rng, m * n, 3.0) } else { vec![f32::NAN; m * n] };
+    let y0 = if epilogue == ADD {
+        random_f32(rng, m * n, 3.0)
+    } else {
+        vec![f32::NAN; m * n]
+    };
     let mut y = dev.upload(&y0)?;
-    g.launch(dev, &dx, &dw, Output::F32(&mut y, n as u32), m as u32, n as u32, k as u32)?;
+    g.launch(
+        dev,
+        &dx,
+        &dw,
+        Output::F32(&mut y, n as u32),
+        m as u32,
+        n as u32,
+        k as u32,
+    )?;
     let want: Vec<f64> = dots
         .iter()
         .flatten()
@@ -368,21 +428,48 @@ fn gemm_qkv_case(
         }
         out
     };
-    let (dx, dqk, dv) = (dev.upload(&x)?, dev.upload(&qk_packed)?, dev.upload(&v_packed)?);
+    let (dx, dqk, dv) = (
+        dev.upload(&x)?,
+        dev.upload(&qk_packed)?,
+        dev.upload(&v_packed)?,
+    );
     let mut q = dev.upload(&vec![f32::NAN; m * q_rows])?;
     let sentinel = f16::from_f32(-7.0);
     let mut kc = dev.upload(&vec![sentinel; n_kv * ctx * hd])?;
     let mut vc = dev.upload(&vec![sentinel; n_kv * ctx * hd])?;
-    let rope = Rope { q_rows: q_rows as u32, head_dim: hd as u32, ctx: ctx as u32, base };
+    let rope = Rope {
+        q_rows: q_rows as u32,
+        head_dim: hd as u32,
+        ctx: ctx as u32,
+        base,
+    };
     let rows_a = (q_rows + kv_rows) as u32;
-    for (w, fmt, n, row_base) in [(&dqk, fmt_qk, rows_a, 0u32), (&dv, fmt_v, kv_rows as u32, rows_a)] {
-        let out = Output::Qkv { q: &mut q, kc: &mut kc, vc: &mut vc, rows: QkvRows { row_base, rows_a, rope, pos0 } };
-        Gemm::new(fmt, QKV, &dev.target(), m as u32).launch(dev, &dx, w, out, m as u32, n, k as u32)?;
+    for (w, fmt, n, row_base) in [
+        (&dqk, fmt_qk, rows_a, 0u32),
+        (&dv, fmt_v, kv_rows as u32, rows_a),
+    ] {
+        let out = Output::Qkv {
+            q: &mut q,
+            kc: &mut kc,
+            vc: &mut vc,
+            rows: QkvRows {
+                row_base,
+                rows_a,
+                rope,
+                pos0,
+            },
+        };
+        Gemm::new(fmt, QKV, &dev.target(), m as u32)
+            .launch(dev, &dx, w, out, m as u32, n, k as u32)?;
     }
     let (kh, vh) = (dev.download(&kc)?, dev.download(&vc)?);
     let mut got: Vec<f32> = dev.download(&q)?;
     let mut want: Vec<f64> = Vec::new();
-    let rotated: Vec<Vec<f64>> = qk.iter().enumerate().map(|(t, r)| rotate(r, pos0 + t as u32)).collect();
+    let rotated: Vec<Vec<f64>> = qk
+        .iter()
+        .enumerate()
+        .map(|(t, r)| rotate(r, pos0 + t as u32))
+        .collect();
     for r in &rotated {
         want.extend(&r[..q_rows]);
     }
@@ -392,10 +479,19 @@ fn gemm_qkv_case(
             let written = slot >= pos0 as usize && slot < pos0 as usize + m;
             if written {
                 let t = slot - pos0 as usize;
-                got.extend(kh[at..at + hd].iter().chain(&vh[at..at + hd]).map(|v| v.to_f32()));
+                got.extend(
+                    kh[at..at + hd]
+                        .iter()
+                        .chain(&vh[at..at + hd])
+                        .map(|v| v.to_f32()),
+                );
                 want.extend(&rotated[t][q_rows + h * hd..][..hd]);
                 want.extend(&v[t][h * hd..][..hd]);
-            } else if kh[at..at + hd].iter().chain(&vh[at..at + hd]).any(|v| *v != sentinel) {
+            } else if kh[at..at + hd]
+                .iter()
+                .chain(&vh[at..at + hd])
+                .any(|v| *v != sentinel)
+            {
                 got.push(f32::NAN);
                 want.push(0.0);
             }
@@ -450,7 +546,10 @@ fn prefill_attention_case(
     let mut vv = vec![f16::NAN; n_kv * ctx * d];
     for h in 0..n_kv {
         for p in 0..len {
-            for (cache, x) in [(&mut k, random_f32(rng, d, 1.0)), (&mut vv, random_f32(rng, d, 1.0))] {
+            for (cache, x) in [
+                (&mut k, random_f32(rng, d, 1.0)),
+                (&mut vv, random_f32(rng, d, 1.0)),
+            ] {
                 for (i, x) in x.into_iter().enumerate() {
                     cache[(h * ctx + p) * d + i] = f16::from_f32(x);
                 }
@@ -486,7 +585,12 @@ fn prefill_attention_case(
     }
     let (dq, dk, dv) = (dev.upload(&q)?, dev.upload(&k)?, dev.upload(&vv)?);
     let mut out = dev.upload(&vec![f16::NAN; m * n_head * d])?;
-    let att = PrefillAttention { head_dim: d as u32, group: g as u32, n_head: n_head as u32, ctx: ctx as u32 };
+    let att = PrefillAttention {
+        head_dim: d as u32,
+        group: g as u32,
+        n_head: n_head as u32,
+        ctx: ctx as u32,
+    };
     att.launch(dev, &dq, &dk, &dv, &mut out, m as u32, pos0 as u32)?;
     let got: Vec<f32> = dev.download(&out)?.into_iter().map(f16::to_f32).collect();
     Ok(compare(&got, &want))

@@ -24,7 +24,10 @@ fn generated_source_matches_the_snapshots() {
 
 #[test]
 fn compiles_cleanly_for_gfx942_and_sm_90() {
-    let kernels = [KernelVariants::fixed(add_rmsnorm_scale::definition, vec![SPEC.to_vec()])];
+    let kernels = [KernelVariants::fixed(
+        add_rmsnorm_scale::definition,
+        vec![SPEC.to_vec()],
+    )];
     for target in [GFX942, SM90] {
         let rows = greta::check::check(&kernels, &target)
             .unwrap_or_else(|e| panic!("the {} toolchain is not usable: {e}", target.name));

@@ -104,7 +104,14 @@ impl Tracer {
         for op in engine.ops() {
             engine.run_op(op)?;
             if let Some(buf) = engine.op_output(op) {
-                self.check(engine, Traced::Decode(op), Rows::F32(buf), buf.len(), pos, &mut on_op)?;
+                self.check(
+                    engine,
+                    Traced::Decode(op),
+                    Rows::F32(buf),
+                    buf.len(),
+                    pos,
+                    &mut on_op,
+                )?;
             }
         }
         Ok(())
@@ -125,8 +132,17 @@ impl Tracer {
             };
             self.check(e, Traced::Prefill(op), rows, chunk * width, pos, &mut on_op)
         })?;
-        let logits = engine.op_output(Op::LmHead).expect("the head writes the logits");
-        self.check(engine, Traced::Decode(Op::LmHead), Rows::F32(logits), logits.len(), pos, &mut on_op)
+        let logits = engine
+            .op_output(Op::LmHead)
+            .expect("the head writes the logits");
+        self.check(
+            engine,
+            Traced::Decode(Op::LmHead),
+            Rows::F32(logits),
+            logits.len(),
+            pos,
+            &mut on_op,
+        )
     }
 
     /// Reduces the first `n` values of `rows`, reports them, and fails on a non-finite one.

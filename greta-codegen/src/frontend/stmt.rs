@@ -260,9 +260,14 @@ impl Lowerer<'_> {
             },
             ExprKindAst::Call { path, args, .. } if path.len() == 1 && path[0] == "wait_copies" => {
                 let [n] = self.exact_args::<1>(args, span, "wait_copies");
-                let pending = self.lower_expr(n, Some(&crate::types::Type::Scalar(crate::types::Scalar::U32)));
+                let pending = self.lower_expr(
+                    n,
+                    Some(&crate::types::Type::Scalar(crate::types::Scalar::U32)),
+                );
                 match self.const_eval(&pending) {
-                    super::ConstVal::Known(v) if (0..=8).contains(&v) => StmtKind::WaitCopies(v as u32),
+                    super::ConstVal::Known(v) if (0..=8).contains(&v) => {
+                        StmtKind::WaitCopies(v as u32)
+                    }
                     super::ConstVal::Unknown => StmtKind::WaitCopies(0),
                     _ => {
                         self.error(n.span, "`wait_copies(n)` takes the groups left in flight as a compile-time constant from 0 to 8");

@@ -184,7 +184,9 @@ fn copies_vectors(stmts: &[Stmt]) -> bool {
     stmts.iter().any(|s| match &s.kind {
         StmtKind::CopyVecAsync { .. } | StmtKind::CommitCopies | StmtKind::WaitCopies(_) => true,
         StmtKind::If { then, els, .. } => copies_vectors(then) || copies_vectors(els),
-        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => copies_vectors(body),
+        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => {
+            copies_vectors(body)
+        }
         _ => false,
     })
 }
@@ -589,7 +591,9 @@ impl<'k> FnPrinter<'k> {
                 let (nd, ns) = (lanes(*dst, self), lanes(*src, self));
                 let (d, t) = (self.mem_name(*dst), self.expr(to));
                 let (sname, f) = (self.mem_name(*src), self.expr(from));
-                self.line(&format!("greta_copy_vec_async({d} + {nd}u * ({t}), {sname} + {ns}u * ({f}));"));
+                self.line(&format!(
+                    "greta_copy_vec_async({d} + {nd}u * ({t}), {sname} + {ns}u * ({f}));"
+                ));
             }
             StmtKind::CommitCopies => self.line("greta_commit_copies();"),
             StmtKind::WaitCopies(n) => self.line(&format!("greta_wait_copies<{n}>();")),

@@ -126,7 +126,12 @@ impl ClangAmdgpu {
             .arg(format!("--mcpu={arch}"))
             .arg(&obj)
             .output()
-            .map_err(|e| Error::Backend(format!("running {}: {e}; {INSTALL_HINT}", self.objdump.display())))?;
+            .map_err(|e| {
+                Error::Backend(format!(
+                    "running {}: {e}; {INSTALL_HINT}",
+                    self.objdump.display()
+                ))
+            })?;
         if !out.status.success() {
             return Err(Error::Backend(format!(
                 "llvm-objdump could not disassemble the code object: {}",
@@ -142,7 +147,11 @@ fn count_mfma(listing: &str) -> Vec<(String, u32)> {
     let mut out: Vec<(String, u32)> = Vec::new();
     for line in listing.lines() {
         let t = line.trim();
-        if let Some(name) = t.strip_suffix(">:").and_then(|l| l.split_once('<')).map(|(_, n)| n) {
+        if let Some(name) = t
+            .strip_suffix(">:")
+            .and_then(|l| l.split_once('<'))
+            .map(|(_, n)| n)
+        {
             out.push((name.to_string(), 0));
         } else if t.contains("v_mfma") {
             if let Some(last) = out.last_mut() {
@@ -174,7 +183,11 @@ mod tests {
         let listing = "0000000000001900 <gemm__A>:\n\tv_mfma_f32_16x16x16_f16 a[0:3], v[0:1], v[2:3], a[0:3]\n\ts_endpgm\n\n0000000000002000 <add>:\n\tv_add_f32 v0, v1, v2\n0000000000003000 <gemm__B>:\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n\tv_mfma_i32_16x16x32_i8 v[0:3], v[4:5], v[6:7], v[0:3]\n";
         assert_eq!(
             super::count_mfma(listing),
-            vec![("gemm__A".into(), 1), ("add".into(), 0), ("gemm__B".into(), 2)]
+            vec![
+                ("gemm__A".into(), 1),
+                ("add".into(), 0),
+                ("gemm__B".into(), 2)
+            ]
         );
     }
 }

@@ -21,9 +21,12 @@ impl Cublas {
     pub fn new(stream: CUstream) -> std::result::Result<Cublas, String> {
         // SAFETY: probing for the library has no preconditions.
         if !unsafe { sys::is_culib_present() } {
-            return Err("cuBLAS (libcublas.so) was not found; add its folder to LD_LIBRARY_PATH".into());
+            return Err(
+                "cuBLAS (libcublas.so) was not found; add its folder to LD_LIBRARY_PATH".into(),
+            );
         }
-        let handle = result::create_handle().map_err(|e| format!("cuBLAS handle creation: {e:?}"))?;
+        let handle =
+            result::create_handle().map_err(|e| format!("cuBLAS handle creation: {e:?}"))?;
         // SAFETY: a fresh handle and the backend's live stream.
         unsafe { result::set_stream(handle, stream as sys::cudaStream_t) }
             .map_err(|e| format!("cuBLAS stream binding: {e:?}"))?;
@@ -32,8 +35,17 @@ impl Cublas {
 
     /// `c = a · bᵀ` with `a` `m x k` and `b` `n x k` f16 and `c` `m x n` f32, row-major,
     /// accumulated in f32. Column-major cuBLAS sees `cᵀ = b · aᵀ`: `b` transposed, `a` not.
-    pub fn gemm_f16(&self, a: CUdeviceptr, b: CUdeviceptr, c: CUdeviceptr, (m, n, k): (usize, usize, usize)) -> Result<()> {
-        let dim = |v: usize| i32::try_from(v).map_err(|_| Error::Backend(format!("cuBLAS dimension {v} exceeds i32")));
+    pub fn gemm_f16(
+        &self,
+        a: CUdeviceptr,
+        b: CUdeviceptr,
+        c: CUdeviceptr,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<()> {
+        let dim = |v: usize| {
+            i32::try_from(v)
+                .map_err(|_| Error::Backend(format!("cuBLAS dimension {v} exceeds i32")))
+        };
         let (m, n, k) = (dim(m)?, dim(n)?, dim(k)?);
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: the caller checked that the buffers hold the shapes' elements.

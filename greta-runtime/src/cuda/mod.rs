@@ -193,7 +193,9 @@ impl CudaBackend {
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_WARP_SIZE)
             .map_err(driver("warp size query"))?;
         let optin = ctx
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .attribute(
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
             .map_err(driver("shared memory query"))?;
         let target = device_target(major as u32, minor as u32, optin as u32)?;
         check_wave(warp, &target)?;
@@ -249,7 +251,8 @@ impl CudaBackend {
                     .map_err(driver("module load"))?;
                 let function =
                     result::module::get_function(module, name).map_err(driver("kernel lookup"))?;
-                let dynamic_shared = greta_codegen::validate::dynamic_shared_bytes(kernel, &self.target);
+                let dynamic_shared =
+                    greta_codegen::validate::dynamic_shared_bytes(kernel, &self.target);
                 if dynamic_shared > 0 {
                     sys::cuFuncSetAttribute(
                         function,
@@ -287,7 +290,13 @@ impl Backend for CudaBackend {
         self.target
     }
 
-    fn vendor_gemm_f16(&self, a: &RawBuffer, b: &RawBuffer, c: &RawBuffer, shape: (usize, usize, usize)) -> Result<()> {
+    fn vendor_gemm_f16(
+        &self,
+        a: &RawBuffer,
+        b: &RawBuffer,
+        c: &RawBuffer,
+        shape: (usize, usize, usize),
+    ) -> Result<()> {
         self.bind()?;
         let lib = self
             .cublas

@@ -393,7 +393,10 @@ impl<'k> Compiler<'k> {
                     _ => None,
                 };
                 let Some(elem) = elem else {
-                    return Err(self.unsupported(s.span, "`copy_vec_async` other than from a buffer into a shared array"));
+                    return Err(self.unsupported(
+                        s.span,
+                        "`copy_vec_async` other than from a buffer into a shared array",
+                    ));
                 };
                 let vector = Type::Vector(elem, (16 / elem.size()) as u8);
                 let dst = self.access(*dst, &vector, &to.ty, s.span)?;

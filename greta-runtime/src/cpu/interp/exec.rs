@@ -497,7 +497,8 @@ impl Block {
                             Some(memory) => memory.load(off, &mut buf[..bytes]),
                             None => {
                                 if self.written[off..off + bytes].contains(&false) {
-                                    let overlaps = |&(c, n): &(usize, usize)| off < c + n && c < off + bytes;
+                                    let overlaps =
+                                        |&(c, n): &(usize, usize)| off < c + n && c < off + bytes;
                                     let copying = wave.copying.as_ref().is_some_and(overlaps);
                                     let vector_copy = wave.open_copies.iter().any(overlaps)
                                         || wave.copy_groups.iter().flatten().any(overlaps);
@@ -721,8 +722,12 @@ impl Block {
                     for lane in lanes(exec) {
                         let t = regs[to as usize * w + lane];
                         let f = regs[from as usize * w + lane];
-                        let d_off = d.offset(l, dst, t, AccessKind::Store).map_err(|m| fault(at, lane, m))?;
-                        let s_off = sr.offset(l, src, f, AccessKind::Load).map_err(|m| fault(at, lane, m))?;
+                        let d_off = d
+                            .offset(l, dst, t, AccessKind::Store)
+                            .map_err(|m| fault(at, lane, m))?;
+                        let s_off = sr
+                            .offset(l, src, f, AccessKind::Load)
+                            .map_err(|m| fault(at, lane, m))?;
                         let memory = sr.global.expect("validated: vector copies read a buffer");
                         memory.load(s_off, &mut self.shared[d_off..d_off + 16]);
                         self.written[d_off..d_off + 16].fill(false);
