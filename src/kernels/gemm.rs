@@ -174,7 +174,8 @@ pub fn gemm<
                 let wb = wbase + half * BN * LDS + wave_n * tn * LDS;
                 // The next step's weights go into the other tile (read after the barrier).
                 let wt = wbase + ((1 - half) * BN + slot) * LDS;
-                for kk in 0..GROUP / 16 {
+                // One pass past the last product, for a dequantisation placed after them all.
+                for kk in 0..GROUP / 16 + 1 {
                     if kk == DQ {
                         dequant_loaded(
                             FMT,
@@ -193,7 +194,7 @@ pub fn gemm<
                             wt,
                         );
                     }
-                    if KS == 1 || g < steps {
+                    if kk < GROUP / 16 && (KS == 1 || g < steps) {
                         let mut a = [frag_a::<f16>(); BM / WM / 16];
                         for i in 0..BM / WM / 16 {
                             a[i] = xs.load_a(xb + 16 * i * LDS + 16 * kk, LDS);
@@ -206,24 +207,6 @@ pub fn gemm<
                             }
                         }
                     }
-                }
-                if DQ == GROUP / 16 {
-                    dequant_loaded(
-                        FMT,
-                        wv[6 * ((half + 1) % 2) + 0],
-                        wv[6 * ((half + 1) % 2) + 1],
-                        wv[6 * ((half + 1) % 2) + 2],
-                        wv[6 * ((half + 1) % 2) + 3],
-                        wv[6 * ((half + 1) % 2) + 4],
-                        wv[6 * ((half + 1) % 2) + 5],
-                        n,
-                        k,
-                        wrow,
-                        next_g,
-                        h,
-                        ws,
-                        wt,
-                    );
                 }
                 wait_copies(0);
                 barrier();
