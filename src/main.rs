@@ -34,7 +34,7 @@ enum Command {
     /// Run every built-in kernel against its plain-Rust reference on a device.
     Selftest(SelftestArgs),
     /// Time the decode kernels on Llama-2-7B shapes (GPU).
-    BenchKernels(BenchArgs),
+    BenchKernels(Box<BenchArgs>),
     /// Compile every built-in kernel for a device, or load it from the disk cache: the
     /// start-up cost, cold or warm.
     Compile {
@@ -170,7 +170,7 @@ fn main() -> Result<()> {
         Command::List => list(),
         Command::Check { target: t, kernels } => check(&t, &kernels)?,
         Command::Selftest(args) => selftest(args)?,
-        Command::BenchKernels(args) => bench_kernels(args)?,
+        Command::BenchKernels(args) => bench_kernels(*args)?,
         Command::Compile { backend } => compile(&backend)?,
         Command::Devices => devices(),
         Command::Cache { action } => cache(action)?,
@@ -196,8 +196,8 @@ fn list() {
 
 /// `greta check`: compiles the kernels for a target and fails on a problem in any.
 fn check(t: &str, kernels: &[String]) -> Result<()> {
-    let t = target(&t)?;
-    let rows = greta::check::check(&select(&kernels)?, &t)?;
+    let t = target(t)?;
+    let rows = greta::check::check(&select(kernels)?, &t)?;
     print!("{}", greta::check::table(&rows, &t));
     let failed = rows.iter().filter(|r| !r.problems(&t).is_empty()).count();
     if failed > 0 {
@@ -454,8 +454,8 @@ fn cache(action: CacheAction) -> Result<()> {
 
 /// `greta emit`: the generated source, printed or written one file per specialisation.
 fn emit(t: &str, kernels: &[String], out: Option<PathBuf>) -> Result<()> {
-    let t = target(&t)?;
-    for k in select(&kernels)? {
+    let t = target(t)?;
+    for k in select(kernels)? {
         for spec in &k.specs(&t) {
             let ir = (k.def)().specialise(&t, spec)?;
             let src = hip::emit(&ir, &t)?;

@@ -3,7 +3,6 @@
 //! choice overrides.
 
 use crate::cpu::{CpuBackend, CpuOptions};
-use crate::cuda::CudaBackend;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use std::str::FromStr;
@@ -57,7 +56,7 @@ impl Device {
             BackendKind::Cpu => Ok(Device::from_backend(Arc::new(CpuBackend::new(
                 cpu_options_from_env()?,
             )?))),
-            BackendKind::Cuda => Ok(Device::from_backend(Arc::new(CudaBackend::new(0)?))),
+            BackendKind::Cuda => Ok(Device::from_backend(Arc::new(crate::cuda::open(0)?))),
             BackendKind::Hip => open_hip(),
             BackendKind::Auto => {
                 if crate::cuda::available() {
@@ -89,9 +88,7 @@ fn hip_available() -> bool {
 
 #[cfg(feature = "hip")]
 fn open_hip() -> Result<Device> {
-    Ok(Device::from_backend(Arc::new(crate::hip::HipBackend::new(
-        0,
-    )?)))
+    Ok(Device::from_backend(Arc::new(crate::hip::open(0)?)))
 }
 
 #[cfg(not(feature = "hip"))]

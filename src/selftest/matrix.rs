@@ -242,7 +242,7 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, STORE, m, n, k, None),
+                move |d, r| gemm_case(d, r, fmt, STORE, (m, n, k), None),
             ));
         }
     }
@@ -260,7 +260,7 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k} dq{dequant_at} ahead{ahead}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, STORE, m, n, k, Some((dequant_at, ahead))),
+                move |d, r| gemm_case(d, r, fmt, STORE, (m, n, k), Some((dequant_at, ahead))),
             ));
         }
     }
@@ -273,7 +273,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} {m}x{n}x{k} +="),
             F16_WEIGHTS,
-            move |d, r| gemm_case(d, r, fmt, ADD, m, n, k, None),
+            move |d, r| gemm_case(d, r, fmt, ADD, (m, n, k), None),
         ));
     }
     for (fmt, m, n, k) in [
@@ -286,7 +286,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} swiglu {m}x{n}x{k}"),
             F16_WEIGHTS_OUT,
-            move |d, r| gemm_case(d, r, fmt, SWIGLU, m, n, k, None),
+            move |d, r| gemm_case(d, r, fmt, SWIGLU, (m, n, k), None),
         ));
     }
     for (qk, vf, m, pos0) in [
@@ -333,9 +333,7 @@ fn gemm_case(
     rng: &mut StdRng,
     fmt: crate::quant::gpu::GpuFormat,
     epilogue: u32,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     schedule: Option<(u32, u32)>,
 ) -> Result<Comparison> {
     use crate::kernels::gemm::{Gemm, Output};

@@ -1,6 +1,15 @@
-//! Pieces the GPU backends (CUDA, HIP) share: range checks for copies, packing of kernel
+//! The GPU backends. [`GpuBackend`] implements [`Backend`](crate::Backend) once over a
+//! small [`Driver`] trait, which the CUDA and HIP modules implement as thin shims. This
+//! module also holds the pieces under it: range checks for copies, packing of kernel
 //! arguments into launch slots, the table of loaded kernels, and the start-up checks that
 //! tie a device to a code-generation target.
+
+mod backend;
+mod driver;
+
+pub(crate) use backend::DeviceInfo;
+pub(crate) use backend::GpuBackend;
+pub(crate) use driver::{Driver, LoadedFunction};
 
 use crate::args::Arg;
 use crate::buffer::RawBuffer;
