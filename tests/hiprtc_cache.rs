@@ -8,6 +8,7 @@ use greta::codegen::{hip, GFX90A};
 use greta::kernels::builtins;
 use greta::runtime::cache::{cache_key, KernelCache};
 use greta::runtime::compile::hiprtc::Hiprtc;
+use greta::runtime::compile::CodeObject;
 use greta::runtime::jit::{self, JitCompiler};
 use greta::runtime::Result;
 use std::path::PathBuf;
@@ -25,7 +26,13 @@ impl JitCompiler for Counting {
     fn id(&self) -> String {
         self.inner.id()
     }
-    fn compile(&self, source: &str, name: &str, arch: &str, options: &[String]) -> Result<Vec<u8>> {
+    fn compile(
+        &self,
+        source: &str,
+        name: &str,
+        arch: &str,
+        options: &[String],
+    ) -> Result<CodeObject> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.compile(source, name, arch, options)
     }

@@ -3,6 +3,7 @@
 //! start compiles nothing).
 
 use crate::cache::{cache_key, KernelCache};
+use crate::compile::CodeObject;
 use crate::error::Result;
 use greta_codegen::ir::Kernel;
 use greta_codegen::Target;
@@ -13,7 +14,13 @@ pub trait JitCompiler: Send + Sync {
     /// Compiler name and version, part of the cache key.
     fn id(&self) -> String;
     /// Compiles one translation unit for the full architecture name.
-    fn compile(&self, source: &str, name: &str, arch: &str, options: &[String]) -> Result<Vec<u8>>;
+    fn compile(
+        &self,
+        source: &str,
+        name: &str,
+        arch: &str,
+        options: &[String],
+    ) -> Result<CodeObject>;
 }
 
 static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
@@ -38,7 +45,9 @@ pub fn code_object(
         return Ok(code);
     }
     COMPILATIONS.fetch_add(1, Ordering::Relaxed);
-    let code = compiler.compile(&source, &kernel.symbol, arch, options)?;
+    let code = compiler
+        .compile(&source, &kernel.symbol, arch, options)?
+        .bytes;
     if let Some(c) = cache {
         // A cache that cannot be written only costs a recompilation next time.
         if let Err(e) = c.put(&key, &code) {

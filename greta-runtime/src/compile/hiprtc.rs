@@ -3,10 +3,13 @@
 //! ROCm. ROCm 6 and later ship hiprtc as `libhiprtc.so`; ROCm 5 exports it from the HIP
 //! runtime (`libamdhip64.so.5`). `GRETA_HIPRTC_LIB` names a library to use instead.
 
+use super::rtc::{self, ProgramApi};
 use super::tools::INSTALL_HINT;
+use super::CodeObject;
 use crate::error::{Error, Result};
+use crate::jit::JitCompiler;
 use libloading::Library;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -82,14 +85,6 @@ impl Hiprtc {
         )))
     }
 
-    /// Compiler identity for cache keys: `hiprtc-<ROCm release>`.
-    pub fn id(&self) -> String {
-        match &self.rocm {
-            Some(v) => format!("hiprtc-{v}"),
-            None => format!("hiprtc-{}.{}", self.api_version.0, self.api_version.1),
-        }
-    }
-
     /// The ROCm major release of the loaded library, when known. A HIP runtime library
     /// (`libamdhip64`) whose file name carries no version is taken as ROCm 5, the release
     /// that exports hiprtc from it.
@@ -129,71 +124,6 @@ impl Hiprtc {
         Ok(())
     }
 
-    /// Compiles one translation unit for `arch` (a full target id such as
-    /// `gfx942:sramecc+:xnack-`) to a code object. Errors carry hiprtc's log, which cites
-    /// DSL files and lines through the source's `#line` directives.
-    pub fn compile(
-        &self,
-        source: &str,
-        name: &str,
-        arch: &str,
-        extra: &[String],
-    ) -> Result<Vec<u8>> {
-        self.check_arch(arch)?;
-        let fail = |log: String| Error::Compile {
-            kernel: name.to_string(),
-            target: arch.to_string(),
-            log,
-        };
-        let src = CString::new(source).map_err(|_| fail("source contains a NUL byte".into()))?;
-        let file =
-            CString::new(format!("{name}.hip")).map_err(|_| fail("bad kernel name".into()))?;
-        let options = [
-            format!("--offload-arch={arch}"),
-            "-O3".to_string(),
-            "-std=c++17".to_string(),
-            "-munsafe-fp-atomics".to_string(),
-        ];
-        let options: Vec<CString> = options
-            .iter()
-            .chain(extra)
-            .map(|o| {
-                CString::new(o.as_str()).map_err(|_| fail("option contains a NUL byte".into()))
-            })
-            .collect::<Result<_>>()?;
-        let option_ptrs: Vec<*const c_char> = options.iter().map(|o| o.as_ptr()).collect();
-        let count =
-            c_int::try_from(option_ptrs.len()).map_err(|_| fail("too many options".into()))?;
-        let _serial = COMPILE.lock().unwrap_or_else(|p| p.into_inner());
-        let mut prog: Program = std::ptr::null_mut();
-        // SAFETY: all strings are NUL-terminated and outlive the calls; the program is
-        // destroyed on every path after its creation succeeded.
-        unsafe {
-            self.check(
-                (self.api.create)(
-                    &mut prog,
-                    src.as_ptr(),
-                    file.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                    std::ptr::null(),
-                ),
-                "program creation",
-            )?;
-            let status = (self.api.compile)(prog, count, option_ptrs.as_ptr());
-            let log = self.program_log(prog);
-            let result = if status == SUCCESS {
-                self.code(prog)
-            } else if log.trim().is_empty() {
-                Err(fail(self.describe(status)))
-            } else {
-                Err(fail(log))
-            };
-            (self.api.destroy)(&mut prog);
-            result
-        }
-    }
-
     fn describe(&self, status: Status) -> String {
         // SAFETY: hiprtcGetErrorString returns a static string (or null) for any value.
         let text = unsafe { (self.api.error_string)(status) };
@@ -206,52 +136,92 @@ impl Hiprtc {
             .into_owned()
     }
 
-    fn check(&self, status: Status, what: &str) -> Result<()> {
+    fn status(&self, status: Status) -> std::result::Result<(), String> {
         if status == SUCCESS {
             Ok(())
         } else {
-            Err(Error::Backend(format!(
-                "hiprtc {what} failed: {}",
-                self.describe(status)
-            )))
+            Err(self.describe(status))
         }
-    }
-
-    /// # Safety
-    /// `prog` must be a live program.
-    unsafe fn program_log(&self, prog: Program) -> String {
-        let mut size = 0usize;
-        if (self.api.log_size)(prog, &mut size) != SUCCESS || size == 0 {
-            return String::new();
-        }
-        let mut buf = vec![0u8; size];
-        if (self.api.log)(prog, buf.as_mut_ptr() as *mut c_char) != SUCCESS {
-            return String::new();
-        }
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    }
-
-    /// # Safety
-    /// `prog` must be a successfully compiled program.
-    unsafe fn code(&self, prog: Program) -> Result<Vec<u8>> {
-        let mut size = 0usize;
-        self.check((self.api.code_size)(prog, &mut size), "code size query")?;
-        let mut buf = vec![0u8; size];
-        self.check(
-            (self.api.code)(prog, buf.as_mut_ptr() as *mut c_char),
-            "code retrieval",
-        )?;
-        Ok(buf)
     }
 }
 
-impl crate::jit::JitCompiler for Hiprtc {
-    fn id(&self) -> String {
-        Hiprtc::id(self)
+// SAFETY: each call passes its arguments straight to the hiprtc entry point of that name.
+unsafe impl ProgramApi for Hiprtc {
+    type Program = Program;
+    const NAME: &'static str = "hiprtc";
+
+    unsafe fn create(&self, source: &CStr, file: &CStr) -> std::result::Result<Program, String> {
+        let mut program: Program = std::ptr::null_mut();
+        let status = (self.api.create)(
+            &mut program,
+            source.as_ptr(),
+            file.as_ptr(),
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+        );
+        self.status(status).map(|()| program)
     }
-    fn compile(&self, source: &str, name: &str, arch: &str, options: &[String]) -> Result<Vec<u8>> {
-        Hiprtc::compile(self, source, name, arch, options)
+
+    unsafe fn compile(
+        &self,
+        program: Program,
+        options: &[*const c_char],
+    ) -> std::result::Result<(), String> {
+        let count = c_int::try_from(options.len()).map_err(|_| "too many options".to_string())?;
+        self.status((self.api.compile)(program, count, options.as_ptr()))
+    }
+
+    unsafe fn log(&self, program: Program) -> String {
+        rtc::log_text(rtc::sized_bytes(
+            |n| (self.api.log_size)(program, n) == SUCCESS,
+            |buf| (self.api.log)(program, buf) == SUCCESS,
+        ))
+    }
+
+    unsafe fn code(&self, program: Program) -> std::result::Result<Vec<u8>, String> {
+        let mut size = 0usize;
+        self.status((self.api.code_size)(program, &mut size))?;
+        let mut buf = vec![0u8; size];
+        self.status((self.api.code)(program, buf.as_mut_ptr().cast()))?;
+        Ok(buf)
+    }
+
+    unsafe fn destroy(&self, mut program: Program) {
+        (self.api.destroy)(&mut program);
+    }
+}
+
+impl JitCompiler for Hiprtc {
+    /// Compiler identity for cache keys: `hiprtc-<ROCm release>`.
+    fn id(&self) -> String {
+        match &self.rocm {
+            Some(v) => format!("hiprtc-{v}"),
+            None => format!("hiprtc-{}.{}", self.api_version.0, self.api_version.1),
+        }
+    }
+    /// Compiles one translation unit for `arch` (a full target id such as
+    /// `gfx942:sramecc+:xnack-`) to a code object. Errors carry hiprtc's log, which cites
+    /// DSL files and lines through the source's `#line` directives.
+    fn compile(
+        &self,
+        source: &str,
+        name: &str,
+        arch: &str,
+        extra: &[String],
+    ) -> Result<CodeObject> {
+        self.check_arch(arch)?;
+        let options: Vec<String> = [
+            format!("--offload-arch={arch}"),
+            "-O3".to_string(),
+            "-std=c++17".to_string(),
+            "-munsafe-fp-atomics".to_string(),
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
+        let _serial = COMPILE.lock().unwrap_or_else(|p| p.into_inner());
+        rtc::compile(self, source, name, &format!("{name}.hip"), arch, &options)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod amdgpu;
 pub mod hiprtc;
 pub mod nvrtc;
 pub mod resources;
+mod rtc;
 pub mod tools;
 
 pub use resources::Resources;

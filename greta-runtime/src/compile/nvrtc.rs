@@ -1,11 +1,13 @@
 //! NVRTC: CUDA-flavoured generated source to an sm_XX cubin, at run time. The library is
 //! loaded dynamically (through cudarc) so binaries start on machines without CUDA.
 
+use super::rtc::{self, ProgramApi};
 use super::tools::{tool_path, INSTALL_HINT};
 use super::CodeObject;
 use crate::error::{Error, Result};
+use crate::jit::JitCompiler;
 use cudarc::nvrtc::sys;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr};
 use std::sync::OnceLock;
 
 /// A loaded NVRTC.
@@ -17,12 +19,29 @@ pub struct Nvrtc {
 /// Libraries opened by path so that cudarc's by-name lookup finds them already loaded.
 static PRELOADED: OnceLock<Vec<libloading::os::unix::Library>> = OnceLock::new();
 
-impl crate::jit::JitCompiler for Nvrtc {
+impl JitCompiler for Nvrtc {
+    /// Compiler identity for cache keys.
     fn id(&self) -> String {
-        Nvrtc::id(self)
+        format!("nvrtc-{}.{}", self.major, self.minor)
     }
-    fn compile(&self, source: &str, name: &str, arch: &str, options: &[String]) -> Result<Vec<u8>> {
-        Nvrtc::compile(self, source, name, arch, options).map(|c| c.bytes)
+    /// Compiles one translation unit for `arch` (e.g. `sm_90`) to a cubin; the log carries
+    /// ptxas's resource report. Errors cite DSL lines through the source's `#line`s.
+    fn compile(
+        &self,
+        source: &str,
+        name: &str,
+        arch: &str,
+        extra: &[String],
+    ) -> Result<CodeObject> {
+        let options: Vec<String> = [
+            format!("--gpu-architecture={arch}"),
+            "-std=c++17".to_string(),
+            "-Xptxas=-v".to_string(),
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
+        rtc::compile(self, source, name, &format!("{name}.cu"), arch, &options)
     }
 }
 
@@ -48,11 +67,7 @@ fn preload() {
 }
 
 fn check(r: sys::nvrtcResult, what: &str) -> Result<()> {
-    if r == sys::nvrtcResult::NVRTC_SUCCESS {
-        Ok(())
-    } else {
-        Err(Error::Backend(format!("NVRTC {what} failed: {r:?}")))
-    }
+    status(r).map_err(|why| Error::Backend(format!("NVRTC {what} failed: {why}")))
 }
 
 impl Nvrtc {
@@ -73,96 +88,63 @@ impl Nvrtc {
         )?;
         Ok(Nvrtc { major, minor })
     }
+}
 
-    /// Compiler identity for cache keys.
-    pub fn id(&self) -> String {
-        format!("nvrtc-{}.{}", self.major, self.minor)
+fn status(r: sys::nvrtcResult) -> std::result::Result<(), String> {
+    if r == sys::nvrtcResult::NVRTC_SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("{r:?}"))
     }
+}
 
-    /// Compiles one translation unit for `arch` (e.g. `sm_90`) to a cubin; the log carries
-    /// ptxas's resource report. Errors cite DSL lines through the source's `#line`s.
-    pub fn compile(
+// SAFETY: each call passes its arguments straight to the NVRTC entry point of that name.
+unsafe impl ProgramApi for Nvrtc {
+    type Program = sys::nvrtcProgram;
+    const NAME: &'static str = "NVRTC";
+
+    unsafe fn create(
         &self,
-        source: &str,
-        name: &str,
-        arch: &str,
-        extra: &[String],
-    ) -> Result<CodeObject> {
-        let fail = |log: String| Error::Compile {
-            kernel: name.to_string(),
-            target: arch.to_string(),
-            log,
-        };
-        let src = CString::new(source).map_err(|_| fail("source contains a NUL byte".into()))?;
-        let file =
-            CString::new(format!("{name}.cu")).map_err(|_| fail("bad kernel name".into()))?;
-        let mut options = vec![
-            format!("--gpu-architecture={arch}"),
-            "-std=c++17".to_string(),
-            "-Xptxas=-v".to_string(),
-        ];
-        options.extend(extra.iter().cloned());
-        let options: Vec<CString> = options
-            .into_iter()
-            .map(|o| CString::new(o).map_err(|_| fail("option contains a NUL byte".into())))
-            .collect::<Result<_>>()?;
-        let option_ptrs: Vec<*const c_char> = options.iter().map(|o| o.as_ptr()).collect();
-        let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
-        // SAFETY: all strings are NUL-terminated and outlive the calls; the program is
-        // destroyed on every path below.
-        unsafe {
-            check(
-                sys::nvrtcCreateProgram(
-                    &mut prog,
-                    src.as_ptr(),
-                    file.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                    std::ptr::null(),
-                ),
-                "program creation",
-            )?;
-            let status =
-                sys::nvrtcCompileProgram(prog, option_ptrs.len() as i32, option_ptrs.as_ptr());
-            let log = program_log(prog);
-            let result = if status == sys::nvrtcResult::NVRTC_SUCCESS {
-                cubin(prog).map(|bytes| CodeObject { bytes, log })
-            } else {
-                Err(fail(log))
-            };
-            sys::nvrtcDestroyProgram(&mut prog);
-            result
-        }
+        source: &CStr,
+        file: &CStr,
+    ) -> std::result::Result<sys::nvrtcProgram, String> {
+        let mut program: sys::nvrtcProgram = std::ptr::null_mut();
+        let r = sys::nvrtcCreateProgram(
+            &mut program,
+            source.as_ptr(),
+            file.as_ptr(),
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+        );
+        status(r).map(|()| program)
     }
-}
 
-/// # Safety
-/// `prog` must be a live program.
-unsafe fn program_log(prog: sys::nvrtcProgram) -> String {
-    let mut size = 0usize;
-    if sys::nvrtcGetProgramLogSize(prog, &mut size) != sys::nvrtcResult::NVRTC_SUCCESS || size == 0
-    {
-        return String::new();
+    unsafe fn compile(
+        &self,
+        program: sys::nvrtcProgram,
+        options: &[*const c_char],
+    ) -> std::result::Result<(), String> {
+        let count = i32::try_from(options.len()).map_err(|_| "too many options".to_string())?;
+        status(sys::nvrtcCompileProgram(program, count, options.as_ptr()))
     }
-    let mut buf = vec![0u8; size];
-    if sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr() as *mut c_char)
-        != sys::nvrtcResult::NVRTC_SUCCESS
-    {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
 
-/// # Safety
-/// `prog` must be a successfully compiled program.
-unsafe fn cubin(prog: sys::nvrtcProgram) -> Result<Vec<u8>> {
-    let mut size = 0usize;
-    check(sys::nvrtcGetCUBINSize(prog, &mut size), "cubin size query")?;
-    let mut buf = vec![0u8; size];
-    check(
-        sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut c_char),
-        "cubin retrieval",
-    )?;
-    Ok(buf)
+    unsafe fn log(&self, program: sys::nvrtcProgram) -> String {
+        rtc::log_text(rtc::sized_bytes(
+            |n| status(sys::nvrtcGetProgramLogSize(program, n)).is_ok(),
+            |buf| status(sys::nvrtcGetProgramLog(program, buf)).is_ok(),
+        ))
+    }
+
+    unsafe fn code(&self, program: sys::nvrtcProgram) -> std::result::Result<Vec<u8>, String> {
+        let mut size = 0usize;
+        status(sys::nvrtcGetCUBINSize(program, &mut size))?;
+        let mut buf = vec![0u8; size];
+        status(sys::nvrtcGetCUBIN(program, buf.as_mut_ptr().cast()))?;
+        Ok(buf)
+    }
+
+    unsafe fn destroy(&self, mut program: sys::nvrtcProgram) {
+        sys::nvrtcDestroyProgram(&mut program);
+    }
 }
