@@ -5,13 +5,10 @@
 
 use super::rtc::{self, ProgramApi};
 use super::tools::INSTALL_HINT;
-use super::CodeObject;
 use crate::error::{Error, Result};
-use crate::jit::JitCompiler;
 use libloading::Library;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// Libraries that export hiprtc, in the order they are tried (newest release first).
 const CANDIDATES: [&str; 5] = [
@@ -21,10 +18,6 @@ const CANDIDATES: [&str; 5] = [
     "libamdhip64.so.5",
     "libamdhip64.so",
 ];
-
-/// hiprtc compiles one program at a time (its compiler keeps process-global state), and
-/// older releases are not safe to call concurrently; a lock makes that explicit.
-static COMPILE: Mutex<()> = Mutex::new(());
 
 type Program = *mut c_void;
 type Status = c_int;
@@ -149,6 +142,29 @@ impl Hiprtc {
 unsafe impl ProgramApi for Hiprtc {
     type Program = Program;
     const NAME: &'static str = "hiprtc";
+    const EXTENSION: &'static str = "hip";
+    /// hiprtc's compiler keeps process-global state, and older releases are not safe to
+    /// call concurrently.
+    const SERIAL: bool = true;
+
+    /// `hiprtc-<ROCm release>`.
+    fn identity(&self) -> String {
+        match &self.rocm {
+            Some(v) => format!("hiprtc-{v}"),
+            None => format!("hiprtc-{}.{}", self.api_version.0, self.api_version.1),
+        }
+    }
+
+    /// For `arch`, a full target id such as `gfx942:sramecc+:xnack-`.
+    fn options(&self, arch: &str) -> Result<Vec<String>> {
+        self.check_arch(arch)?;
+        Ok(vec![
+            format!("--offload-arch={arch}"),
+            "-O3".to_string(),
+            "-std=c++17".to_string(),
+            "-munsafe-fp-atomics".to_string(),
+        ])
+    }
 
     unsafe fn create(&self, source: &CStr, file: &CStr) -> std::result::Result<Program, String> {
         let mut program: Program = std::ptr::null_mut();
@@ -189,39 +205,6 @@ unsafe impl ProgramApi for Hiprtc {
 
     unsafe fn destroy(&self, mut program: Program) {
         (self.api.destroy)(&mut program);
-    }
-}
-
-impl JitCompiler for Hiprtc {
-    /// Compiler identity for cache keys: `hiprtc-<ROCm release>`.
-    fn id(&self) -> String {
-        match &self.rocm {
-            Some(v) => format!("hiprtc-{v}"),
-            None => format!("hiprtc-{}.{}", self.api_version.0, self.api_version.1),
-        }
-    }
-    /// Compiles one translation unit for `arch` (a full target id such as
-    /// `gfx942:sramecc+:xnack-`) to a code object. Errors carry hiprtc's log, which cites
-    /// DSL files and lines through the source's `#line` directives.
-    fn compile(
-        &self,
-        source: &str,
-        name: &str,
-        arch: &str,
-        extra: &[String],
-    ) -> Result<CodeObject> {
-        self.check_arch(arch)?;
-        let options: Vec<String> = [
-            format!("--offload-arch={arch}"),
-            "-O3".to_string(),
-            "-std=c++17".to_string(),
-            "-munsafe-fp-atomics".to_string(),
-        ]
-        .into_iter()
-        .chain(extra.iter().cloned())
-        .collect();
-        let _serial = COMPILE.lock().unwrap_or_else(|p| p.into_inner());
-        rtc::compile(self, source, name, &format!("{name}.hip"), arch, &options)
     }
 }
 

@@ -3,9 +3,7 @@
 
 use super::rtc::{self, ProgramApi};
 use super::tools::{tool_path, INSTALL_HINT};
-use super::CodeObject;
 use crate::error::{Error, Result};
-use crate::jit::JitCompiler;
 use cudarc::nvrtc::sys;
 use std::ffi::{c_char, CStr};
 use std::sync::OnceLock;
@@ -18,32 +16,6 @@ pub struct Nvrtc {
 
 /// Libraries opened by path so that cudarc's by-name lookup finds them already loaded.
 static PRELOADED: OnceLock<Vec<libloading::os::unix::Library>> = OnceLock::new();
-
-impl JitCompiler for Nvrtc {
-    /// Compiler identity for cache keys.
-    fn id(&self) -> String {
-        format!("nvrtc-{}.{}", self.major, self.minor)
-    }
-    /// Compiles one translation unit for `arch` (e.g. `sm_90`) to a cubin; the log carries
-    /// ptxas's resource report. Errors cite DSL lines through the source's `#line`s.
-    fn compile(
-        &self,
-        source: &str,
-        name: &str,
-        arch: &str,
-        extra: &[String],
-    ) -> Result<CodeObject> {
-        let options: Vec<String> = [
-            format!("--gpu-architecture={arch}"),
-            "-std=c++17".to_string(),
-            "-Xptxas=-v".to_string(),
-        ]
-        .into_iter()
-        .chain(extra.iter().cloned())
-        .collect();
-        rtc::compile(self, source, name, &format!("{name}.cu"), arch, &options)
-    }
-}
 
 /// Opens NVRTC (and its builtins library) from `GRETA_NVRTC_LIB` /
 /// `GRETA_NVRTC_BUILTINS_LIB` or the tools folder, when given: the pip-installed NVRTC is
@@ -102,6 +74,21 @@ fn status(r: sys::nvrtcResult) -> std::result::Result<(), String> {
 unsafe impl ProgramApi for Nvrtc {
     type Program = sys::nvrtcProgram;
     const NAME: &'static str = "NVRTC";
+    const EXTENSION: &'static str = "cu";
+    const SERIAL: bool = false;
+
+    fn identity(&self) -> String {
+        format!("nvrtc-{}.{}", self.major, self.minor)
+    }
+
+    /// For `arch` such as `sm_90`; the log then carries ptxas's resource report.
+    fn options(&self, arch: &str) -> Result<Vec<String>> {
+        Ok(vec![
+            format!("--gpu-architecture={arch}"),
+            "-std=c++17".to_string(),
+            "-Xptxas=-v".to_string(),
+        ])
+    }
 
     unsafe fn create(
         &self,

@@ -1,22 +1,37 @@
 //! The program life cycle NVRTC and hiprtc share: create a program from one translation
 //! unit, compile it with options, read the log, take the code, destroy the program. Each
-//! library supplies only its five calls; the sequence, the string handling and the error
-//! shape live here once.
+//! library supplies its identity, its options and its five calls; the sequence, the string
+//! handling, the error shape and the [`JitCompiler`] implementation live here once.
 
 use super::CodeObject;
 use crate::error::{Error, Result};
+use crate::jit::JitCompiler;
 use std::ffi::{c_char, CStr, CString};
+use std::sync::Mutex;
+
+/// Held through every compilation of a library that is not safe to call concurrently.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The program calls of a run-time compiler library.
 ///
 /// # Safety
 /// An implementation must call the library with exactly the arguments it is given, and
 /// `code` / `log` must return only bytes the library wrote.
-pub(super) unsafe trait ProgramApi {
+pub unsafe trait ProgramApi: Send + Sync {
     /// The library's program handle.
     type Program: Copy;
     /// The library's name in error messages (`NVRTC`, `hiprtc`).
     const NAME: &'static str;
+    /// The source file extension diagnostics name (`cu`, `hip`).
+    const EXTENSION: &'static str;
+    /// Whether compilations must not overlap (the library keeps process-global state).
+    const SERIAL: bool;
+
+    /// Compiler name and version, part of the cache key.
+    fn identity(&self) -> String;
+    /// The options every compilation for `arch` takes, or why this library cannot compile
+    /// for it.
+    fn options(&self, arch: &str) -> Result<Vec<String>>;
 
     /// Creates a program from `source`, named `file` in diagnostics.
     ///
@@ -53,10 +68,31 @@ pub(super) unsafe trait ProgramApi {
     unsafe fn destroy(&self, program: Self::Program);
 }
 
+impl<A: ProgramApi> JitCompiler for A {
+    fn id(&self) -> String {
+        self.identity()
+    }
+
+    /// A compile error carries the compiler's log, which cites DSL files and lines through
+    /// the source's `#line` directives.
+    fn compile(
+        &self,
+        source: &str,
+        name: &str,
+        arch: &str,
+        extra: &[String],
+    ) -> Result<CodeObject> {
+        let mut options = self.options(arch)?;
+        options.extend(extra.iter().cloned());
+        let file = format!("{name}.{}", A::EXTENSION);
+        let _serial = A::SERIAL.then(|| SERIAL.lock().unwrap_or_else(|p| p.into_inner()));
+        run(self, source, name, &file, arch, &options)
+    }
+}
+
 /// Compiles `source` (kernel `name`, shown as `file` in diagnostics) for `arch` with
-/// `options`. A compile error carries the compiler's log, which cites DSL files and lines
-/// through the source's `#line` directives.
-pub(super) fn compile<A: ProgramApi>(
+/// `options`.
+fn run<A: ProgramApi>(
     api: &A,
     source: &str,
     name: &str,

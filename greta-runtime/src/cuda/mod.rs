@@ -2,10 +2,9 @@
 //! (dependent launches on sm_90), events and stream capture into CUDA graphs. libcuda and
 //! libnvrtc are loaded at run time, so the binary starts on machines without them.
 
-use crate::args::Grid;
 use crate::compile::nvrtc::Nvrtc;
 use crate::error::{Error, Result};
-use crate::gpu::{check_wave, DeviceInfo, Driver, GpuBackend, LoadedFunction};
+use crate::gpu::{check_wave, DeviceInfo, Driver, GpuBackend, Launch};
 use crate::select::BackendKind;
 use cudarc::driver::{result, sys, CudaContext, DriverError};
 use greta_codegen::Target;
@@ -187,13 +186,7 @@ unsafe impl Driver for CudaDriver {
             .map_err(driver("stream synchronisation"))
     }
 
-    fn load(
-        &self,
-        code: &[u8],
-        symbol: &CStr,
-        block: u32,
-        dynamic_shared: u32,
-    ) -> Result<(sys::CUmodule, LoadedFunction<sys::CUfunction>)> {
+    fn load(&self, code: &[u8], symbol: &CStr) -> Result<(sys::CUmodule, sys::CUfunction)> {
         // SAFETY: `code` is a complete cubin for this device's architecture; the module is
         // kept alive as long as the backend.
         unsafe {
@@ -201,74 +194,59 @@ unsafe impl Driver for CudaDriver {
                 .map_err(driver("module load"))?;
             let function = result::module::get_function(module, symbol.to_owned())
                 .map_err(driver("kernel lookup"))?;
-            if dynamic_shared > 0 {
+            Ok((module, function))
+        }
+    }
+
+    fn resident_blocks(&self, function: sys::CUfunction, block: u32, shared: u32) -> Result<u32> {
+        let mut resident = 0;
+        // SAFETY: `function` is a loaded kernel; `resident` is valid for writes.
+        unsafe {
+            if shared > 0 {
                 sys::cuFuncSetAttribute(
                     function,
                     sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    dynamic_shared as i32,
+                    shared as i32,
                 )
                 .result()
                 .map_err(driver("dynamic shared memory opt-in"))?;
             }
-            let mut resident = 0;
             sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
                 &mut resident,
                 function,
                 block as i32,
-                dynamic_shared as usize,
+                shared as usize,
             )
             .result()
             .map_err(driver("occupancy query"))?;
-            let resident = resident.max(0) as u32;
-            Ok((module, LoadedFunction { function, resident }))
         }
+        Ok(resident.max(0) as u32)
     }
 
     unsafe fn launch(
         &self,
-        function: sys::CUfunction,
-        grid: Grid,
-        block: u32,
-        dynamic_shared: u32,
-        dependent: bool,
-        params: &mut [*mut c_void],
+        launch: Launch<'_, sys::CUfunction>,
     ) -> std::result::Result<(), String> {
-        let status = if dependent {
-            let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
-            attr.id =
-                sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-            attr.value.programmaticStreamSerializationAllowed = 1;
-            let config = sys::CUlaunchConfig {
-                gridDimX: grid.x,
-                gridDimY: grid.y,
-                gridDimZ: grid.z,
-                blockDimX: block,
-                blockDimY: 1,
-                blockDimZ: 1,
-                sharedMemBytes: dynamic_shared,
-                hStream: self.stream(),
-                attrs: &mut attr,
-                numAttrs: 1,
-            };
-            sys::cuLaunchKernelEx(&config, function, params.as_mut_ptr(), std::ptr::null_mut())
-                .result()
-        } else {
-            sys::cuLaunchKernel(
-                function,
-                grid.x,
-                grid.y,
-                grid.z,
-                block,
-                1,
-                1,
-                dynamic_shared,
-                self.stream(),
-                params.as_mut_ptr(),
-                std::ptr::null_mut(),
-            )
-            .result()
+        // Dependent launch is the one attribute; without it the list is empty.
+        let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: launch.grid.x,
+            gridDimY: launch.grid.y,
+            gridDimZ: launch.grid.z,
+            blockDimX: launch.block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: launch.dynamic_shared,
+            hStream: self.stream(),
+            attrs: &mut attr,
+            numAttrs: u32::from(launch.dependent),
         };
-        status.map_err(|e| e.to_string())
+        let params = launch.params.as_mut_ptr();
+        sys::cuLaunchKernelEx(&config, launch.function, params, std::ptr::null_mut())
+            .result()
+            .map_err(|e| e.to_string())
     }
 
     fn begin_capture(&self) -> Result<()> {

@@ -3,7 +3,7 @@
 //! cache on first use), argument packing, buffers, graphs and events that free themselves
 //! through the driver, and graph update with a fallback to the new executable.
 
-use super::driver::{Driver, LoadedFunction};
+use super::driver::{Driver, Launch};
 use super::{check_range, ArgSlots, LoadedKernels};
 use crate::args::{Arg, Grid};
 use crate::buffer::{BackendMemory, RawBuffer};
@@ -89,9 +89,10 @@ impl<D: Driver> GpuBackend<D> {
                 .map_err(|_| Error::Backend("kernel name contains NUL".into()))?;
             let dynamic_shared =
                 greta_codegen::validate::dynamic_shared_bytes(kernel, &info.target);
-            let (module, LoadedFunction { function, resident }) =
-                self.driver
-                    .load(&code, &name, kernel.block, dynamic_shared)?;
+            let (module, function) = self.driver.load(&code, &name)?;
+            let resident = self
+                .driver
+                .resident_blocks(function, kernel.block, dynamic_shared)?;
             let loaded = Loaded {
                 function,
                 dependent: info.dependent_launch && kernel.waits_prior_launch(),
@@ -258,14 +259,14 @@ impl<D: Driver> Backend for GpuBackend<D> {
         // SAFETY: the argument list was checked against the kernel's parameters; the slots
         // outlive the call (drivers copy parameters at launch).
         unsafe {
-            self.driver.launch(
-                loaded.function,
+            self.driver.launch(Launch {
+                function: loaded.function,
                 grid,
-                kernel.block,
-                loaded.dynamic_shared,
-                loaded.dependent,
-                &mut params,
-            )
+                block: kernel.block,
+                dynamic_shared: loaded.dynamic_shared,
+                dependent: loaded.dependent,
+                params: &mut params,
+            })
         }
         .map_err(|message| Error::Launch {
             kernel: kernel.symbol.clone(),

@@ -8,11 +8,16 @@ use crate::error::Result;
 use crate::select::BackendKind;
 use std::ffi::{c_void, CStr};
 
-/// A kernel entry point loaded from a code object, with what its launches need.
-pub(crate) struct LoadedFunction<F> {
+/// One kernel launch as a driver queues it.
+pub(crate) struct Launch<'a, F> {
     pub function: F,
-    /// Blocks one compute unit holds at once.
-    pub resident: u32,
+    pub grid: Grid,
+    pub block: u32,
+    pub dynamic_shared: u32,
+    /// May start before its predecessor ends (the kernel waits for it itself).
+    pub dependent: bool,
+    /// One live slot per kernel parameter.
+    pub params: &'a mut [*mut c_void],
 }
 
 /// One GPU through its vendor's API: a device bound to the calling thread, one stream on it,
@@ -56,28 +61,15 @@ pub(crate) unsafe trait Driver: Send + Sync + 'static {
     /// Waits for everything queued on the stream.
     fn synchronize(&self) -> Result<()>;
 
-    /// Loads `code` and finds `symbol` in it, allowing `dynamic_shared` bytes of dynamic
-    /// shared memory for blocks of `block` threads.
-    fn load(
-        &self,
-        code: &[u8],
-        symbol: &CStr,
-        block: u32,
-        dynamic_shared: u32,
-    ) -> Result<(Self::Module, LoadedFunction<Self::Function>)>;
-    /// Queues a launch; `dependent` lets it start before its predecessor ends (the kernel
-    /// waits for it itself). Errors are the driver's message.
+    /// Loads `code` and finds `symbol` in it.
+    fn load(&self, code: &[u8], symbol: &CStr) -> Result<(Self::Module, Self::Function)>;
+    /// Allows `function` `shared` bytes of dynamic shared memory and says how many of its
+    /// blocks of `block` threads one compute unit then holds at once.
+    fn resident_blocks(&self, function: Self::Function, block: u32, shared: u32) -> Result<u32>;
+    /// Queues a launch. Errors are the driver's message.
     /// # Safety
-    /// `params` points at one live slot per kernel parameter.
-    unsafe fn launch(
-        &self,
-        function: Self::Function,
-        grid: Grid,
-        block: u32,
-        dynamic_shared: u32,
-        dependent: bool,
-        params: &mut [*mut c_void],
-    ) -> std::result::Result<(), String>;
+    /// `launch.params` points at one live slot per kernel parameter.
+    unsafe fn launch(&self, launch: Launch<'_, Self::Function>) -> std::result::Result<(), String>;
 
     fn begin_capture(&self) -> Result<()>;
     /// Ends the capture, returning the graph, its executable and its node count.

@@ -9,7 +9,7 @@ mod driver;
 
 pub(crate) use backend::DeviceInfo;
 pub(crate) use backend::GpuBackend;
-pub(crate) use driver::{Driver, LoadedFunction};
+pub(crate) use driver::{Driver, Launch};
 
 use crate::args::Arg;
 use crate::buffer::RawBuffer;

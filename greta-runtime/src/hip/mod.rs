@@ -12,10 +12,9 @@
 //! backend above it is the one the CUDA driver runs under, and the compiler path it uses
 //! (`jit::code_object` with hiprtc) is tested on every kernel.
 
-use crate::args::Grid;
 use crate::compile::hiprtc::Hiprtc;
 use crate::error::{Error, Result};
-use crate::gpu::{amd_target, check_wave, DeviceInfo, Driver, GpuBackend, LoadedFunction};
+use crate::gpu::{amd_target, check_wave, DeviceInfo, Driver, GpuBackend, Launch};
 use crate::select::BackendKind;
 use hip_sys::hiprt as sys;
 use std::ffi::{c_char, c_void, CStr};
@@ -207,16 +206,9 @@ unsafe impl Driver for HipDriver {
         )
     }
 
-    fn load(
-        &self,
-        code: &[u8],
-        symbol: &CStr,
-        block: u32,
-        dynamic_shared: u32,
-    ) -> Result<(sys::hipModule_t, LoadedFunction<sys::hipFunction_t>)> {
+    fn load(&self, code: &[u8], symbol: &CStr) -> Result<(sys::hipModule_t, sys::hipFunction_t)> {
         let mut module: sys::hipModule_t = std::ptr::null_mut();
         let mut function: sys::hipFunction_t = std::ptr::null_mut();
-        let mut resident = 0;
         // SAFETY: `code` is a complete code object for this device's full architecture;
         // the module is kept alive as long as the backend.
         unsafe {
@@ -228,42 +220,48 @@ unsafe impl Driver for HipDriver {
                 sys::hipModuleGetFunction(&mut function, module, symbol.as_ptr()),
                 "kernel lookup",
             )?;
-            check(
-                sys::hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &mut resident,
-                    function,
-                    block as i32,
-                    dynamic_shared as usize,
-                ),
-                "occupancy query",
-            )?;
         }
-        let resident = resident.max(0) as u32;
-        Ok((module, LoadedFunction { function, resident }))
+        Ok((module, function))
+    }
+
+    fn resident_blocks(
+        &self,
+        function: sys::hipFunction_t,
+        block: u32,
+        shared: u32,
+    ) -> Result<u32> {
+        // HIP needs no opt-in: a block may use all of a compute unit's shared memory.
+        let mut resident = 0;
+        // SAFETY: `function` is a loaded kernel; `resident` is valid for writes.
+        let status = unsafe {
+            sys::hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(
+                &mut resident,
+                function,
+                block as i32,
+                shared as usize,
+            )
+        };
+        check(status, "occupancy query")?;
+        Ok(resident.max(0) as u32)
     }
 
     unsafe fn launch(
         &self,
-        function: sys::hipFunction_t,
-        grid: Grid,
-        block: u32,
-        dynamic_shared: u32,
-        _dependent: bool,
-        params: &mut [*mut c_void],
+        launch: Launch<'_, sys::hipFunction_t>,
     ) -> std::result::Result<(), String> {
         // HIP reads each parameter's size (from the code object's metadata) through its
-        // pointer at launch.
+        // pointer at launch. It has no dependent launch; `launch.dependent` is never set.
         let status = sys::hipModuleLaunchKernel(
-            function,
-            grid.x,
-            grid.y,
-            grid.z,
-            block,
+            launch.function,
+            launch.grid.x,
+            launch.grid.y,
+            launch.grid.z,
+            launch.block,
             1,
             1,
-            dynamic_shared,
+            launch.dynamic_shared,
             self.stream,
-            params.as_mut_ptr(),
+            launch.params.as_mut_ptr(),
             std::ptr::null_mut(),
         );
         check(status, "kernel launch").map_err(|e| e.to_string())
