@@ -6,7 +6,7 @@ use crate::kernels::KernelVariants;
 use crate::runtime::compile::amdgpu::ClangAmdgpu;
 use crate::runtime::compile::nvrtc::Nvrtc;
 use crate::runtime::compile::resources::{parse_ptxas_log, Resources};
-use crate::runtime::jit::JitCompiler;
+use crate::runtime::compile::JitCompiler;
 use rayon::prelude::*;
 
 /// The result of compiling one specialisation.

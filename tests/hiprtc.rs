@@ -8,7 +8,8 @@ use greta::kernels::builtins;
 use greta::runtime::compile::amdgpu::ClangAmdgpu;
 use greta::runtime::compile::hiprtc::Hiprtc;
 use greta::runtime::compile::CodeObject;
-use greta::runtime::jit::{self, JitCompiler};
+use greta::runtime::compile::JitCompiler;
+use greta::runtime::jit;
 use greta::runtime::Error;
 
 /// The target id an MI200 reports (`gcnArchName`): the backend compiles for the full id.

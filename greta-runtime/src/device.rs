@@ -7,7 +7,33 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use greta_codegen::ir::{Kernel, ParamKind};
 use greta_codegen::{KernelDef, SpecValue, Target};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Which backend to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The best available: CUDA, then HIP, then CPU.
+    Auto,
+    Cpu,
+    Cuda,
+    Hip,
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<BackendKind> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendKind::Auto),
+            "cpu" => Ok(BackendKind::Cpu),
+            "cuda" => Ok(BackendKind::Cuda),
+            "hip" => Ok(BackendKind::Hip),
+            other => Err(Error::Unavailable(format!(
+                "unknown backend `{other}`; choose auto, cpu, cuda or hip"
+            ))),
+        }
+    }
+}
 
 /// A captured sequence of launches that can be replayed.
 pub trait BackendGraph: Send + Sync {
@@ -34,7 +60,7 @@ pub trait Backend: Send + Sync {
     /// Compute units that run blocks concurrently (SMs, CUs, CPU threads), for sizing grids.
     fn compute_units(&self) -> u32;
     /// Which backend this is.
-    fn kind(&self) -> crate::select::BackendKind;
+    fn kind(&self) -> BackendKind;
     fn alloc(&self, bytes: usize) -> Result<RawBuffer>;
     fn write(&self, dst: &RawBuffer, offset: usize, src: &[u8]) -> Result<()>;
     fn read(&self, src: &RawBuffer, offset: usize, dst: &mut [u8]) -> Result<()>;
@@ -167,7 +193,7 @@ impl Device {
     }
 
     /// Which backend runs this device.
-    pub fn kind(&self) -> crate::select::BackendKind {
+    pub fn kind(&self) -> BackendKind {
         self.backend.kind()
     }
 

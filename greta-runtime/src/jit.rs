@@ -3,25 +3,11 @@
 //! start compiles nothing).
 
 use crate::cache::{cache_key, KernelCache};
-use crate::compile::CodeObject;
+use crate::compile::JitCompiler;
 use crate::error::Result;
 use greta_codegen::ir::Kernel;
 use greta_codegen::Target;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A compiler that runs inside the process (NVRTC, hiprtc).
-pub trait JitCompiler: Send + Sync {
-    /// Compiler name and version, part of the cache key.
-    fn id(&self) -> String;
-    /// Compiles one translation unit for the full architecture name.
-    fn compile(
-        &self,
-        source: &str,
-        name: &str,
-        arch: &str,
-        options: &[String],
-    ) -> Result<CodeObject>;
-}
 
 static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
 

@@ -19,7 +19,6 @@ pub mod select;
 
 pub use args::{Arg, Grid, ScalarArg};
 pub use buffer::{BackendMemory, Buffer, RawBuffer};
-pub use device::{Backend, BackendEvent, BackendGraph, Device, Graph};
+pub use device::{Backend, BackendEvent, BackendGraph, BackendKind, Device, Graph};
 pub use element::Element;
 pub use error::{Error, Result};
-pub use select::BackendKind;

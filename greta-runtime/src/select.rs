@@ -3,35 +3,9 @@
 //! choice overrides.
 
 use crate::cpu::{CpuBackend, CpuOptions};
-use crate::device::Device;
+use crate::device::{BackendKind, Device};
 use crate::error::{Error, Result};
-use std::str::FromStr;
 use std::sync::Arc;
-
-/// Which backend to open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendKind {
-    /// The best available: CUDA, then HIP, then CPU.
-    Auto,
-    Cpu,
-    Cuda,
-    Hip,
-}
-
-impl FromStr for BackendKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<BackendKind> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(BackendKind::Auto),
-            "cpu" => Ok(BackendKind::Cpu),
-            "cuda" => Ok(BackendKind::Cuda),
-            "hip" => Ok(BackendKind::Hip),
-            other => Err(Error::Unavailable(format!(
-                "unknown backend `{other}`; choose auto, cpu, cuda or hip"
-            ))),
-        }
-    }
-}
 
 /// CPU options from the environment: `GRETA_WAVE` (64 or 32) and `GRETA_TRAP_NAN=1`.
 pub fn cpu_options_from_env() -> Result<CpuOptions> {

@@ -11,6 +11,8 @@ pub mod tools;
 
 pub use resources::Resources;
 
+use crate::error::Result;
+
 /// A compiled kernel: the code object and what the compiler said.
 #[derive(Clone, Debug)]
 pub struct CodeObject {
@@ -18,4 +20,18 @@ pub struct CodeObject {
     pub bytes: Vec<u8>,
     /// The compiler's log (warnings, resource report).
     pub log: String,
+}
+
+/// A compiler that runs inside the process (NVRTC, hiprtc).
+pub trait JitCompiler: Send + Sync {
+    /// Compiler name and version, part of the cache key.
+    fn id(&self) -> String;
+    /// Compiles one translation unit for the full architecture name.
+    fn compile(
+        &self,
+        source: &str,
+        name: &str,
+        arch: &str,
+        options: &[String],
+    ) -> Result<CodeObject>;
 }

@@ -3,9 +3,8 @@
 //! library supplies its identity, its options and its five calls; the sequence, the string
 //! handling, the error shape and the [`JitCompiler`] implementation live here once.
 
-use super::CodeObject;
+use super::{CodeObject, JitCompiler};
 use crate::error::{Error, Result};
-use crate::jit::JitCompiler;
 use std::ffi::{c_char, CStr, CString};
 use std::sync::Mutex;
 

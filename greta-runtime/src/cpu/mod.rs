@@ -151,8 +151,8 @@ impl Backend for CpuBackend {
         )
     }
 
-    fn kind(&self) -> crate::select::BackendKind {
-        crate::select::BackendKind::Cpu
+    fn kind(&self) -> crate::device::BackendKind {
+        crate::device::BackendKind::Cpu
     }
 
     fn compute_units(&self) -> u32 {

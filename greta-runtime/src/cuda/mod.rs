@@ -3,9 +3,9 @@
 //! libnvrtc are loaded at run time, so the binary starts on machines without them.
 
 use crate::compile::nvrtc::Nvrtc;
+use crate::device::BackendKind;
 use crate::error::{Error, Result};
 use crate::gpu::{check_wave, DeviceInfo, Driver, GpuBackend, Launch};
-use crate::select::BackendKind;
 use cudarc::driver::{result, sys, CudaContext, DriverError};
 use greta_codegen::Target;
 use std::ffi::{c_void, CStr};

@@ -4,8 +4,8 @@
 //! is written once in the backend.
 
 use crate::args::Grid;
+use crate::device::BackendKind;
 use crate::error::Result;
-use crate::select::BackendKind;
 use std::ffi::{c_void, CStr};
 
 /// One kernel launch as a driver queues it.

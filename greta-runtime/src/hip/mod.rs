@@ -13,9 +13,9 @@
 //! (`jit::code_object` with hiprtc) is tested on every kernel.
 
 use crate::compile::hiprtc::Hiprtc;
+use crate::device::BackendKind;
 use crate::error::{Error, Result};
 use crate::gpu::{amd_target, check_wave, DeviceInfo, Driver, GpuBackend, Launch};
-use crate::select::BackendKind;
 use hip_sys::hiprt as sys;
 use std::ffi::{c_char, c_void, CStr};
 
