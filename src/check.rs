@@ -109,7 +109,7 @@ fn compile_one(
                     .compile(&src, &symbol, target.name, &[])
                     .map_err(|e| e.to_string())?;
                 // ptxas reports the static part; the launch requests the rest.
-                let dynamic = crate::codegen::validate::dynamic_shared_bytes(&ir, target);
+                let dynamic = ir.layout.dynamic_bytes;
                 parse_ptxas_log(&obj.log, &symbol)
                     .map(|r| Resources {
                         lds_bytes: r.lds_bytes + dynamic,

@@ -2,7 +2,7 @@
 //! target allows them, how CUDA gets shared memory beyond its static limit, and where a
 //! kernel's copy barriers are armed.
 
-use greta::codegen::{hip, validate, SpecValue, GFX942, SM90};
+use greta::codegen::{hip, SpecValue, GFX942, SM90};
 
 /// Copies without the `BULK_COPY` guard.
 #[greta::kernel(block = 64)]
@@ -50,8 +50,11 @@ fn shared_memory_past_the_static_limit_is_one_dynamic_allocation_on_cuda() {
         .specialise(&SM90, &[] as &[SpecValue])
         .unwrap();
     // 60 KiB, then 24 bytes, each 16-byte aligned.
-    assert_eq!(validate::dynamic_layout(&ir), (vec![0, 61440], 61472));
-    assert_eq!(validate::dynamic_shared_bytes(&ir, &SM90), 61472);
+    assert_eq!(ir.layout.offsets, [0, 61440]);
+    assert_eq!(
+        (ir.layout.arrays_bytes, ir.layout.dynamic_bytes),
+        (61472, 61472)
+    );
     let src = hip::emit(&ir, &SM90).unwrap();
     assert!(src.contains("extern __shared__ __align__(16) unsigned char greta_dynamic_shared[];"));
     assert!(src.contains("u32* const big = reinterpret_cast<u32*>(greta_dynamic_shared + 0);"));
@@ -72,7 +75,8 @@ fn shared_memory_past_the_static_limit_is_one_dynamic_allocation_on_cuda() {
     let amd = wide::definition()
         .specialise(&GFX942, &[] as &[SpecValue])
         .unwrap();
-    assert_eq!(validate::dynamic_shared_bytes(&amd, &GFX942), 0);
+    assert_eq!(amd.layout.dynamic_bytes, 0);
+    assert_eq!(amd.layout.offsets, [0, 61440]);
     let src = hip::emit(&amd, &GFX942).unwrap();
     assert!(src.contains("__shared__ __align__(16) u32 big[15360];"));
     assert!(!src.contains("greta_copy_async"));

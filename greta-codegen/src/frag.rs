@@ -12,26 +12,8 @@
 //! `v_mfma_*_16x16x16` / `16x16x32` register layouts; wave 32 uses the layouts of
 //! `mma.sync.m16n8k16` / `m16n8k32`, two instructions per fragment (one per 8 columns).
 
-use crate::types::Scalar;
+use crate::types::{Frag, FragRole, Scalar};
 use std::fmt;
-
-/// Which operand of the product a fragment holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FragRole {
-    /// The left operand: 16 rows of K values.
-    A,
-    /// The right operand: 16 output columns of K values each.
-    B,
-    /// The 16 x 16 accumulator.
-    C,
-}
-
-/// A fragment type: its role and element type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Frag {
-    pub role: FragRole,
-    pub elem: Scalar,
-}
 
 /// Where each lane's elements of a fragment sit: every bit of the lane index and of the
 /// element index adds a fixed (row, column) offset. (These are the "linear" layouts of

@@ -36,6 +36,27 @@ pub struct Kernel {
     pub funcs: Vec<Function>,
     /// The kernel body.
     pub entry: Function,
+    /// Where its shared memory goes on the target it was specialised for.
+    pub layout: SharedLayout,
+}
+
+/// A kernel's shared memory on one target (computed by [`SharedLayout::of`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedLayout {
+    /// Byte offset of each shared array (as indexed in `Kernel::shared`).
+    pub offsets: Vec<u32>,
+    /// The arrays' allocation, alignment padding included.
+    pub arrays_bytes: u32,
+    /// The arrays' own bytes, without padding.
+    pub declared_bytes: u32,
+    /// The block-reduction helpers' slots: one per wave for each reduction type used.
+    pub reduction_bytes: u32,
+    /// The waves' completion barriers of asynchronous copies (8 bytes each), or 0.
+    pub barrier_bytes: u32,
+    /// Bytes the launch requests dynamically: the arrays' allocation when the kernel's
+    /// total is beyond the target's static limit (every array then is a view of it), else
+    /// 0 (static declarations).
+    pub dynamic_bytes: u32,
 }
 
 /// A named compile-time constant (specialisation parameter or built-in constant).
@@ -434,11 +455,6 @@ impl Kernel {
         }
     }
 
-    /// Total bytes of shared memory the kernel declares.
-    pub fn shared_bytes(&self) -> u32 {
-        self.shared.iter().map(SharedArray::bytes).sum()
-    }
-
     /// The function a call refers to.
     pub fn func(&self, id: FuncId) -> &Function {
         &self.funcs[id as usize]
@@ -527,146 +543,6 @@ macro_rules! stmt_walker {
             }
         }
     };
-}
-
-/// Whether `stmts` contain a `WaitPriorLaunch`, at any depth.
-fn contains_wait(stmts: &[Stmt]) -> bool {
-    stmts.iter().any(|s| match &s.kind {
-        StmtKind::WaitPriorLaunch => true,
-        StmtKind::If { then, els, .. } => contains_wait(then) || contains_wait(els),
-        StmtKind::For { body, .. } | StmtKind::While { body, .. } => contains_wait(body),
-        StmtKind::Scope(body) => contains_wait(body),
-        _ => false,
-    })
-}
-
-/// What comes first in program order in `stmts`: a `CopyAsync` (`Some(true)`), a
-/// `WaitPriorLaunch` (`Some(false)`), or neither.
-fn copy_or_wait_first(stmts: &[Stmt]) -> Option<bool> {
-    stmts.iter().find_map(|s| match &s.kind {
-        StmtKind::CopyAsync { .. } => Some(true),
-        StmtKind::WaitPriorLaunch => Some(false),
-        StmtKind::If { then, els, .. } => {
-            copy_or_wait_first(then).or_else(|| copy_or_wait_first(els))
-        }
-        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => {
-            copy_or_wait_first(body)
-        }
-        _ => None,
-    })
-}
-
-impl Kernel {
-    /// Whether the kernel body reaches a `WaitPriorLaunch` before any `CopyAsync`: then the
-    /// copies' barriers can be armed at the wait, after the loads issued before it.
-    pub fn waits_before_copying(&self) -> bool {
-        copy_or_wait_first(&self.entry.body) == Some(false)
-    }
-
-    /// Whether the kernel waits for the previous launch itself (`wait_prior_launch()`), so
-    /// the runtime may start it while that launch still runs.
-    pub fn waits_prior_launch(&self) -> bool {
-        contains_wait(&self.entry.body) || self.funcs.iter().any(|f| contains_wait(&f.body))
-    }
-
-    /// For each parameter, whether a statement before the kernel's first `WaitPriorLaunch`
-    /// (in program order) names it. Such a buffer is read while the previous launch may
-    /// still run, so by the statement's contract that launch does not write it; the others
-    /// may hold the previous launch's results. All false for a kernel that never waits in
-    /// its body (also one that waits only inside a device function: nothing is assumed).
-    pub fn named_before_wait(&self) -> Vec<bool> {
-        fn mark(e: &Expr, named: &mut [bool]) {
-            match &e.kind {
-                ExprKind::Load {
-                    mem: MemRef::Global(p),
-                    ..
-                }
-                | ExprKind::FragLoad {
-                    mem: MemRef::Global(p),
-                    ..
-                }
-                | ExprKind::Atomic {
-                    mem: MemRef::Global(p),
-                    ..
-                } => named[*p as usize] = true,
-                ExprKind::Call { args, .. } => {
-                    for a in args {
-                        if let CallArg::Memory(MemRef::Global(p)) = a {
-                            named[*p as usize] = true;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        /// Marks what `stmts` name up to the wait; true once it is found.
-        fn scan(stmts: &[Stmt], named: &mut [bool]) -> bool {
-            for s in stmts {
-                let body_with_wait = match &s.kind {
-                    StmtKind::WaitPriorLaunch => return true,
-                    StmtKind::If { cond, then, els }
-                        if contains_wait(then) || contains_wait(els) =>
-                    {
-                        walk_expr(cond, &mut |e| mark(e, named));
-                        if scan(then, named) {
-                            return true;
-                        }
-                        els
-                    }
-                    StmtKind::For {
-                        start,
-                        end,
-                        step,
-                        body,
-                        ..
-                    } if contains_wait(body) => {
-                        for e in [start, end, step] {
-                            walk_expr(e, &mut |e| mark(e, named));
-                        }
-                        body
-                    }
-                    StmtKind::While { cond, body } if contains_wait(body) => {
-                        walk_expr(cond, &mut |e| mark(e, named));
-                        body
-                    }
-                    StmtKind::Scope(body) if contains_wait(body) => body,
-                    _ => {
-                        walk_stmts(std::slice::from_ref(s), &mut |e| mark(e, named));
-                        if let StmtKind::Store {
-                            mem: MemRef::Global(p),
-                            ..
-                        }
-                        | StmtKind::CopyAsync {
-                            src: MemRef::Global(p),
-                            ..
-                        }
-                        | StmtKind::FragStore {
-                            mem: MemRef::Global(p),
-                            ..
-                        }
-                        | StmtKind::CopyVecAsync {
-                            src: MemRef::Global(p),
-                            ..
-                        } = &s.kind
-                        {
-                            named[*p as usize] = true;
-                        }
-                        continue;
-                    }
-                };
-                if scan(body_with_wait, named) {
-                    return true;
-                }
-            }
-            false
-        }
-        let mut named = vec![false; self.params.len()];
-        if scan(&self.entry.body, &mut named) {
-            named
-        } else {
-            vec![false; self.params.len()]
-        }
-    }
 }
 
 stmt_walker!(

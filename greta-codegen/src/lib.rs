@@ -9,6 +9,8 @@ pub mod frag;
 pub mod frontend;
 pub mod hip;
 pub mod ir;
+pub mod launch;
+pub mod layout;
 pub mod passes;
 pub mod target;
 pub mod types;
@@ -16,9 +18,8 @@ pub mod validate;
 
 pub use def::{DeviceDef, DeviceRef, KernelDef};
 pub use diag::{Diagnostic, Diagnostics};
-pub use frag::{Frag, FragRole};
 pub use frontend::{check, specialise, CheckReport, DeviceCall, DeviceFns, SpecValue};
 pub use target::{
     Dialect, Target, GFX90A, GFX942, NVIDIA_TARGETS, SM80, SM86, SM89, SM90, TARGETS,
 };
-pub use types::{Scalar, Type};
+pub use types::{Frag, FragRole, Scalar, Type};

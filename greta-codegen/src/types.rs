@@ -113,7 +113,7 @@ pub enum Type {
     Array(Box<Type>, u32),
     /// A matrix-core fragment: a wave-level tile whose elements are spread over the lanes
     /// (its per-lane length depends on the target's wave size).
-    Frag(crate::frag::Frag),
+    Frag(Frag),
     /// An unsuffixed literal whose type is not decided yet (front end only).
     Infer(InferVar),
     /// The `i`-th type parameter of a generic kernel before specialisation (front end only).
@@ -236,4 +236,22 @@ mod tests {
             assert_eq!(Scalar::from_name(s.name()), Some(s));
         }
     }
+}
+
+/// Which operand of the product a fragment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FragRole {
+    /// The left operand: 16 rows of K values.
+    A,
+    /// The right operand: 16 output columns of K values each.
+    B,
+    /// The 16 x 16 accumulator.
+    C,
+}
+
+/// A fragment type: its role and element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frag {
+    pub role: FragRole,
+    pub elem: Scalar,
 }

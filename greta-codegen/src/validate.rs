@@ -3,7 +3,8 @@
 //! target's limits.
 
 use crate::diag::Diagnostic;
-use crate::ir::{Builtin, Expr, ExprKind, Function, Kernel, Stmt, StmtKind};
+use crate::ir::{Expr, ExprKind, Function, Kernel, Stmt, StmtKind};
+use crate::launch::first_async_copy;
 use crate::target::Target;
 use crate::types::Type;
 use std::collections::HashSet;
@@ -46,8 +47,7 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
             ),
         ));
     }
-    let lds =
-        k.shared_bytes() + reduction_scratch_bytes(k, target) + async_barrier_bytes(k, target);
+    let lds = k.layout.total();
     if lds > target.shared_bytes {
         diags.push(Diagnostic::new(
             k.shared.first().map(|s| s.span).unwrap_or(span),
@@ -65,82 +65,6 @@ pub fn validate(k: &Kernel, target: &Target) -> Result<(), Vec<Diagnostic>> {
     } else {
         Err(diags)
     }
-}
-
-/// The position of the first `copy_async` or `wait_async` in `stmts`, at any depth.
-fn first_async_copy(stmts: &[Stmt]) -> Option<crate::ir::Span> {
-    stmts.iter().find_map(|s| match &s.kind {
-        StmtKind::CopyAsync { .. } | StmtKind::WaitAsync => Some(s.span),
-        StmtKind::If { then, els, .. } => first_async_copy(then).or_else(|| first_async_copy(els)),
-        StmtKind::For { body, .. } | StmtKind::While { body, .. } | StmtKind::Scope(body) => {
-            first_async_copy(body)
-        }
-        _ => None,
-    })
-}
-
-/// Whether the kernel's body copies asynchronously (and so needs its waves' barriers).
-pub fn uses_async_copy(k: &Kernel) -> bool {
-    first_async_copy(&k.entry.body).is_some()
-}
-
-/// Shared memory for the waves' completion barriers of asynchronous copies (8 bytes each).
-pub fn async_barrier_bytes(k: &Kernel, target: &Target) -> u32 {
-    if uses_async_copy(k) {
-        8 * k.block.div_ceil(target.wave).max(1)
-    } else {
-        0
-    }
-}
-
-/// Bytes of the shared arrays carved from one dynamic allocation (0 where the target
-/// takes them all as static declarations): the launch requests this many.
-pub fn dynamic_shared_bytes(k: &Kernel, target: &Target) -> u32 {
-    let total =
-        k.shared_bytes() + reduction_scratch_bytes(k, target) + async_barrier_bytes(k, target);
-    if total > target.static_shared_bytes {
-        dynamic_layout(k).1
-    } else {
-        0
-    }
-}
-
-/// Byte offset of each shared array in the dynamic allocation (each 16-byte aligned), and
-/// the allocation's size.
-pub fn dynamic_layout(k: &Kernel) -> (Vec<u32>, u32) {
-    let mut at = 0;
-    let offsets = k
-        .shared
-        .iter()
-        .map(|s| {
-            let o = at;
-            at = (at + s.bytes()).next_multiple_of(16);
-            o
-        })
-        .collect();
-    (offsets, at)
-}
-
-/// Shared memory the block-reduction helpers declare: one slot per wave for each distinct
-/// reduction type used.
-pub fn reduction_scratch_bytes(k: &Kernel, target: &Target) -> u32 {
-    let mut types = HashSet::new();
-    for f in k.funcs.iter().chain(std::iter::once(&k.entry)) {
-        crate::ir::walk_stmts(&f.body, &mut |e| {
-            if let ExprKind::Builtin {
-                op: Builtin::BlockReduce(op),
-                ..
-            } = e.kind
-            {
-                types.insert((op, e.ty.clone()));
-            }
-        });
-    }
-    let waves = k.block.div_ceil(target.wave).max(1);
-    types
-        .iter()
-        .map(|(_, t)| t.size().unwrap_or(4) * waves)
-        .sum()
 }
 
 fn check_function(f: &Function, diags: &mut Vec<Diagnostic>) {

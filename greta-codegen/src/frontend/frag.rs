@@ -6,8 +6,9 @@
 
 use super::Lowerer;
 use crate::ast::{BinOp, ExprAst, GenericArgAst, Span};
-use crate::frag::{lane_terms, Frag, FragRole};
+use crate::frag::lane_terms;
 use crate::ir::{Builtin, Expr, ExprKind, Lit, MemRef, StmtKind};
+use crate::types::{Frag, FragRole};
 use crate::types::{Scalar, Type};
 
 const U32: Type = Type::Scalar(Scalar::U32);

@@ -140,8 +140,11 @@ pub fn specialise(
         shared: lw.shared,
         funcs: lw.funcs,
         entry,
+        layout: Default::default(),
     };
     passes::run(&mut kernel, target).map_err(fail)?;
+    // After the passes: folding can remove a reduction or an asynchronous copy.
+    kernel.layout = crate::ir::SharedLayout::of(&kernel, target);
     crate::validate::validate(&kernel, target).map_err(fail)?;
     Ok(kernel)
 }

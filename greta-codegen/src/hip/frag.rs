@@ -5,9 +5,10 @@
 //! from the same tables: register `j` of a fragment holds the 8 x 8 block that starts at
 //! lane 0's element `j * (4 / element size)`.
 
-use crate::frag::{lane_terms, Frag, FragRole, Layout};
+use crate::frag::{lane_terms, Layout};
 use crate::target::{Dialect, Target};
 use crate::types::Scalar;
+use crate::types::{Frag, FragRole};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 

@@ -71,10 +71,10 @@ impl KernelParts {
                 ParamKind::Scalar(s) => format!("{} {}", s.name(), p.name),
             })
             .collect();
-        let mut shared: Vec<String> = if crate::validate::dynamic_shared_bytes(k, target) > 0 {
+        let mut shared: Vec<String> = if k.layout.dynamic_bytes > 0 {
             // Beyond the static limit every array is a view of the launch's dynamic
             // allocation.
-            let (offsets, _) = crate::validate::dynamic_layout(k);
+            let offsets = k.layout.offsets.iter();
             std::iter::once(
                 "extern __shared__ __align__(16) unsigned char greta_dynamic_shared[];".to_string(),
             )
@@ -101,11 +101,11 @@ impl KernelParts {
         };
         let mut body = FnPrinter::new(k, &k.entry, target);
         body.indent = 1;
-        if crate::validate::uses_async_copy(k) {
+        if k.uses_async_copy() {
             // One completion barrier per wave, armed once; each wait flips the phase.
             shared.push(format!(
                 "__shared__ __align__(8) u64 greta_async_bar[{}];",
-                k.block.div_ceil(target.wave)
+                k.layout.barrier_bytes / 8
             ));
             body.line("u32 greta_async_phase = 0u;");
             // Arming is a fence: where the kernel waits for its predecessor first, it goes
@@ -199,7 +199,7 @@ fn is_packed_halves(e: &Expr, target: &Target) -> bool {
 }
 
 /// The fragment types a function's values have (also as array elements).
-fn collect_frags(f: &Function, out: &mut BTreeSet<crate::frag::Frag>) {
+fn collect_frags(f: &Function, out: &mut BTreeSet<crate::types::Frag>) {
     let mut add = |t: &Type| {
         let mut t = t;
         while let Type::Array(inner, _) = t {
@@ -843,7 +843,7 @@ impl<'k> FnPrinter<'k> {
                 trans,
             } => {
                 let f = match (&e.ty, trans) {
-                    (Type::Frag(f), _) if f.role == crate::frag::FragRole::A => "greta_load_a",
+                    (Type::Frag(f), _) if f.role == crate::types::FragRole::A => "greta_load_a",
                     (_, false) => "greta_load_b",
                     (_, true) => "greta_load_b_trans",
                 };

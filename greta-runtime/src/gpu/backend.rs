@@ -87,8 +87,7 @@ impl<D: Driver> GpuBackend<D> {
             )?;
             let name = CString::new(kernel.symbol.as_str())
                 .map_err(|_| Error::Backend("kernel name contains NUL".into()))?;
-            let dynamic_shared =
-                greta_codegen::validate::dynamic_shared_bytes(kernel, &info.target);
+            let dynamic_shared = kernel.layout.dynamic_bytes;
             let (module, function) = self.driver.load(&code, &name)?;
             let resident = self
                 .driver

@@ -285,9 +285,6 @@ pub struct Code {
     pub masks: u32,
     /// The mask register of lanes that returned from the kernel.
     pub exited: MaskReg,
-    /// Byte offset of each shared array in the block's shared memory.
-    pub shared_offsets: Vec<usize>,
-    pub shared_bytes: usize,
     pub wave: u32,
 }
 

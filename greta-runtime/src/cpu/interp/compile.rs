@@ -110,14 +110,6 @@ pub fn compile<'k>(k: &'k Kernel, target: &'k greta_codegen::Target) -> Result<C
     c.place(end);
     c.ops.push(Op::End);
     c.resolve_labels();
-    let mut shared_offsets = Vec::with_capacity(k.shared.len());
-    let mut shared_bytes = 0usize;
-    for s in &k.shared {
-        // Keep every array aligned for its widest access.
-        shared_bytes = shared_bytes.next_multiple_of(16);
-        shared_offsets.push(shared_bytes);
-        shared_bytes += s.bytes() as usize;
-    }
     Ok(Code {
         ops: c.ops,
         locs: c.locs,
@@ -126,8 +118,6 @@ pub fn compile<'k>(k: &'k Kernel, target: &'k greta_codegen::Target) -> Result<C
         slots: c.max,
         masks: c.masks,
         exited,
-        shared_offsets,
-        shared_bytes,
         wave,
     })
 }

@@ -203,7 +203,7 @@ impl<'m> Region<'m> {
             }
             Mem::Shared(s) => Region {
                 global: None,
-                base: l.code.shared_offsets[s as usize],
+                base: l.kernel.layout.offsets[s as usize] as usize,
                 count: (l.kernel.shared[s as usize].bytes() as usize / acc.bytes()) as u64,
                 sign_shift: sign_shift(acc),
             },
@@ -280,10 +280,11 @@ fn unpacker(es: usize) -> Unpack {
 }
 
 impl Block {
-    /// Fresh state for blocks of `code`.
-    pub fn new(code: &Code, block_threads: u32) -> Block {
+    /// Fresh state for blocks of `kernel`, compiled to `code`.
+    pub fn new(code: &Code, kernel: &Kernel) -> Block {
+        let shared_bytes = kernel.layout.arrays_bytes as usize;
         let w = code.wave as usize;
-        let n = (block_threads as usize).div_ceil(w);
+        let n = (kernel.block as usize).div_ceil(w);
         let waves = (0..n)
             .map(|_| Wave {
                 pc: 0,
@@ -299,8 +300,8 @@ impl Block {
             .collect();
         Block {
             waves,
-            shared: vec![0; code.shared_bytes],
-            written: vec![false; code.shared_bytes],
+            shared: vec![0; shared_bytes],
+            written: vec![false; shared_bytes],
         }
     }
 
@@ -1021,8 +1022,6 @@ mod tests {
             slots: 0,
             masks: 1,
             exited: 0,
-            shared_offsets: Vec::new(),
-            shared_bytes: 0,
             wave: 32,
         };
         let full = full_mask(32);

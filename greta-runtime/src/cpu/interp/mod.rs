@@ -85,7 +85,7 @@ pub fn execute(
     let first_failed = AtomicU64::new(u64::MAX);
     let failure: Mutex<Option<(u64, exec::Fault)>> = Mutex::new(None);
     (0..grid.blocks()).into_par_iter().for_each_init(
-        || exec::Block::new(code, kernel.block),
+        || exec::Block::new(code, kernel),
         |block, b| {
             // Blocks after a failed one cannot change which error is reported.
             if b > first_failed.load(Ordering::Relaxed) {
