@@ -3,19 +3,9 @@
 //! It is serialised into the user's crate and lowered to typed IR when a kernel is
 //! specialised.
 
+use crate::diag::Span;
+use crate::ops::{BinOp, UnOp};
 use serde::{Deserialize, Serialize};
-
-/// A source position: 1-based line and column in the DSL file, plus the macro's handle for
-/// pointing a compile error at the original token.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Span {
-    #[serde(rename = "l")]
-    pub line: u32,
-    #[serde(rename = "c")]
-    pub col: u32,
-    #[serde(rename = "i")]
-    pub id: u32,
-}
 
 /// A kernel or device function definition.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -184,75 +174,6 @@ pub enum StmtAst {
 pub struct ExprAst {
     pub kind: ExprKindAst,
     pub span: Span,
-}
-
-/// Unary operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum UnOp {
-    Neg,
-    Not,
-}
-
-/// Binary operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Rem,
-    BitAnd,
-    BitOr,
-    BitXor,
-    Shl,
-    Shr,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    And,
-    Or,
-}
-
-impl BinOp {
-    /// The operator as written in Rust and C++.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            BinOp::Add => "+",
-            BinOp::Sub => "-",
-            BinOp::Mul => "*",
-            BinOp::Div => "/",
-            BinOp::Rem => "%",
-            BinOp::BitAnd => "&",
-            BinOp::BitOr => "|",
-            BinOp::BitXor => "^",
-            BinOp::Shl => "<<",
-            BinOp::Shr => ">>",
-            BinOp::Eq => "==",
-            BinOp::Ne => "!=",
-            BinOp::Lt => "<",
-            BinOp::Le => "<=",
-            BinOp::Gt => ">",
-            BinOp::Ge => ">=",
-            BinOp::And => "&&",
-            BinOp::Or => "||",
-        }
-    }
-
-    /// True for comparisons, which yield `bool`.
-    pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
-        )
-    }
-
-    /// True for `&&` and `||`.
-    pub fn is_logic(self) -> bool {
-        matches!(self, BinOp::And | BinOp::Or)
-    }
 }
 
 /// A generic argument at a call site (`load_vec::<4>(..)`, `bitcast::<f16x8>(..)`).

@@ -1,7 +1,19 @@
 //! Diagnostics: a message tied to a DSL source position.
 
-use crate::ast::Span;
+use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// A source position: 1-based line and column in the DSL file, plus the macro's handle for
+/// pointing a compile error at the original token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Span {
+    #[serde(rename = "l")]
+    pub line: u32,
+    #[serde(rename = "c")]
+    pub col: u32,
+    #[serde(rename = "i")]
+    pub id: u32,
+}
 
 /// One problem found in a kernel, pointing at the DSL token responsible.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //! flow, every node typed and carrying its DSL source position. The HIP printer and the CPU
 //! interpreter both consume this form.
 
-pub use crate::ast::{BinOp, Span, UnOp};
+use crate::diag::Span;
+use crate::ops::{BinOp, UnOp};
 use crate::types::{Scalar, Type};
 
 /// Index of a local variable within its function.

@@ -3,9 +3,8 @@
 //! before that wait, and whether it copies asynchronously. The printer and the GPU
 //! backends ask these questions; the answers come from one program-order search.
 
-use crate::ir::{
-    walk_expr, walk_stmts, CallArg, Expr, ExprKind, Kernel, MemRef, Span, Stmt, StmtKind,
-};
+use crate::diag::Span;
+use crate::ir::{walk_expr, walk_stmts, CallArg, Expr, ExprKind, Kernel, MemRef, Stmt, StmtKind};
 
 /// The first answer `probe` gives for a statement of `stmts`, in program order, looking
 /// inside branches and loops.

@@ -11,6 +11,7 @@ pub mod hip;
 pub mod ir;
 pub mod launch;
 pub mod layout;
+pub mod ops;
 pub mod passes;
 pub mod target;
 pub mod types;

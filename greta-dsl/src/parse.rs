@@ -3,9 +3,11 @@
 //! instead.
 
 use greta_codegen::ast::{
-    BinOp, BlockAst, ExprAst, ExprKindAst, FnAst, FnKind, GenericArgAst, GenericAst, ParamAst,
-    Span, StmtAst, TypeAst, UnOp,
+    BlockAst, ExprAst, ExprKindAst, FnAst, FnKind, GenericArgAst, GenericAst, ParamAst, StmtAst,
+    TypeAst,
 };
+use greta_codegen::diag::Span;
+use greta_codegen::ops::{BinOp, UnOp};
 use proc_macro2::Span as PSpan;
 use syn::spanned::Spanned;
 

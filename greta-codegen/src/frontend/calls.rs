@@ -2,7 +2,8 @@
 //! functions.
 
 use super::{Binding, DeviceCall, FnCtx, Lowerer};
-use crate::ast::{ExprAst, ExprKindAst, FnAst, GenericArgAst, Span};
+use crate::ast::{ExprAst, ExprKindAst, FnAst, GenericArgAst};
+use crate::diag::Span;
 use crate::ir::{AtomicOp, Axis, Builtin, CallArg, Expr, ExprKind, FnParam, ReduceOp, StmtKind};
 use crate::types::{Scalar, Type};
 

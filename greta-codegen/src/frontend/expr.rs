@@ -1,8 +1,10 @@
 //! Lowering of value expressions, assignments and their type rules.
 
 use super::{Binding, ConstVal, Lowerer};
-use crate::ast::{BinOp, BlockAst, ExprAst, ExprKindAst, Span, UnOp};
+use crate::ast::{BlockAst, ExprAst, ExprKindAst};
+use crate::diag::Span;
 use crate::ir::{ConstRef, Expr, ExprKind, Lit, Stmt, StmtKind};
+use crate::ops::{BinOp, UnOp};
 use crate::types::{Scalar, Type};
 
 impl Lowerer<'_> {

@@ -5,9 +5,11 @@
 //! layout table, so both back ends compute them the same way.
 
 use super::Lowerer;
-use crate::ast::{BinOp, ExprAst, GenericArgAst, Span};
+use crate::ast::{ExprAst, GenericArgAst};
+use crate::diag::Span;
 use crate::frag::lane_terms;
 use crate::ir::{Builtin, Expr, ExprKind, Lit, MemRef, StmtKind};
+use crate::ops::BinOp;
 use crate::types::{Frag, FragRole};
 use crate::types::{Scalar, Type};
 

@@ -9,7 +9,8 @@ mod frag;
 mod infer;
 mod stmt;
 
-use crate::ast::{FnAst, FnKind, GenericAst, Span, TypeAst};
+use crate::ast::{FnAst, FnKind, GenericAst, TypeAst};
+use crate::diag::Span;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::{self, ConstRef, Expr, ExprKind, FnParam, Kernel, Lit, Local, LocalId, MemRef};
 use crate::passes;
@@ -681,7 +682,7 @@ impl<'a> Lowerer<'a> {
 
     /// Evaluates an integer expression at compile time where it is made of constants.
     fn const_eval(&self, e: &Expr) -> ConstVal {
-        use crate::ast::BinOp::*;
+        use crate::ops::BinOp::*;
         match &e.kind {
             ExprKind::Lit(Lit::Int(v)) => ConstVal::Known(*v),
             ExprKind::Lit(Lit::Bool(b)) => ConstVal::Known(*b as i128),
@@ -716,7 +717,7 @@ impl<'a> Lowerer<'a> {
                 _ => ConstVal::Unknown,
             },
             ExprKind::Unary { op, arg } => match (op, self.const_eval(arg)) {
-                (crate::ast::UnOp::Neg, ConstVal::Known(v)) => ConstVal::Known(-v),
+                (crate::ops::UnOp::Neg, ConstVal::Known(v)) => ConstVal::Known(-v),
                 (_, ConstVal::NotConst) => ConstVal::NotConst,
                 _ => ConstVal::Unknown,
             },
@@ -782,7 +783,7 @@ impl<'a> Lowerer<'a> {
                 }
             }
             if let ExprKind::Unary {
-                op: crate::ast::UnOp::Neg,
+                op: crate::ops::UnOp::Neg,
                 arg,
             } = &e.kind
             {

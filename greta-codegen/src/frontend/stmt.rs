@@ -1,7 +1,8 @@
 //! Lowering of statements and control flow.
 
 use super::{Binding, ConstVal, Lowerer};
-use crate::ast::{BlockAst, ExprAst, ExprKindAst, Span, StmtAst};
+use crate::ast::{BlockAst, ExprAst, ExprKindAst, StmtAst};
+use crate::diag::Span;
 use crate::ir::{Expr, ExprKind, Lit, Stmt, StmtKind};
 use crate::types::{Scalar, Type};
 
@@ -416,7 +417,7 @@ impl Lowerer<'_> {
                 span: end_e.span,
                 ty: ty.clone(),
                 kind: ExprKind::Binary {
-                    op: crate::ast::BinOp::Add,
+                    op: crate::ops::BinOp::Add,
                     lhs: Box::new(end_e),
                     rhs: Box::new(one),
                 },

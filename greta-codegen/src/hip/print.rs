@@ -1,11 +1,11 @@
 //! Printing of IR functions as C++ statements and expressions, with `#line` directives that
 //! map each statement back to its DSL source line.
 
-use crate::ast::{BinOp, UnOp};
 use crate::ir::{
     AtomicOp, Axis, Builtin, CallArg, ConstRef, Expr, ExprKind, FnParam, Function, Kernel, Lit,
     MemRef, ParamKind, ReduceOp, Stmt, StmtKind,
 };
+use crate::ops::{BinOp, UnOp};
 use crate::target::Target;
 use crate::types::{Scalar, Type};
 use std::collections::{BTreeSet, HashSet};

@@ -1,8 +1,8 @@
 //! Constant folding: arithmetic on literals and compile-time constants becomes a literal,
 //! branches on constant conditions keep only the taken side.
 
-use crate::ast::{BinOp, UnOp};
 use crate::ir::{self, ConstRef, Expr, ExprKind, Lit, Stmt, StmtKind};
+use crate::ops::{BinOp, UnOp};
 use crate::types::{Scalar, Type};
 
 /// Values of the kernel's named constants and the target's wave size.
@@ -46,7 +46,7 @@ fn prune(stmts: &mut Vec<Stmt>) {
     *stmts = out;
 }
 
-fn scope(body: Vec<Stmt>, span: ir::Span) -> Stmt {
+fn scope(body: Vec<Stmt>, span: crate::diag::Span) -> Stmt {
     Stmt {
         kind: StmtKind::Scope(body),
         span,
@@ -183,7 +183,7 @@ mod tests {
         Expr {
             kind,
             ty: Type::Scalar(Scalar::Bool),
-            span: ir::Span::default(),
+            span: crate::diag::Span::default(),
         }
     }
 

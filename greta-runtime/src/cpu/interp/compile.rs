@@ -4,10 +4,11 @@
 
 use super::code::{Access, Code, Init, Loc, LocId, MaskReg, Mem, Op, Pc, Slot};
 use super::value;
-use greta_codegen::ast::BinOp;
+use greta_codegen::diag::Span;
 use greta_codegen::ir::{
-    Builtin, CallArg, Expr, ExprKind, FnParam, Function, Kernel, Lit, MemRef, Span, Stmt, StmtKind,
+    Builtin, CallArg, Expr, ExprKind, FnParam, Function, Kernel, Lit, MemRef, Stmt, StmtKind,
 };
+use greta_codegen::ops::BinOp;
 use greta_codegen::{Scalar, Type};
 use std::collections::HashMap;
 

@@ -3,8 +3,8 @@
 //! scalar type and picked once, when a kernel is compiled, so the executor never matches
 //! on types.
 
-use greta_codegen::ast::{BinOp, UnOp};
 use greta_codegen::ir::{AtomicOp, Builtin, Lit, ReduceOp};
+use greta_codegen::ops::{BinOp, UnOp};
 use greta_codegen::Scalar;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
