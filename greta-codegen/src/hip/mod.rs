@@ -21,10 +21,11 @@ pub enum EmitError {
     },
 }
 
-/// Generates the complete HIP C++ translation unit for one specialised kernel.
-pub fn emit(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
+/// The part of every translation unit for `target` that no kernel changes: the prelude
+/// (scalar types, the built-ins mapped onto the vendor's) and the helper library.
+pub fn prelude(target: &Target) -> Result<String, EmitError> {
     let wrap = |source| EmitError::Template {
-        kernel: kernel.symbol.clone(),
+        kernel: format!("(prelude for {})", target.name),
         source,
     };
     let hb = templates::registry();
@@ -48,39 +49,60 @@ pub fn emit(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
             }),
         )
         .map_err(wrap)?;
+    let library = hb.render("helpers", &json!({})).map_err(wrap)?;
+    Ok(format!("{prelude}\n{library}"))
+}
+
+/// Generates the complete HIP C++ translation unit for one specialised kernel.
+pub fn emit(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
+    render(kernel, target, &prelude(target)?)
+}
+
+/// The kernel's own part of its translation unit: [`emit`] with the shared [`prelude`]
+/// left out (a one-line comment stands in its place).
+pub fn kernel_source(kernel: &Kernel, target: &Target) -> Result<String, EmitError> {
+    let stand_in = format!(
+        "// ---- prelude and helper library for {} ----",
+        target.name
+    );
+    render(kernel, target, &stand_in)
+}
+
+/// The translation unit with `prelude` in its place.
+fn render(kernel: &Kernel, target: &Target, prelude: &str) -> Result<String, EmitError> {
+    let wrap = |source| EmitError::Template {
+        kernel: kernel.symbol.clone(),
+        source,
+    };
     let parts = print::KernelParts::new(kernel, target);
     let vectors: Vec<_> = parts
         .vectors
         .iter()
         .map(|(name, elem, lanes)| json!({ "name": name, "elem": elem, "lanes": lanes }))
         .collect();
-    let helpers = hb
-        .render("helpers", &json!({ "vectors": vectors }))
-        .map_err(wrap)?
-        + &parts.fragments;
     let consts: Vec<_> = kernel
         .consts
         .iter()
         .map(|c| json!({ "ty": c.ty.name(), "name": c.name, "value": print::int_literal(c.value, c.ty) }))
         .collect();
-    hb.render(
-        "kernel",
-        &json!({
-            "symbol": kernel.symbol,
-            "file": kernel.file,
-            "target": target.name,
-            "target_description": target.description,
-            "prelude": prelude,
-            "helpers": helpers,
-            "consts": consts,
-            "functions": parts.functions,
-            "launch_bounds": target.launch_bounds(kernel.block, kernel.min_waves),
-
-
-            "params": parts.params,
-            "shared": parts.shared,
-            "body": parts.body,
-        }),
-    )
-    .map_err(wrap)
+    templates::registry()
+        .render(
+            "kernel",
+            &json!({
+                "symbol": kernel.symbol,
+                "file": kernel.file,
+                "target": target.name,
+                "target_description": target.description,
+                "prelude": prelude,
+                "vectors": vectors,
+                "fragments": parts.fragments,
+                "consts": consts,
+                "functions": parts.functions,
+                "launch_bounds": target.launch_bounds(kernel.block, kernel.min_waves),
+                "params": parts.params,
+                "shared": parts.shared,
+                "body": parts.body,
+            }),
+        )
+        .map_err(wrap)
 }
