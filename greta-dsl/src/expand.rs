@@ -229,11 +229,13 @@ fn item_module(
     let items = match kind {
         Kind::Kernel => {
             let launch = ast.map(launch_fn).unwrap_or_default();
+            let spec = ast.map(spec_struct).unwrap_or_default();
             quote! {
                 /// The kernel's definition: its DSL source and the device functions it calls.
                 pub fn definition() -> &'static ::greta::codegen::KernelDef {
                     #def
                 }
+                #spec
                 #launch
             }
         }
@@ -269,6 +271,49 @@ fn host_type(name: &str) -> TokenStream {
         other => {
             let id = format_ident!("{}", other);
             quote!(#id)
+        }
+    }
+}
+
+/// `pub struct Spec`: one named field per generic parameter (its name lower-cased), so a
+/// specialisation chosen at run time is checked by rustc, field by field.
+fn spec_struct(ast: &FnAst) -> TokenStream {
+    let mut fields = Vec::new();
+    let mut values = Vec::new();
+    for g in &ast.generics {
+        match g {
+            GenericAst::Const { name, ty, .. } => {
+                let field = format_ident!("{}", name.to_lowercase());
+                let ty = format_ident!("{}", ty);
+                let doc = format!("`const {name}: {ty}`.");
+                fields.push(quote!(#[doc = #doc] pub #field: #ty));
+                values.push(quote!(::greta::codegen::SpecValue::Const(self.#field as i128)));
+            }
+            GenericAst::Type { name, .. } => {
+                let field = format_ident!("{}", name.to_lowercase());
+                let doc = format!("The element type `{name}`.");
+                fields.push(quote!(#[doc = #doc] pub #field: ::greta::codegen::Scalar));
+                values.push(quote!(::greta::codegen::SpecValue::Type(self.#field)));
+            }
+        }
+    }
+    let doc = format!(
+        "A specialisation of `{}`, one field per generic parameter.",
+        ast.name
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct Spec {
+            #(#fields),*
+        }
+
+        impl Spec {
+            /// The values in the kernel's generic order, as `specialise` and
+            /// `Device::launch` take them.
+            pub fn values(&self) -> ::std::vec::Vec<::greta::codegen::SpecValue> {
+                ::std::vec![#(#values),*]
+            }
         }
     }
 }

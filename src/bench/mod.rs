@@ -127,7 +127,12 @@ pub fn bench_read(
         .collect::<Result<_>>()?;
     let mut out = dev.alloc::<u32>(1)?;
     let (unroll, block) = (4u32, 512u32);
-    let spec = [unroll, block, order as u32].map(|v| crate::codegen::SpecValue::Const(v as i128));
+    let spec = stream::read_stream::Spec {
+        unroll,
+        block,
+        early: order as u32,
+    }
+    .values();
     let grid = (vecs as u32)
         .div_ceil(block * unroll)
         .min(dev.compute_units() * (2048 / block))

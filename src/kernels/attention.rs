@@ -480,12 +480,23 @@ impl Attention {
 
     /// The specialisation values of `kernel`.
     pub fn spec(&self, kernel: AttentionKernel) -> Vec<crate::codegen::SpecValue> {
+        let (d, g) = (self.head_dim, self.group);
         match kernel {
-            AttentionKernel::Chunked => [self.head_dim, self.group, self.chunk, CHUNKED_BLOCK],
-            AttentionKernel::Streamed => [self.head_dim, self.group, self.depth, self.block],
+            AttentionKernel::Chunked => attention::Spec {
+                d,
+                g,
+                ch: self.chunk,
+                block: CHUNKED_BLOCK,
+            }
+            .values(),
+            AttentionKernel::Streamed => attention_stream::Spec {
+                d,
+                g,
+                depth: self.depth,
+                block: self.block,
+            }
+            .values(),
         }
-        .map(|v| crate::codegen::SpecValue::Const(v as i128))
-        .to_vec()
     }
 
     /// The chunked kernel's blocks per KV head: chunks covering the whole cache.

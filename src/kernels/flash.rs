@@ -171,9 +171,12 @@ pub struct PrefillAttention {
 impl PrefillAttention {
     /// The specialisation values.
     pub fn spec(&self) -> Vec<crate::codegen::SpecValue> {
-        [self.head_dim, self.group, BLOCK]
-            .map(|v| crate::codegen::SpecValue::Const(v as i128))
-            .to_vec()
+        attention_prefill::Spec {
+            d: self.head_dim,
+            g: self.group,
+            block: BLOCK,
+        }
+        .values()
     }
 
     /// Attention of `m` prompt tokens at positions `pos0..` whose keys and values are in

@@ -531,19 +531,18 @@ impl Gemm {
     /// The specialisation values, in the kernel's generic order.
     pub fn spec(&self) -> Vec<crate::codegen::SpecValue> {
         let t = self.tile;
-        [
-            self.fmt.code(),
-            self.epilogue,
-            t.bm,
-            t.bn,
-            t.wm,
-            t.ks,
-            t.dequant_at,
-            t.ahead,
-            t.block(),
-        ]
-        .map(|v| crate::codegen::SpecValue::Const(v as i128))
-        .to_vec()
+        gemm::Spec {
+            fmt: self.fmt.code(),
+            epi: self.epilogue,
+            bm: t.bm,
+            bn: t.bn,
+            wm: t.wm,
+            ks: t.ks,
+            dq: t.dequant_at,
+            ahead: t.ahead,
+            block: t.block(),
+        }
+        .values()
     }
 
     /// Checks the shapes the kernel relies on, naming the problem.

@@ -686,17 +686,16 @@ impl Matvec {
         } else {
             cols.next_multiple_of(4 * self.block)
         };
-        [
-            self.fmt.code(),
-            self.fmt_b.code(),
-            self.norm as u32,
-            self.epilogue,
-            self.rows_per_wave,
+        matvec::Spec {
+            fmt: self.fmt.code(),
+            fmt_b: self.fmt_b.code(),
+            norm: self.norm as u32,
+            epi: self.epilogue,
+            rows: self.rows_per_wave,
             xcap,
-            self.block,
-        ]
-        .map(|v| crate::codegen::SpecValue::Const(v as i128))
-        .to_vec()
+            block: self.block,
+        }
+        .values()
     }
 
     /// Blocks for `rows` rows of `cols` values: enough to fill the device once (at most

@@ -59,33 +59,40 @@ fn none(_: &Target) -> Vec<Vec<SpecValue>> {
 /// Every built-in kernel, with the specialisations the library launches.
 pub fn builtins() -> Vec<KernelVariants> {
     use attention::AttentionKernel::{Chunked, Streamed};
-    use SpecValue::{Const, Type};
+    use Scalar::{BF16, F16, F32, I32, I8};
+    let add = |t| elementwise::add::Spec { t }.values();
+    let rmsnorm = |o| norm::rmsnorm::Spec { o, block: 256 }.values();
+    let stats = |t| decode::stats::Spec { t, block: 1024 }.values();
+    let stream = |early| {
+        stream::read_stream::Spec {
+            unroll: 4,
+            block: 512,
+            early,
+        }
+        .values()
+    };
+    let mma = |t, a| mma_tile::mma_tile::Spec { t, a, block: 64 }.values();
+    let mma_trans = |t| mma_tile::mma_tile_trans::Spec { t, block: 64 }.values();
+    let prefill = |d, g| flash::attention_prefill::Spec { d, g, block: 128 }.values();
     vec![
         KernelVariants {
             def: elementwise::add::definition,
-            variants: vec![
-                vec![Type(Scalar::F32)],
-                vec![Type(Scalar::F16)],
-                vec![Type(Scalar::BF16)],
-            ],
+            variants: vec![add(F32), add(F16), add(BF16)],
             per_target: none,
         },
         KernelVariants {
             def: norm::rmsnorm::definition,
-            variants: vec![
-                vec![Type(Scalar::F32), Const(256)],
-                vec![Type(Scalar::F16), Const(256)],
-            ],
+            variants: vec![rmsnorm(F32), rmsnorm(F16)],
             per_target: none,
         },
         KernelVariants {
             def: norm::softmax::definition,
-            variants: vec![vec![Const(256)]],
+            variants: vec![norm::softmax::Spec { block: 256 }.values()],
             per_target: none,
         },
         KernelVariants {
             def: gemv::gemv_f16::definition,
-            variants: vec![vec![Const(256)]],
+            variants: vec![gemv::gemv_f16::Spec { block: 256 }.values()],
             per_target: none,
         },
         KernelVariants {
@@ -113,56 +120,42 @@ pub fn builtins() -> Vec<KernelVariants> {
             def: decode::embed::definition,
             variants: GpuFormat::ALL
                 .iter()
-                .map(|f| vec![Const(f.code() as i128)])
+                .map(|f| decode::embed::Spec { fmt: f.code() }.values())
                 .collect(),
             per_target: none,
         },
         KernelVariants {
             def: decode::take_row::definition,
-            variants: vec![vec![]],
+            variants: vec![decode::take_row::Spec {}.values()],
             per_target: none,
         },
         KernelVariants {
             def: decode::argmax::definition,
-            variants: vec![vec![Const(1024)]],
+            variants: vec![decode::argmax::Spec { block: 1024 }.values()],
             per_target: none,
         },
         KernelVariants {
             def: decode::stats::definition,
-            variants: vec![
-                vec![Type(Scalar::F32), Const(1024)],
-                vec![Type(Scalar::F16), Const(1024)],
-            ],
+            variants: vec![stats(F32), stats(F16)],
             per_target: none,
         },
         KernelVariants {
             def: stream::read_stream::definition,
             variants: vec![
-                vec![Const(4), Const(512), Const(stream::READ_FIRST as i128)],
-                vec![
-                    Const(4),
-                    Const(512),
-                    Const(stream::FIRST_LOADS_FIRST as i128),
-                ],
-                vec![Const(4), Const(512), Const(stream::WAIT_FIRST as i128)],
+                stream(stream::READ_FIRST),
+                stream(stream::FIRST_LOADS_FIRST),
+                stream(stream::WAIT_FIRST),
             ],
             per_target: none,
         },
         KernelVariants {
             def: mma_tile::mma_tile::definition,
-            variants: vec![
-                vec![Type(Scalar::F16), Type(Scalar::F32), Const(64)],
-                vec![Type(Scalar::BF16), Type(Scalar::F32), Const(64)],
-                vec![Type(Scalar::I8), Type(Scalar::I32), Const(64)],
-            ],
+            variants: vec![mma(F16, F32), mma(BF16, F32), mma(I8, I32)],
             per_target: none,
         },
         KernelVariants {
             def: mma_tile::mma_tile_trans::definition,
-            variants: vec![
-                vec![Type(Scalar::F16), Const(64)],
-                vec![Type(Scalar::BF16), Const(64)],
-            ],
+            variants: vec![mma_trans(F16), mma_trans(BF16)],
             per_target: none,
         },
         KernelVariants {
@@ -172,10 +165,7 @@ pub fn builtins() -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: flash::attention_prefill::definition,
-            variants: vec![
-                vec![Const(128), Const(1), Const(128)],
-                vec![Const(64), Const(3), Const(128)],
-            ],
+            variants: vec![prefill(128, 1), prefill(64, 3)],
             per_target: none,
         },
         KernelVariants {
@@ -200,7 +190,32 @@ pub fn builtins() -> Vec<KernelVariants> {
 #[cfg(test)]
 mod tests {
     use super::builtins;
-    use crate::codegen::{NVIDIA_TARGETS, SM90, TARGETS};
+    use crate::codegen::{Scalar, SpecValue, NVIDIA_TARGETS, SM90, TARGETS};
+
+    /// A kernel's `Spec` lists its fields in the kernel's generic order, types and
+    /// constants alike, and specialises to the symbol those values name.
+    #[test]
+    fn spec_structs_give_the_values_in_generic_order() {
+        let spec = super::mma_tile::mma_tile::Spec {
+            block: 64,
+            a: Scalar::I32,
+            t: Scalar::I8,
+        };
+        let values = spec.values();
+        assert_eq!(
+            values,
+            [
+                SpecValue::Type(Scalar::I8),
+                SpecValue::Type(Scalar::I32),
+                SpecValue::Const(64)
+            ]
+        );
+        let kernel = super::mma_tile::mma_tile::definition()
+            .specialise(&SM90, &values)
+            .unwrap();
+        assert_eq!(kernel.symbol, "mma_tile__Ti8_Ai32_BLOCK64");
+        assert_eq!(super::decode::take_row::Spec {}.values(), []);
+    }
 
     /// Dependent launch is opted into per kernel: exactly the kernels that wait for their
     /// predecessor themselves may be started before it ends.

@@ -255,7 +255,7 @@ fn embed_case(
     let mut out = dev.upload(&vec![f32::NAN; tokens.len() * cols])?;
     dev.launch(
         decode::embed::definition(),
-        &[crate::codegen::SpecValue::Const(fmt.code() as i128)],
+        &decode::embed::Spec { fmt: fmt.code() }.values(),
         ((cols as u32).div_ceil(256), tokens.len() as u32).into(),
         &[
             (&dw).into(),

@@ -8,13 +8,16 @@ use greta::runtime::cpu::{CpuBackend, CpuOptions};
 use greta::runtime::Device;
 use std::sync::Arc;
 
-const SPEC: [SpecValue; 1] = [SpecValue::Const(256)];
+/// The specialisation the tests use: blocks of 256 threads.
+fn spec() -> Vec<SpecValue> {
+    add_rmsnorm_scale::Spec { block: 256 }.values()
+}
 
 #[test]
 fn generated_source_matches_the_snapshots() {
     for target in [GFX942, SM90] {
         let ir = add_rmsnorm_scale::definition()
-            .specialise(&target, &SPEC)
+            .specialise(&target, &spec())
             .expect("specialises");
         // The kernel's own part; the prelude every kernel shares is snapshotted with the
         // built-in kernels.
@@ -28,7 +31,7 @@ fn generated_source_matches_the_snapshots() {
 fn compiles_cleanly_for_gfx942_and_sm_90() {
     let kernels = [KernelVariants::fixed(
         add_rmsnorm_scale::definition,
-        vec![SPEC.to_vec()],
+        vec![spec()],
     )];
     for target in [GFX942, SM90] {
         let rows = greta::check::check(&kernels, &target)

@@ -320,7 +320,7 @@ impl Engine {
                 let e = &self.w.token_embd;
                 dev.launch(
                     decode::embed::definition(),
-                    &[greta::codegen::SpecValue::Const(e.fmt.code() as i128)],
+                    &decode::embed::Spec { fmt: e.fmt.code() }.values(),
                     (e.cols.div_ceil(256), 1).into(),
                     &[
                         (&e.buf).into(),
