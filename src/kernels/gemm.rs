@@ -460,8 +460,8 @@ impl Tile {
     /// The tile measured best on `target` for `m` rows of X of a product with `fmt`
     /// weights: large tiles for prompts, small ones for a few rows (memory-bound: enough
     /// blocks across N to reach every compute unit). On the H100 at 512 rows, Q4_K and F16
-    /// weights gain from loading two steps ahead (Q4_K 5-11% per product, F16 4-7%) and
-    /// Q6_K, whose dequantisation needs more registers, loses 20-50% by it.
+    /// weights gain from loading two steps ahead (Q4_K 3-11% per product, F16 1-7%) and
+    /// Q6_K, whose dequantisation needs more registers, loses 18-27% by it.
     pub fn for_rows(
         target: &crate::codegen::Target,
         fmt: crate::quant::gpu::GpuFormat,
