@@ -5,9 +5,7 @@
 //! the GGUF one, rounded up to a whole 16-byte vector (so that a vector holding the last
 //! scale can be read whole).
 
-use super::kquants::BlockQ6K;
-use super::legacy::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
-use super::GgmlType;
+use super::{BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8_0, GgmlType};
 
 /// A weight format of the GEMV kernels: the value of their `FMT` parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use crate::config::{keys, ConfigError, LlamaConfig, Role, TensorSpec, WEIGHT_TYPES};
-use crate::gguf::{GgufWriteError, GgufWriter, Value};
+use greta_gguf::{GgufWriteError, GgufWriter, Value};
 
 /// Bytes generated from one seed; also the unit of progress reports.
 const CHUNK_BYTES: usize = 4 << 20;

@@ -7,7 +7,6 @@ pub mod config;
 pub mod engine;
 pub mod generate;
 pub mod genmodel;
-pub mod gguf;
 pub mod oracle;
 pub mod sampling;
 pub mod tokenizer;

@@ -9,7 +9,7 @@ use greta::quant::{dequantize, GgmlType, QuantError};
 use rayon::prelude::*;
 
 use crate::config::{ConfigError, LayerWeights, LlamaConfig, LlamaWeights};
-use crate::gguf::{Gguf, TensorView};
+use greta_gguf::{Gguf, TensorView};
 
 /// Rows each rayon task computes: enough to amortise the task and its row buffer, few
 /// enough to balance the smallest matrices over the cores.

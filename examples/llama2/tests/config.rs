@@ -4,9 +4,9 @@
 mod common;
 
 use greta::quant::GgmlType;
+use greta_gguf::{Gguf, GgufError, GgufWriter, Value};
 use llama2::config::{keys, ConfigError, LlamaConfig, LlamaWeights, Role};
 use llama2::genmodel::{ModelPlan, Preset, Recipe};
-use llama2::gguf::{Gguf, GgufError, GgufWriter, Value};
 
 #[test]
 fn smollm2_config_and_weights() {

@@ -7,9 +7,9 @@ mod common;
 use std::process::Command;
 
 use greta::quant::GgmlType;
+use greta_gguf::{Gguf, GgufWriter};
 use llama2::config::{LlamaConfig, Role, WEIGHT_TYPES};
 use llama2::genmodel::{use_more_bits, GenModelError, ModelPlan, Preset, Recipe, ShapeOverrides};
-use llama2::gguf::{Gguf, GgufWriter};
 use llama2::oracle::Oracle;
 use llama2::tokenizer::{EncodeOptions, Tokenizer};
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Raw;
+use greta_gguf::raw::Raw;
 
 const GIB: u64 = 1 << 30;
 

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Instant;
 
+use greta_gguf::Gguf;
 use llama2::config::LlamaConfig;
 use llama2::genmodel::{Preset, Recipe};
-use llama2::gguf::Gguf;
 use llama2::oracle::{Oracle, OracleError};
 
 /// `<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n`.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use llama2::gguf::{Gguf, GgufWriter, Value};
+use greta_gguf::{Gguf, GgufWriter, Value};
 use llama2::tokenizer::{
     ChatMessage, ChatTemplate, EncodeOptions, Tokenizer, TokenizerError, TokenizerKind,
 };

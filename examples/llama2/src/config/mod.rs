@@ -4,7 +4,7 @@
 pub mod keys;
 mod tensors;
 
-use crate::gguf::{Gguf, GgufError};
+use greta_gguf::{Gguf, GgufError};
 
 pub use tensors::{LayerWeights, LlamaWeights, Role, TensorSpec, WEIGHT_TYPES};
 
@@ -123,7 +123,7 @@ impl LlamaConfig {
         let n_embd = count(keys::EMBEDDING_LENGTH)?;
         let n_head = count(keys::HEAD_COUNT)?;
         let tokens = g
-            .get_opt::<&crate::gguf::Array>(keys::TOKENS)?
+            .get_opt::<&greta_gguf::Array>(keys::TOKENS)?
             .map(|a| a.len());
         let n_vocab = match (tokens, opt_count(keys::VOCAB_SIZE)?) {
             (Some(t), Some(v)) if t != v => {

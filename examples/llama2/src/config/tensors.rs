@@ -4,7 +4,7 @@
 use greta::quant::GgmlType;
 
 use super::{ConfigError, LlamaConfig};
-use crate::gguf::{Gguf, TensorView};
+use greta_gguf::{Gguf, TensorView};
 
 /// The element types weights may be stored in (those the reference codecs decode).
 pub use greta::quant::WEIGHT_TYPES;

@@ -8,12 +8,12 @@ pub mod prefill;
 pub mod weights;
 
 use crate::config::{LlamaConfig, LlamaWeights};
-use crate::gguf::Gguf;
 use greta::codegen::KernelDef;
 use greta::kernels::attention::{Attention, AttentionKernel, AttentionScratch};
 use greta::kernels::decode;
 use greta::kernels::matvec::{self, Matvec, Rope};
 use greta::runtime::{Buffer, Device, Graph};
+use greta_gguf::Gguf;
 use half::f16;
 use weights::{GpuMatrix, GpuWeights, WeightError};
 

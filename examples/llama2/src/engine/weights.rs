@@ -3,9 +3,9 @@
 //! gate and up interleaved row by row so one launch computes SwiGLU, norms as f32.
 
 use crate::config::{LayerWeights, LlamaWeights};
-use crate::gguf::TensorView;
 use greta::quant::gpu::{pack, GpuFormat};
 use greta::runtime::{Buffer, Device};
+use greta_gguf::TensorView;
 
 /// Why weights could not be prepared for the device.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ mod spm;
 
 use std::collections::HashMap;
 
-use crate::gguf::{Gguf, GgufError};
+use greta_gguf::{Gguf, GgufError};
 
 pub use chat::{ChatMessage, ChatTemplate};
 

@@ -1,10 +1,8 @@
 //! GGUF reader and writer: round trips, alignment, and every validation error.
 
-mod common;
-
-use common::Raw;
-use greta::quant::GgmlType;
-use llama2::gguf::{Array, Gguf, GgufError, GgufWriteError, GgufWriter, Value};
+use greta_gguf::quant::GgmlType;
+use greta_gguf::raw::Raw;
+use greta_gguf::{Array, Gguf, GgufError, GgufWriteError, GgufWriter, Value};
 
 /// Parses bytes that must be rejected, returning the message.
 fn reject(bytes: &[u8]) -> (GgufError, String) {

@@ -128,7 +128,7 @@ pub enum GgufError {
     PartialBlock {
         path: PathBuf,
         tensor: String,
-        ggml_type: greta::quant::GgmlType,
+        ggml_type: crate::quant::GgmlType,
         ne0: u64,
         block: usize,
     },

@@ -1,5 +1,6 @@
-//! GGUF model files: a memory-mapped reader that trusts nothing in the file, and a
-//! streaming writer.
+//! GGUF model files and the ggml tensor formats, usable on their own: a memory-mapped
+//! reader that trusts nothing in the file, a streaming writer, and (in [`quant`]) the
+//! block layouts with reference quantisers and dequantisers.
 //!
 //! Layout (little-endian, versions 2 and 3): magic `GGUF`, version u32, tensor count u64,
 //! metadata count u64, the metadata key/value pairs, the tensor infos (name, dims, ggml
@@ -8,13 +9,15 @@
 
 mod error;
 mod parse;
+pub mod quant;
+pub mod raw;
 mod value;
 mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use greta::quant::GgmlType;
+use crate::quant::GgmlType;
 use memmap2::Mmap;
 
 pub use error::{GgufError, GgufWriteError};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use greta::quant::GgmlType;
+use crate::quant::GgmlType;
 
 use super::{
     Array, GgufError, TensorInfo, Value, ValueType, ALIGNMENT_KEY, DEFAULT_ALIGNMENT,
