@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use greta::codegen::{hip, Target};
 use greta::kernels::attention::{Attention, AttentionKernel};
-use greta::kernels::matvec::Matvec;
+use greta::kernels::matvec::{Epilogue, Matvec};
 use greta::kernels::{builtins, KernelVariants};
 use greta::quant::gpu::GpuFormat;
 use greta::runtime::cache::KernelCache;
@@ -321,7 +321,7 @@ fn bench_kernels(args: BenchArgs) -> Result<()> {
     for &rows_per_wave in &rows_per_wave {
         for &block in &block {
             for &blocks_per_unit in &blocks_per_unit {
-                let default = Matvec::new(GpuFormat::Q4K, false, 0);
+                let default = Matvec::new(GpuFormat::Q4K, false, Epilogue::Store);
                 variants.push(Matvec {
                     rows_per_wave: or(rows_per_wave, default.rows_per_wave),
                     block: or(block, default.block),

@@ -942,7 +942,7 @@ fn half_conversions_round_to_nearest_even_and_ints_saturate() {
 
 #[test]
 fn a_qkv_product_whose_rows_are_not_whole_heads_is_refused() {
-    use greta::kernels::matvec::{Matvec, Rope, QKV};
+    use greta::kernels::matvec::{Epilogue, Matvec, Rope};
     use greta::quant::gpu::GpuFormat;
     let dev = device(64);
     let (cols, head_dim) = (64usize, 8u32);
@@ -952,7 +952,7 @@ fn a_qkv_product_whose_rows_are_not_whole_heads_is_refused() {
     let mut kc = dev.upload(&vec![f16::ZERO; 1024]).unwrap();
     let mut vc = dev.upload(&vec![f16::ZERO; 1024]).unwrap();
     let pos = dev.upload(&[0u32]).unwrap();
-    let qkv = Matvec::new(GpuFormat::F32, false, QKV);
+    let qkv = Matvec::new(GpuFormat::F32, false, Epilogue::Qkv);
     // 12 Q rows are a head and a half of 8.
     let rope = Rope {
         q_rows: 12,

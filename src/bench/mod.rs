@@ -201,7 +201,7 @@ pub fn bench_matvec(
     };
     let x = dev.upload(&crate::selftest::random_f32(&mut rng, cols, 1.0))?;
     let nw = dev.upload(&crate::selftest::random_f32(&mut rng, cols, 1.0))?;
-    let qkv = mv.epilogue == matvec::QKV;
+    let qkv = mv.epilogue == matvec::Epilogue::Qkv;
     let rope = Rope {
         q_rows: if qkv { rows_a as u32 / 2 } else { 0 },
         head_dim: if qkv { 128 } else { 2 },
@@ -209,8 +209,8 @@ pub fn bench_matvec(
         base: 1e4,
     };
     let outputs = match mv.epilogue {
-        matvec::SWIGLU => rows_a / 2,
-        matvec::QKV => rope.q_rows as usize,
+        matvec::Epilogue::Swiglu => rows_a / 2,
+        matvec::Epilogue::Qkv => rope.q_rows as usize,
         _ => rows_a,
     };
     let mut y = dev.alloc::<f32>(outputs)?;
@@ -236,9 +236,9 @@ pub fn bench_matvec(
         )
     })?;
     let epilogue = match mv.epilogue {
-        matvec::ADD => " +=",
-        matvec::SWIGLU => " swiglu",
-        matvec::QKV => " qkv",
+        matvec::Epilogue::Add => " +=",
+        matvec::Epilogue::Swiglu => " swiglu",
+        matvec::Epilogue::Qkv => " qkv",
         _ => "",
     };
     let formats = if rows_b > 0 {
@@ -262,7 +262,7 @@ pub fn bench_matvec(
         bytes: bytes_a
             + bytes_b
             + cols * 4 * (1 + mv.norm as usize)
-            + outputs * 4 * (1 + (mv.epilogue == matvec::ADD) as usize)
+            + outputs * 4 * (1 + (mv.epilogue == matvec::Epilogue::Add) as usize)
             + if qkv { rows_b * 2 * 2 } else { 0 },
     })
 }
@@ -292,7 +292,7 @@ pub fn matvec_sweep(
                     fmt,
                     fmt_b: fmt,
                     norm: false,
-                    epilogue: matvec::STORE,
+                    epilogue: matvec::Epilogue::Store,
                     ..*v
                 };
                 rows.push(bench_matvec(dev, mv, r, 0, c, timing, reps)?);
@@ -302,7 +302,7 @@ pub fn matvec_sweep(
             fmt: GpuFormat::Q4K,
             fmt_b: GpuFormat::Q4K,
             norm: true,
-            epilogue: matvec::STORE,
+            epilogue: matvec::Epilogue::Store,
             ..*v
         };
         rows.push(bench_matvec(dev, mv, 4096, 0, 4096, timing, reps)?);
@@ -317,11 +317,11 @@ pub fn fused_sweep(dev: &Device, timing: Timing, reps: usize) -> Result<Vec<Benc
     // A Q4_K_M model's V projection is Q6_K in half the layers and Q4_K in the others.
     let qkv = Matvec {
         fmt_b: GpuFormat::Q6K,
-        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
+        ..Matvec::new(GpuFormat::Q4K, true, matvec::Epilogue::Qkv)
     };
-    let qkv_q4k = Matvec::new(GpuFormat::Q4K, true, matvec::QKV);
-    let swiglu = Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU);
-    let down = Matvec::new(GpuFormat::Q4K, false, matvec::ADD);
+    let qkv_q4k = Matvec::new(GpuFormat::Q4K, true, matvec::Epilogue::Qkv);
+    let swiglu = Matvec::new(GpuFormat::Q4K, true, matvec::Epilogue::Swiglu);
+    let down = Matvec::new(GpuFormat::Q4K, false, matvec::Epilogue::Add);
     Ok(vec![
         bench_matvec(dev, qkv, 8192, 4096, 4096, timing, reps)?,
         bench_matvec(dev, qkv_q4k, 8192, 4096, 4096, timing, reps)?,

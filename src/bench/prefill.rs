@@ -4,7 +4,7 @@
 
 use super::{time_launches, Timing};
 use crate::kernels::gemm::{Gemm, Output, Tile};
-use crate::kernels::matvec::STORE;
+use crate::kernels::matvec::Epilogue;
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
 use crate::runtime::{Buffer, Device, Error, Result};
@@ -65,7 +65,7 @@ pub fn bench_gemm(
         .collect::<Result<_>>()?;
     let dx = dev.upload(&random_f16(&mut rng, m * k))?;
     let mut y = dev.alloc::<f32>(m * n)?;
-    let mut g = Gemm::new(fmt, STORE, &dev.target(), m as u32);
+    let mut g = Gemm::new(fmt, Epilogue::Store, &dev.target(), m as u32);
     if let Some(t) = tile {
         g.tile = t;
     }
@@ -124,7 +124,7 @@ pub fn bench_vendor(
     let mut y = dev.alloc::<f32>(m * n)?;
     dev.vendor_gemm_f16(&dx, &copies[0], &mut y, (m, n, k))?;
     let theirs = dev.download(&y)?;
-    let g = Gemm::new(GpuFormat::F16, STORE, &dev.target(), m as u32);
+    let g = Gemm::new(GpuFormat::F16, Epilogue::Store, &dev.target(), m as u32);
     g.launch(
         dev,
         &dx,

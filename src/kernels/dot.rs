@@ -10,20 +10,22 @@
 
 use crate::device;
 
-/// Weight format codes (`FMT`), as `greta::quant::gpu::GpuFormat`.
-pub const F32: u32 = 0;
+use crate::quant::gpu::GpuFormat;
+
+/// Weight format codes (`FMT`) as kernel bodies compare them: [`GpuFormat`]'s.
+pub const F32: u32 = GpuFormat::F32.code();
 /// f16 weights.
-pub const F16: u32 = 1;
+pub const F16: u32 = GpuFormat::F16.code();
 /// Q8_0 weights.
-pub const Q8_0: u32 = 2;
+pub const Q8_0: u32 = GpuFormat::Q8_0.code();
 /// Q4_0 weights.
-pub const Q4_0: u32 = 3;
+pub const Q4_0: u32 = GpuFormat::Q4_0.code();
 /// Q4_1 weights.
-pub const Q4_1: u32 = 4;
+pub const Q4_1: u32 = GpuFormat::Q4_1.code();
 /// Q4_K weights.
-pub const Q4K: u32 = 5;
+pub const Q4K: u32 = GpuFormat::Q4K.code();
 /// Q6_K weights.
-pub const Q6K: u32 = 6;
+pub const Q6K: u32 = GpuFormat::Q6K.code();
 
 /// The low f16 of a 32-bit word, as f32.
 #[device]
@@ -268,11 +270,11 @@ pub fn item_vectors(fmt: u32) -> u32 {
     }
 }
 
-/// Sixteen-byte vectors that four consecutive work items of a row span, per format code
-/// (a nibble each: F32 8, F16 4, Q8_0 8, Q4_0 4, Q4_1 4, Q4_K 9, Q6_K 13). A run of `n`
-/// items starting at a multiple of four spans `n * vectors / 4` consecutive vectors from
-/// `vec_index(.., first item, 0)`, which is how a wave's whole step is copied at once.
-pub const GROUP_VECTORS: u32 = 0x0D94_4848;
+/// Sixteen-byte vectors that four consecutive work items of a row span, a nibble per
+/// format code ([`GpuFormat::group_vectors`]). A run of `n` items starting at a multiple
+/// of four spans `n * vectors / 4` consecutive vectors from `vec_index(.., first item, 0)`,
+/// which is how a wave's whole step is copied at once.
+pub const GROUP_VECTORS: u32 = GpuFormat::group_vector_table();
 
 /// Index (in 16-byte vectors, in the layout of `greta::quant::gpu`) of vector `k` of work
 /// item `it` of weight row `row`.

@@ -12,7 +12,7 @@
 use super::dequant::{
     dequant_half, half_scale, half_vec, half_vectors, scale_vec, scale_vectors, GROUP,
 };
-use super::matvec::{qkv_epilogue, ADD, QKV, STORE, SWIGLU};
+use super::matvec::{qkv_epilogue, Epilogue, ADD, QKV, SWIGLU};
 use crate::kernel;
 
 /// Row stride of the shared tiles, in f16: a step of 64 values plus 8, so that the eight
@@ -390,7 +390,7 @@ pub struct Tile {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gemm {
     pub fmt: crate::quant::gpu::GpuFormat,
-    pub epilogue: u32,
+    pub epilogue: Epilogue,
     pub tile: Tile,
 }
 
@@ -529,7 +529,7 @@ impl Gemm {
     /// A product of `fmt` weights with `epilogue`, tiled for `m` rows on `target`.
     pub fn new(
         fmt: crate::quant::gpu::GpuFormat,
-        epilogue: u32,
+        epilogue: Epilogue,
         target: &crate::codegen::Target,
         m: u32,
     ) -> Gemm {
@@ -545,7 +545,7 @@ impl Gemm {
         let t = self.tile;
         gemm::Spec {
             fmt: self.fmt.code(),
-            epi: self.epilogue,
+            epi: self.epilogue.code(),
             bm: t.bm,
             bn: t.bn,
             wm: t.wm,
@@ -594,7 +594,7 @@ impl Gemm {
         }
         let t = self.tile;
         let waves = 2 * t.bn / dev.target().wave;
-        let paired = matches!(self.epilogue, SWIGLU | QKV);
+        let paired = self.epilogue.paired();
         let fragments_n = if waves.is_multiple_of(t.wm) {
             t.bn / (waves / t.wm) / 16
         } else {
@@ -645,14 +645,14 @@ impl Gemm {
             z: 1,
         };
         let expected = match self.epilogue {
-            STORE | ADD => matches!(out, Output::F32(..)),
-            SWIGLU => matches!(out, Output::F16(..)),
-            _ => matches!(out, Output::Qkv { .. }),
+            Epilogue::Store | Epilogue::Add => matches!(out, Output::F32(..)),
+            Epilogue::Swiglu => matches!(out, Output::F16(..)),
+            Epilogue::Qkv => matches!(out, Output::Qkv { .. }),
         };
         if !expected {
             return Err(crate::runtime::Error::Launch {
                 kernel: "gemm".into(),
-                message: format!("epilogue {} takes another output", self.epilogue),
+                message: format!("epilogue {:?} takes another output", self.epilogue),
             });
         }
         // Outputs an epilogue does not write are stood in for by views of the weights.
@@ -738,11 +738,11 @@ pub fn builtin_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen:
     };
     for m in [512, 64, 16] {
         for (fmt, epi) in [
-            (GpuFormat::Q4K, QKV),
-            (GpuFormat::Q4K, ADD),
-            (GpuFormat::Q4K, SWIGLU),
-            (GpuFormat::Q6K, QKV),
-            (GpuFormat::Q6K, ADD),
+            (GpuFormat::Q4K, Epilogue::Qkv),
+            (GpuFormat::Q4K, Epilogue::Add),
+            (GpuFormat::Q4K, Epilogue::Swiglu),
+            (GpuFormat::Q6K, Epilogue::Qkv),
+            (GpuFormat::Q6K, Epilogue::Add),
         ] {
             add(Gemm::new(fmt, epi, target, m).spec());
         }
@@ -753,7 +753,7 @@ pub fn builtin_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen:
         GpuFormat::Q8_0,
         GpuFormat::F16,
     ] {
-        add(Gemm::new(fmt, STORE, target, 512).spec());
+        add(Gemm::new(fmt, Epilogue::Store, target, 512).spec());
     }
     out
 }

@@ -19,15 +19,42 @@ use super::dot::{
 };
 use crate::kernel;
 
-/// Epilogue: `y[r] = (W x)[r]`.
-pub const STORE: u32 = 0;
-/// Epilogue: `y[r] += (W x)[r]` (residual connection).
-pub const ADD: u32 = 1;
-/// Epilogue: rows are interleaved gate/up pairs; `y[i] = silu(gate_i) * up_i`.
-pub const SWIGLU: u32 = 2;
-/// Epilogue: rows are Q then K (matrix A) then V (matrix B); RoPE on Q and K pairs at the
-/// position in `pos[0]`, Q to `y`, K and V into the f16 caches at that position.
-pub const QKV: u32 = 3;
+/// What a product does with its rows; the kernels read it as `EPI`, the code of one of
+/// the constants below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `y[r] = (W x)[r]`.
+    Store = 0,
+    /// `y[r] += (W x)[r]` (residual connection).
+    Add = 1,
+    /// Rows are interleaved gate/up pairs; `y[i] = silu(gate_i) * up_i`.
+    Swiglu = 2,
+    /// Rows are Q then K (matrix A) then V (matrix B); RoPE on Q and K pairs at the
+    /// position in `pos[0]`, Q to `y`, K and V into the f16 caches at that position.
+    Qkv = 3,
+}
+
+impl Epilogue {
+    /// The `EPI` value passed to the kernels.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Whether rows come in pairs that finish together (SwiGLU's gate and up, QKV's
+    /// rotated pairs).
+    pub fn paired(self) -> bool {
+        matches!(self, Epilogue::Swiglu | Epilogue::Qkv)
+    }
+}
+
+/// [`Epilogue::Store`]'s code, as kernel bodies compare `EPI` with it.
+pub const STORE: u32 = Epilogue::Store as u32;
+/// [`Epilogue::Add`]'s code.
+pub const ADD: u32 = Epilogue::Add as u32;
+/// [`Epilogue::Swiglu`]'s code.
+pub const SWIGLU: u32 = Epilogue::Swiglu as u32;
+/// [`Epilogue::Qkv`]'s code.
+pub const QKV: u32 = Epilogue::Qkv as u32;
 
 /// Stacked matrices A (`rows_a x cols`, format `FMT`) and B (`rows_b x cols`, format
 /// `FMT_B`) times `NORM ? rmsnorm(x, nw) : x`, with epilogue `EPI`. `XCAP` bounds `cols`
@@ -622,7 +649,7 @@ pub struct Matvec {
     /// Format of the second stacked matrix (the same as `fmt` when there is none).
     pub fmt_b: crate::quant::gpu::GpuFormat,
     pub norm: bool,
-    pub epilogue: u32,
+    pub epilogue: Epilogue,
     pub rows_per_wave: u32,
     /// Threads per block.
     pub block: u32,
@@ -664,7 +691,7 @@ impl Matvec {
     /// blocks repeat it less). Every product fits the registers this leaves (64 per thread
     /// on sm_90, at least four waves per SIMD on gfx942; `greta check`). Grids never exceed
     /// what the registers keep resident (see `grid`).
-    pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: u32) -> Matvec {
+    pub fn new(fmt: crate::quant::gpu::GpuFormat, norm: bool, epilogue: Epilogue) -> Matvec {
         Matvec {
             fmt,
             fmt_b: fmt,
@@ -690,7 +717,7 @@ impl Matvec {
             fmt: self.fmt.code(),
             fmt_b: self.fmt_b.code(),
             norm: self.norm as u32,
-            epi: self.epilogue,
+            epi: self.epilogue.code(),
             rows: self.rows_per_wave,
             xcap,
             block: self.block,
@@ -708,7 +735,7 @@ impl Matvec {
         cols: u32,
         dev: &crate::runtime::Device,
     ) -> Result<u32, crate::runtime::Error> {
-        let span = if matches!(self.epilogue, SWIGLU | QKV) {
+        let span = if self.epilogue.paired() {
             2
         } else {
             self.rows_per_wave
@@ -757,14 +784,14 @@ impl Matvec {
                 "{cols} columns exceed the shared input capacity {XCAP}"
             ));
         }
-        if matches!(self.epilogue, SWIGLU | QKV)
+        if self.epilogue.paired()
             && (self.rows_per_wave != 1 || !rows_a.is_multiple_of(2) || !rows_b.is_multiple_of(2))
         {
             return bad(
                 "paired epilogues need even row counts and one row per wavefront at a time".into(),
             );
         }
-        if self.epilogue == QKV
+        if self.epilogue == Epilogue::Qkv
             && (rope.head_dim == 0
                 || !rope.head_dim.is_multiple_of(2)
                 || !rope.q_rows.is_multiple_of(rope.head_dim)

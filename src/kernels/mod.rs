@@ -99,19 +99,19 @@ pub fn builtins() -> Vec<KernelVariants> {
             def: matvec::matvec::definition,
             variants: GpuFormat::ALL
                 .iter()
-                .map(|f| Matvec::new(*f, true, matvec::STORE).spec(4096))
+                .map(|f| Matvec::new(*f, true, matvec::Epilogue::Store).spec(4096))
                 .chain([
                     // The FFN down projections of a Q4_K_M model: Q4_K and Q6_K layers.
-                    Matvec::new(GpuFormat::Q4K, false, matvec::ADD).spec(11008),
-                    Matvec::new(GpuFormat::Q6K, false, matvec::ADD).spec(11008),
-                    Matvec::new(GpuFormat::Q4K, true, matvec::SWIGLU).spec(4096),
+                    Matvec::new(GpuFormat::Q4K, false, matvec::Epilogue::Add).spec(11008),
+                    Matvec::new(GpuFormat::Q6K, false, matvec::Epilogue::Add).spec(11008),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::Epilogue::Swiglu).spec(4096),
                     // Its QKV products: V in Q6_K or in Q4_K.
                     Matvec {
                         fmt_b: GpuFormat::Q6K,
-                        ..Matvec::new(GpuFormat::Q4K, true, matvec::QKV)
+                        ..Matvec::new(GpuFormat::Q4K, true, matvec::Epilogue::Qkv)
                     }
                     .spec(4096),
-                    Matvec::new(GpuFormat::Q4K, true, matvec::QKV).spec(4096),
+                    Matvec::new(GpuFormat::Q4K, true, matvec::Epilogue::Qkv).spec(4096),
                 ])
                 .collect(),
             per_target: none,
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn product_tiles_fit_each_target_by_the_kernels_own_shared_memory() {
         use super::gemm::{gemm, Gemm};
-        use super::matvec::STORE;
+        use super::matvec::Epilogue::Store;
         use crate::quant::gpu::GpuFormat;
         for target in TARGETS.iter().chain(&NVIDIA_TARGETS) {
             for fmt in [
@@ -263,7 +263,7 @@ mod tests {
                 GpuFormat::F16,
             ] {
                 for m in [1, 16, 64, 512] {
-                    let g = Gemm::new(fmt, STORE, target, m);
+                    let g = Gemm::new(fmt, Store, target, m);
                     let kernel = gemm::definition()
                         .specialise(target, &g.spec())
                         .unwrap_or_else(|e| panic!("{:?} on {}: {e}", g.tile, target.name));

@@ -68,7 +68,7 @@ impl GpuFormat {
     }
 
     /// The ggml type.
-    pub fn ggml(self) -> GgmlType {
+    pub const fn ggml(self) -> GgmlType {
         match self {
             GpuFormat::F32 => GgmlType::F32,
             GpuFormat::F16 => GgmlType::F16,
@@ -81,17 +81,17 @@ impl GpuFormat {
     }
 
     /// The `FMT` value passed to the kernels.
-    pub fn code(self) -> u32 {
+    pub const fn code(self) -> u32 {
         self as u32
     }
 
     /// Values per block.
-    pub fn block_elems(self) -> usize {
+    pub const fn block_elems(self) -> usize {
         self.ggml().block_elems()
     }
 
     /// Bytes of a block's record in the first region.
-    pub fn record_bytes(self) -> usize {
+    pub const fn record_bytes(self) -> usize {
         match self {
             GpuFormat::F32 => 4,
             GpuFormat::F16 => 2,
@@ -100,6 +100,35 @@ impl GpuFormat {
             GpuFormat::Q4K => 144,
             GpuFormat::Q6K => 208,
         }
+    }
+
+    /// Values of a row one work item of the decode products covers: 8 for the float
+    /// formats, a 32-value block for Q8_0, Q4_0 and Q4_1, a 64-value quarter of a K-quant
+    /// block.
+    pub const fn item_values(self) -> usize {
+        match self {
+            GpuFormat::F32 | GpuFormat::F16 => 8,
+            GpuFormat::Q8_0 | GpuFormat::Q4_0 | GpuFormat::Q4_1 => 32,
+            GpuFormat::Q4K | GpuFormat::Q6K => 64,
+        }
+    }
+
+    /// Sixteen-byte vectors of the first region that four consecutive work items span.
+    pub const fn group_vectors(self) -> u32 {
+        (4 * self.item_values() / self.block_elems() * self.record_bytes() / 16) as u32
+    }
+
+    /// [`GpuFormat::group_vectors`] of every format, a nibble each at its code: the table
+    /// the kernels index with `FMT` (`GROUP_VECTORS`).
+    pub const fn group_vector_table() -> u32 {
+        let mut table = 0;
+        let mut i = 0;
+        while i < GpuFormat::ALL.len() {
+            let f = GpuFormat::ALL[i];
+            table |= f.group_vectors() << (4 * f.code());
+            i += 1;
+        }
+        table
     }
 
     /// Bytes of a block's scales in the second region.

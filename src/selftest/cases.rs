@@ -117,7 +117,15 @@ pub fn all() -> Vec<Case> {
             v.push(Case::new("matvec", shape, tol, move |d, r| {
                 let mv = Matvec {
                     block,
-                    ..Matvec::new(fmt, norm, if add { matvec::ADD } else { matvec::STORE })
+                    ..Matvec::new(
+                        fmt,
+                        norm,
+                        if add {
+                            matvec::Epilogue::Add
+                        } else {
+                            matvec::Epilogue::Store
+                        },
+                    )
                 };
                 matvec_case(d, r, mv, rows, cols)
             }));
@@ -406,7 +414,7 @@ fn swiglu_case(
     let dw = dev.upload(&packed)?;
     let (dx, dnw) = (dev.upload(&x)?, dev.upload(&nw)?);
     let mut y = dev.upload(&vec![f32::NAN; n_ff])?;
-    let mv = Matvec::new(fmt, true, matvec::SWIGLU);
+    let mv = Matvec::new(fmt, true, matvec::Epilogue::Swiglu);
     mv.launch(
         dev,
         &dw,
@@ -465,7 +473,7 @@ fn qkv_case(
     let pos = dev.upload(&[p])?;
     let mv = Matvec {
         fmt_b: fmt_v,
-        ..Matvec::new(fmt_qk, true, matvec::QKV)
+        ..Matvec::new(fmt_qk, true, matvec::Epilogue::Qkv)
     };
     let rope = Rope {
         q_rows: q_rows as u32,
@@ -615,7 +623,7 @@ fn matvec_case(
     rows: usize,
     cols: usize,
 ) -> Result<Comparison> {
-    let (fmt, norm, add) = (mv.fmt, mv.norm, mv.epilogue == matvec::ADD);
+    let (fmt, norm, add) = (mv.fmt, mv.norm, mv.epilogue == matvec::Epilogue::Add);
     let (blocks, packed) = random_weights(rng, fmt, rows, cols)?;
     let x = random_f32(rng, cols, 2.0);
     let nw = random_f32(rng, cols, 1.5);

@@ -219,7 +219,7 @@ const F16_WEIGHTS_OUT: Tolerance = Tolerance {
 /// Cases of the tiled products: every format at row counts of 1 to 512 (each tile shape
 /// of the target), ragged N, K of one and several super-blocks; every epilogue.
 pub fn gemm_cases() -> Vec<Case> {
-    use crate::kernels::matvec::{ADD, STORE, SWIGLU};
+    use crate::kernels::matvec::Epilogue::{Add, Store, Swiglu};
     use crate::quant::gpu::GpuFormat;
     let mut v = Vec::new();
     for fmt in [
@@ -242,7 +242,7 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, STORE, (m, n, k), None),
+                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), None),
             ));
         }
     }
@@ -260,7 +260,7 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k} dq{dequant_at} ahead{ahead}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, STORE, (m, n, k), Some((dequant_at, ahead))),
+                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), Some((dequant_at, ahead))),
             ));
         }
     }
@@ -273,7 +273,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} {m}x{n}x{k} +="),
             F16_WEIGHTS,
-            move |d, r| gemm_case(d, r, fmt, ADD, (m, n, k), None),
+            move |d, r| gemm_case(d, r, fmt, Add, (m, n, k), None),
         ));
     }
     for (fmt, m, n, k) in [
@@ -286,7 +286,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} swiglu {m}x{n}x{k}"),
             F16_WEIGHTS_OUT,
-            move |d, r| gemm_case(d, r, fmt, SWIGLU, (m, n, k), None),
+            move |d, r| gemm_case(d, r, fmt, Swiglu, (m, n, k), None),
         ));
     }
     for (qk, vf, m, pos0) in [
@@ -332,12 +332,12 @@ fn gemm_case(
     dev: &Device,
     rng: &mut StdRng,
     fmt: crate::quant::gpu::GpuFormat,
-    epilogue: u32,
+    epilogue: crate::kernels::matvec::Epilogue,
     (m, n, k): (usize, usize, usize),
     schedule: Option<(u32, u32)>,
 ) -> Result<Comparison> {
     use crate::kernels::gemm::{Gemm, Output};
-    use crate::kernels::matvec::{ADD, SWIGLU};
+    use crate::kernels::matvec::Epilogue::{Add, Swiglu};
     let (blocks, packed) = super::cases::random_weights(rng, fmt, n, k)?;
     let (x, rows) = activations(rng, m, k);
     let dots = reference_product(fmt, &blocks, n, &rows)?;
@@ -347,7 +347,7 @@ fn gemm_case(
         g.tile.dequant_at = dequant_at;
         g.tile.ahead = ahead;
     }
-    if epilogue == SWIGLU {
+    if epilogue == Swiglu {
         let mut y = dev.upload(&vec![f16::NAN; m * n / 2])?;
         g.launch(
             dev,
@@ -369,7 +369,7 @@ fn gemm_case(
         let got: Vec<f32> = dev.download(&y)?.into_iter().map(f16::to_f32).collect();
         return Ok(compare(&got, &want));
     }
-    let y0 = if epilogue == ADD {
+    let y0 = if epilogue == Add {
         random_f32(rng, m * n, 3.0)
     } else {
         vec![f32::NAN; m * n]
@@ -388,7 +388,7 @@ fn gemm_case(
         .iter()
         .flatten()
         .zip(&y0)
-        .map(|(d, y)| if epilogue == ADD { d + *y as f64 } else { *d })
+        .map(|(d, y)| if epilogue == Add { d + *y as f64 } else { *d })
         .collect();
     Ok(compare(&dev.download(&y)?, &want))
 }
@@ -405,7 +405,7 @@ fn gemm_qkv_case(
     pos0: u32,
 ) -> Result<Comparison> {
     use crate::kernels::gemm::{Gemm, Output, QkvRows};
-    use crate::kernels::matvec::{Rope, QKV};
+    use crate::kernels::matvec::{Epilogue, Rope};
     let (n_head, n_kv, hd, k) = (4usize, 2usize, 64usize, 256usize);
     let (q_rows, kv_rows) = (n_head * hd, n_kv * hd);
     let ctx = pos0 as usize + m + 2;
@@ -457,7 +457,7 @@ fn gemm_qkv_case(
                 pos0,
             },
         };
-        Gemm::new(fmt, QKV, &dev.target(), m as u32)
+        Gemm::new(fmt, Epilogue::Qkv, &dev.target(), m as u32)
             .launch(dev, &dx, w, out, m as u32, n, k as u32)?;
     }
     let (kh, vh) = (dev.download(&kc)?, dev.download(&vc)?);

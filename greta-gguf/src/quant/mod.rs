@@ -90,7 +90,7 @@ impl GgmlType {
     }
 
     /// Elements per block (1 for plain float types).
-    pub fn block_elems(self) -> usize {
+    pub const fn block_elems(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => 32,

@@ -296,7 +296,7 @@ impl Engine {
         // One matrix times `x`, normalised by `nw` when given (otherwise `x` stands in for
         // the unused norm weights), with `epilogue` into `y`.
         let product = |m: &GpuMatrix,
-                       epilogue: u32,
+                       epilogue: matvec::Epilogue,
                        x: &Buffer<f32>,
                        nw: Option<&Buffer<f32>>,
                        y: &mut Buffer<f32>| {
@@ -335,7 +335,7 @@ impl Engine {
                 let layer = &self.w.layers[l];
                 let mv = Matvec {
                     fmt_b: layer.wv.fmt,
-                    ..Matvec::new(layer.wqk.fmt, true, matvec::QKV)
+                    ..Matvec::new(layer.wqk.fmt, true, matvec::Epilogue::Qkv)
                 };
                 let rope = Rope {
                     q_rows: (cfg.n_head * cfg.head_dim) as u32,
@@ -370,22 +370,40 @@ impl Engine {
                     &mut s.attn,
                 )?;
             }
-            Op::OutProj(l) => product(&self.w.layers[l].wo, matvec::ADD, &s.attn, None, &mut s.h)?,
+            Op::OutProj(l) => product(
+                &self.w.layers[l].wo,
+                matvec::Epilogue::Add,
+                &s.attn,
+                None,
+                &mut s.h,
+            )?,
             Op::GateUp(l) => {
                 let layer = &self.w.layers[l];
                 let nw = Some(&layer.ffn_norm);
-                product(&layer.w_gate_up, matvec::SWIGLU, &s.h, nw, &mut s.ffn)?;
+                product(
+                    &layer.w_gate_up,
+                    matvec::Epilogue::Swiglu,
+                    &s.h,
+                    nw,
+                    &mut s.ffn,
+                )?;
             }
             Op::Down(l) => product(
                 &self.w.layers[l].w_down,
-                matvec::ADD,
+                matvec::Epilogue::Add,
                 &s.ffn,
                 None,
                 &mut s.h,
             )?,
             Op::LmHead => {
                 let nw = Some(&self.w.output_norm);
-                product(&self.w.output, matvec::STORE, &s.h, nw, &mut s.logits)?;
+                product(
+                    &self.w.output,
+                    matvec::Epilogue::Store,
+                    &s.h,
+                    nw,
+                    &mut s.logits,
+                )?;
             }
             Op::Argmax => {
                 decode::argmax::launch::<1024>(

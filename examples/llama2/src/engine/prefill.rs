@@ -8,7 +8,7 @@ use super::{Engine, EngineError, Op};
 use greta::kernels::decode;
 use greta::kernels::flash::PrefillAttention;
 use greta::kernels::gemm::{Gemm, Output, QkvRows};
-use greta::kernels::matvec::{Rope, ADD, QKV, SWIGLU};
+use greta::kernels::matvec::{Epilogue, Rope};
 use greta::kernels::norm;
 use greta::runtime::Buffer;
 use half::f16;
@@ -107,11 +107,11 @@ impl Engine {
         let target = dev.target();
         for (l, layer) in self.w.layers.iter().enumerate() {
             for (m, epi, n) in [
-                (&layer.wqk, QKV, layer.wqk.rows),
-                (&layer.wv, QKV, layer.wv.rows),
-                (&layer.wo, ADD, layer.wo.rows),
-                (&layer.w_gate_up, SWIGLU, layer.w_gate_up.rows),
-                (&layer.w_down, ADD, layer.w_down.rows),
+                (&layer.wqk, Epilogue::Qkv, layer.wqk.rows),
+                (&layer.wv, Epilogue::Qkv, layer.wv.rows),
+                (&layer.wo, Epilogue::Add, layer.wo.rows),
+                (&layer.w_gate_up, Epilogue::Swiglu, layer.w_gate_up.rows),
+                (&layer.w_down, Epilogue::Add, layer.w_down.rows),
             ] {
                 if let Err(e) = Gemm::new(m.fmt, epi, &target, UBATCH as u32).check(dev, n, m.cols)
                 {
@@ -311,7 +311,7 @@ impl Engine {
                             pos0: pos0 as u32,
                         },
                     };
-                    Gemm::new(m_.fmt, QKV, &target, mu)
+                    Gemm::new(m_.fmt, Epilogue::Qkv, &target, mu)
                         .launch(dev, &p.xn, &m_.buf, out, mu, m_.rows, m_.cols)?;
                 }
             }
@@ -334,7 +334,7 @@ impl Engine {
             }
             PrefillOp::OutProj(l) => {
                 let w = &self.w.layers[l].wo;
-                Gemm::new(w.fmt, ADD, &target, mu).launch(
+                Gemm::new(w.fmt, Epilogue::Add, &target, mu).launch(
                     dev,
                     &p.attn,
                     &w.buf,
@@ -346,7 +346,7 @@ impl Engine {
             }
             PrefillOp::GateUp(l) => {
                 let w = &self.w.layers[l].w_gate_up;
-                Gemm::new(w.fmt, SWIGLU, &target, mu).launch(
+                Gemm::new(w.fmt, Epilogue::Swiglu, &target, mu).launch(
                     dev,
                     &p.xn,
                     &w.buf,
@@ -358,7 +358,7 @@ impl Engine {
             }
             PrefillOp::Down(l) => {
                 let w = &self.w.layers[l].w_down;
-                Gemm::new(w.fmt, ADD, &target, mu).launch(
+                Gemm::new(w.fmt, Epilogue::Add, &target, mu).launch(
                     dev,
                     &p.ffn,
                     &w.buf,
