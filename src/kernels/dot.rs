@@ -125,8 +125,8 @@ pub fn quantise_pass(
 /// shared memory as `quantise_pass` does, one thread per 16 values instead of four. Two
 /// neighbouring lanes cover a 32-value block, so both must call it. For the same input
 /// the block issues about a third of the instructions, which pays where the input takes
-/// several passes (the 7B down product on the H100: 10.07 -> 9.99 us) and not for one
-/// pass, whose few long threads are slower than 1024 short ones.
+/// several passes, and not for one pass, whose few long threads finish later than many
+/// short ones.
 #[device]
 pub fn quantise_chunk(
     v0: f32x4,

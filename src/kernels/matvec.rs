@@ -131,9 +131,9 @@ pub fn matvec<
     // the input is quantised (16 values per thread); step 2's loads before the barrier; the
     // rest one step ahead in registers. Decided before the general path's preamble, whose
     // instructions (a division, the register arrays' fills) would delay step 0's loads.
-    // (Staged inside the general loop it measured slower, and for the one-pass 4096x4096
-    // input too: 4.41 -> 4.83 us on the H100. Not for Q6_K, whose steps fill the registers,
-    // nor inputs of more than three passes, which the general path loads pass by pass.)
+    // Inside the general loop the staging would wait behind that preamble, one-pass inputs
+    // included. Q6_K is left out (its steps fill the registers), and so are inputs of more
+    // than three passes, which the general path loads pass by pass.
     if BULK_COPY == 1
         && EPI < SWIGLU
         && NORM == 0
@@ -166,8 +166,7 @@ pub fn matvec<
                 v[k] = x.load_vec::<4>(4 * c + k);
             }
         }
-        // Requested behind the input: before it, or before the wait, the input queued
-        // behind it and the product was slower.
+        // Requested behind the input, so that the input's loads do not queue behind it.
         if row < rows {
             stage.copy_async(
                 stage_vector(FMT),
@@ -325,9 +324,8 @@ pub fn matvec<
     // iteration 0, after the first step's loads, so they are in flight while it waits and
     // quantises; the barrier after it comes in iteration 1 after that iteration's loads, so
     // a thread that has quantised its share issues them without waiting for the others.
-    // (Loading two steps before the wait measured slower on the H100 for every shape: the
-    // input's loads queue behind them.) Every thread runs iterations 0 and 1, so the
-    // prologue's barriers see the whole block.
+    // One step only: loads issued before the wait would hold up the input's. Every thread
+    // runs iterations 0 and 1, so the prologue's barriers see the whole block.
     for s in 0..max(steps, 1) + 1 {
         let mut nxt = [u32x4::splat(0); 4 * ROWS];
         let mut nxt_s = [0u32; ROWS];
