@@ -329,6 +329,55 @@ fn shared_memory_and_barriers_connect_waves() {
     }
 }
 
+/// Reverses the first `HALF` values of each group of `G` through shared memory sized by
+/// kernel constants, and copies the rest: `const` items name a value once for a shared
+/// array's length and a condition.
+#[greta::kernel(block = 128)]
+fn reverse_halves<const G: u32>(x: &[f32], y: &mut [f32]) {
+    const HALF: u32 = G / 2;
+    const GROUPS: u32 = BLOCK / G;
+    let tile = shared!([f32; GROUPS * HALF]);
+    let t = thread_idx();
+    let g = t / G;
+    let j = t % G;
+    if j < HALF {
+        tile[g * HALF + j] = x[t];
+    }
+    barrier();
+    y[t] = if j < HALF {
+        tile[g * HALF + HALF - 1 - j]
+    } else {
+        x[t]
+    };
+}
+
+#[test]
+fn const_items_size_shared_memory_and_decide_conditions() {
+    let mut rng = StdRng::seed_from_u64(8);
+    let x = random_f32(&mut rng, 128);
+    for wave in WAVES {
+        let dev = device(wave);
+        let xb = dev.upload(&x).unwrap();
+        let mut yb = dev.alloc::<f32>(x.len()).unwrap();
+        reverse_halves::launch::<32>(&dev, 1, &xb, &mut yb).unwrap();
+        let got = dev.download(&yb).unwrap();
+        for (g, chunk) in got.chunks(32).enumerate() {
+            let mut want = x[g * 32..][..16].to_vec();
+            want.reverse();
+            want.extend_from_slice(&x[g * 32 + 16..][..16]);
+            assert_eq!(chunk, &want[..], "wave {wave}, group {g}");
+        }
+    }
+    let spec = reverse_halves::Spec { g: 32 }.values();
+    let ir = reverse_halves::definition()
+        .specialise(&greta::codegen::SM90, &spec)
+        .unwrap();
+    assert_eq!(ir.layout.declared_bytes, 4 * 4 * 16);
+    let src = greta::codegen::hip::emit(&ir, &greta::codegen::SM90).unwrap();
+    assert!(src.contains("static constexpr u32 HALF = 16u;"), "{src}");
+    assert!(src.contains("static constexpr u32 GROUPS = 4u;"), "{src}");
+}
+
 /// A barrier after some threads returned: the waves' remaining threads still meet.
 #[greta::kernel(block = 64)]
 fn barrier_after_exit(x: &[f32], y: &mut [f32]) {

@@ -166,6 +166,14 @@ pub enum StmtAst {
         init: Option<ExprAst>,
         span: Span,
     },
+    /// `const NAME: T = value;`: a compile-time constant of the kernel, written once and
+    /// named wherever it is used (and in the generated source).
+    Const {
+        name: String,
+        ty: TypeAst,
+        value: ExprAst,
+        span: Span,
+    },
     Expr(ExprAst),
 }
 

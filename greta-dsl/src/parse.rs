@@ -196,8 +196,14 @@ impl Converter {
                         stmts.push(StmtAst::Expr(e));
                     }
                 }
+                syn::Stmt::Item(syn::Item::Const(c)) => stmts.push(StmtAst::Const {
+                    name: c.ident.to_string(),
+                    ty: self.ty(&c.ty, false)?,
+                    value: self.expr(&c.expr)?,
+                    span: self.sp(&c.ident),
+                }),
                 syn::Stmt::Item(item) => {
-                    return err(item, "items (fn, struct, use, ...) cannot be declared inside a kernel; write helpers as `#[greta::device]` functions")
+                    return err(item, "items (fn, struct, use, ...) cannot be declared inside a kernel; write helpers as `#[greta::device]` functions (`const` items are allowed)")
                 }
                 syn::Stmt::Macro(m) => {
                     return err(&m.mac.path, "macros are not supported in kernels (except `shared!` in a `let`)")

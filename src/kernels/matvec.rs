@@ -96,21 +96,22 @@ pub fn matvec<
     let s16 = shared!([i32; XCAP / 16]);
     // Each wave's share of the input's sum of squares (the norm).
     let ssw = shared!([f32; BLOCK / WAVE]);
-    // A wave's second weight step, where it is copied in bulk (the one-row path below,
-    // whose compile-time conditions size it): `WAVE / 4` groups of four work items per
-    // wave, `GROUP_VECTORS` vectors each. Elsewhere a token four words.
+    // The one-row path below copies a wave's second weight step in bulk: on targets with
+    // bulk copies, for a long input without a norm that takes two to three passes to
+    // quantise (the down projection), and not for Q6_K, whose steps fill the registers.
+    const STAGED: bool = BULK_COPY == 1
+        && EPI < SWIGLU
+        && NORM == 0
+        && FMT >= Q8_0
+        && FMT != Q6K
+        && XCAP > 4 * BLOCK
+        && XCAP <= 12 * BLOCK;
+    // That step: `WAVE / 4` groups of four work items per wave, `GROUP_VECTORS` vectors
+    // each. Elsewhere a token four words.
     let stage = shared!(
         [u32; max(
             4,
-            BULK_COPY
-                * ((EPI < SWIGLU
-                    && NORM == 0
-                    && FMT >= Q8_0
-                    && FMT != Q6K
-                    && XCAP > 4 * BLOCK
-                    && XCAP <= 12 * BLOCK) as u32)
-                * BLOCK
-                * ((GROUP_VECTORS >> (4 * FMT)) & 15)
+            (STAGED as u32) * BLOCK * ((GROUP_VECTORS >> (4 * FMT)) & 15)
         )]
     );
     let rows = rows_a + rows_b;
@@ -125,27 +126,14 @@ pub fn matvec<
     // Row groups are dealt to waves across blocks first, so the waves with one group more
     // than the others are spread over every compute unit instead of filling a few.
     let first = (wave_id() * grid_dim() + block_idx()) * span;
-    // One row per wave, where the target copies in bulk and a long input without a norm
-    // takes several passes to quantise (the down projection): after the wait the input's
-    // loads, then a bulk copy of each wave's step 1 into `stage`, so that DRAM streams while
-    // the input is quantised (16 values per thread); step 2's loads before the barrier; the
-    // rest one step ahead in registers. Decided before the general path's preamble, whose
-    // instructions (a division, the register arrays' fills) would delay step 0's loads.
-    // Inside the general loop the staging would wait behind that preamble, one-pass inputs
-    // included. Q6_K is left out (its steps fill the registers), and so are inputs of more
-    // than three passes, which the general path loads pass by pass.
-    if BULK_COPY == 1
-        && EPI < SWIGLU
-        && NORM == 0
-        && FMT >= Q8_0
-        && FMT != Q6K
-        && XCAP > 4 * BLOCK
-        && XCAP <= 12 * BLOCK
-        && ROWS == 1
-        && rows_b == 0
-        && rows <= stride
-        && per_lane >= 2
-    {
+    // The staged path, one row per wave: after the wait the input's loads, then a bulk
+    // copy of each wave's step 1 into `stage`, so that DRAM streams while the input is
+    // quantised (16 values per thread); step 2's loads before the barrier; the rest one
+    // step ahead in registers. Decided before the general path's preamble, whose
+    // instructions (a division, the register arrays' fills) would delay step 0's loads;
+    // inputs of more than three passes are left to the general path, which loads them
+    // pass by pass.
+    if STAGED && ROWS == 1 && rows_b == 0 && rows <= stride && per_lane >= 2 {
         let row = first;
         let mut step0 = [u32x4::splat(0); 4];
         let mut step0_s = 0u32;

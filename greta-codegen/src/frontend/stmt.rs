@@ -55,10 +55,69 @@ impl Lowerer<'_> {
                     init,
                     span,
                 } => self.lower_let(name, *mutable, ty.as_ref(), init.as_ref(), *span, &mut out),
+                StmtAst::Const {
+                    name,
+                    ty,
+                    value,
+                    span,
+                } => self.declare_const(name, ty, value, *span),
                 StmtAst::Expr(e) => self.lower_expr_stmt(e, &mut out),
             }
         }
         out
+    }
+
+    /// A `const` item: an integer or `bool` constant of the kernel, known once the kernel
+    /// is specialised, usable wherever a const parameter is (array lengths, conditions).
+    fn declare_const(&mut self, name: &str, ty: &crate::ast::TypeAst, value: &ExprAst, span: Span) {
+        if !self.fcx.is_kernel {
+            self.error(
+                span,
+                format!("`const {name}` belongs in a kernel's body; device functions take the value as a parameter"),
+            );
+            return;
+        }
+        if self.consts.iter().any(|c| c.name == name) {
+            self.error(
+                span,
+                format!("`{name}` is already a constant of this kernel"),
+            );
+            return;
+        }
+        let declared = self.lower_type(ty);
+        let scalar = match declared {
+            Type::Scalar(s) if s.is_int() || s == Scalar::Bool => s,
+            _ => {
+                self.error(
+                    span,
+                    format!("`const {name}` must be an integer or `bool`, not `{declared}`"),
+                );
+                return;
+            }
+        };
+        let lowered = self.lower_expr(value, Some(&declared));
+        self.expect_type(
+            &lowered,
+            &declared,
+            &format!("the declared type of `{name}`"),
+        );
+        let (value, known) = match self.const_eval(&lowered) {
+            ConstVal::Known(v) => (v, true),
+            ConstVal::Unknown => (0, false),
+            ConstVal::NotConst => {
+                self.error(
+                    value.span,
+                    format!("`{name}` must be a compile-time constant: literals, const parameters, other constants, `WAVE`, `BLOCK` or `BULK_COPY`, with arithmetic, comparisons, `min` and `max`"),
+                );
+                return;
+            }
+        };
+        self.consts.push(crate::ir::NamedConst {
+            name: name.to_string(),
+            ty: scalar,
+            value,
+        });
+        self.const_known.push(known);
     }
 
     fn lower_let(
