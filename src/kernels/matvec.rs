@@ -202,14 +202,15 @@ pub fn matvec<
             }
             let it = lane_id();
             if it < items {
-                let sw = step0_s >> scale_shift(FMT, cols, row, it);
-                sum += dot_fetched(
+                sum += dot_item(
                     FMT,
                     step0[0],
                     step0[1],
                     step0[2],
                     step0[3],
-                    sw,
+                    step0_s,
+                    row,
+                    cols,
                     it,
                     xq,
                     dx,
@@ -224,14 +225,15 @@ pub fn matvec<
             let it = lane_id() + WAVE;
             if it < items {
                 let at = stage_vector(FMT) - vec_index(FMT, cols, row, WAVE, 0);
-                let sw = staged_s >> scale_shift(FMT, cols, row, it);
-                sum += dot_fetched(
+                sum += dot_item(
                     FMT,
                     staged_vec(stage, at, FMT, cols, row, it, 0),
                     staged_vec(stage, at, FMT, cols, row, it, 1),
                     staged_vec(stage, at, FMT, cols, row, it, 2),
                     staged_vec(stage, at, FMT, cols, row, it, 3),
-                    sw,
+                    staged_s,
+                    row,
+                    cols,
                     it,
                     xq,
                     dx,
@@ -242,41 +244,27 @@ pub fn matvec<
                     NORM == 1,
                 );
             }
-            for st in 2..per_lane {
-                let mut ahead = [u32x4::splat(0); 4];
-                let mut ahead_s = 0u32;
-                let next = lane_id() + (st + 1) * WAVE;
-                if st + 1 < per_lane && next < items {
-                    for k in 0..4 {
-                        ahead[k] = item_vec(FMT, wa, cols, row, next, k);
-                    }
-                    ahead_s = fetch_scale(FMT, wa, rows, cols, row, next);
-                }
-                let it = lane_id() + st * WAVE;
-                if it < items {
-                    let sw = nxt_s >> scale_shift(FMT, cols, row, it);
-                    sum += dot_fetched(
-                        FMT,
-                        nxt[0],
-                        nxt[1],
-                        nxt[2],
-                        nxt[3],
-                        sw,
-                        it,
-                        xq,
-                        dx,
-                        sx,
-                        s16,
-                        x,
-                        nw,
-                        NORM == 1,
-                    );
-                }
-                for k in 0..4 {
-                    nxt[k] = ahead[k];
-                }
-                nxt_s = ahead_s;
-            }
+            sum += staged_rest(
+                FMT,
+                NORM == 1,
+                nxt[0],
+                nxt[1],
+                nxt[2],
+                nxt[3],
+                nxt_s,
+                wa,
+                rows,
+                cols,
+                row,
+                items,
+                per_lane,
+                xq,
+                dx,
+                sx,
+                s16,
+                x,
+                nw,
+            );
             let total = wave_sum(sum);
             if lane_id() == 0 {
                 y[row] = if EPI == ADD { before + total } else { total };
@@ -324,13 +312,7 @@ pub fn matvec<
                 let row = base + r;
                 if it < items && row < rows {
                     let in_a = row < rows_a;
-                    let fmt = if FMT == FMT_B {
-                        FMT
-                    } else if in_a {
-                        FMT
-                    } else {
-                        FMT_B
-                    };
+                    let fmt = operand_format(FMT, FMT_B, row, rows_a);
                     let local = if in_a { row } else { row - rows_a };
                     for k in 0..4 {
                         if k < item_vectors(fmt) {
@@ -424,27 +406,16 @@ pub fn matvec<
             for r in 0..ROWS {
                 let row = base + r;
                 if it < items && row < rows {
-                    let fmt = if FMT == FMT_B {
-                        FMT
-                    } else if row < rows_a {
-                        FMT
-                    } else {
-                        FMT_B
-                    };
-                    // The scale's half of its word, found here rather than carried from the
-                    // fetch: a register less through the loop.
-                    let shift = if row < rows_a {
-                        scale_shift(fmt, cols, row, it)
-                    } else {
-                        scale_shift(fmt, cols, row - rows_a, it)
-                    };
-                    acc[r] += dot_fetched(
-                        fmt,
+                    let local = if row < rows_a { row } else { row - rows_a };
+                    acc[r] += dot_item(
+                        operand_format(FMT, FMT_B, row, rows_a),
                         cur[4 * r],
                         cur[4 * r + 1],
                         cur[4 * r + 2],
                         cur[4 * r + 3],
-                        cur_s[r] >> shift,
+                        cur_s[r],
+                        local,
+                        cols,
                         it,
                         xq,
                         dx,
@@ -481,11 +452,9 @@ pub fn matvec<
                         }
                     } else if base % 2 == 0 {
                         held = acc[0];
-                    } else if EPI == SWIGLU {
-                        y[base / 2] = held / (1.0 + exp(-held)) * acc[0];
                     } else {
-                        qkv_epilogue(
-                            base - 1,
+                        finish_pair(
+                            EPI == SWIGLU,
                             base - 1,
                             held,
                             acc[0],
@@ -512,6 +481,125 @@ pub fn matvec<
         for r in 0..ROWS {
             cur_s[r] = nxt_s[r];
         }
+    }
+}
+
+/// The format of row `row` of the stacked matrices: `fmt_a` in A (its first `rows_a`
+/// rows), `fmt_b` in B.
+#[crate::device]
+fn operand_format(fmt_a: u32, fmt_b: u32, row: u32, rows_a: u32) -> u32 {
+    if fmt_a == fmt_b || row < rows_a {
+        fmt_a
+    } else {
+        fmt_b
+    }
+}
+
+/// Work item `it` of row `row` (of its own matrix, format `fmt`), fetched as `v0..v3` and
+/// scale word `s`, times the input (`norm`: times the norm weights too). The scale's half of its word is found here rather than
+/// carried from the fetch: a register less through the loop.
+#[crate::device]
+fn dot_item(
+    fmt: u32,
+    v0: u32x4,
+    v1: u32x4,
+    v2: u32x4,
+    v3: u32x4,
+    s: u32,
+    row: u32,
+    cols: u32,
+    it: u32,
+    xq: &[i32],
+    dx: &[f32],
+    sx: &[f32],
+    s16: &[i32],
+    x: &[f32],
+    nw: &[f32],
+    norm: bool,
+) -> f32 {
+    let sw = s >> scale_shift(fmt, cols, row, it);
+    dot_fetched(fmt, v0, v1, v2, v3, sw, it, xq, dx, sx, s16, x, nw, norm)
+}
+
+/// The staged path's steps from 2 on for the wave's row (format `fmt`, `norm` as for
+/// [`dot_item`]), each step's loads issued before the one before is used; step 2 arrives
+/// fetched as `n0..n3` and `n_s`. The lane's share
+/// of the row's sum.
+#[crate::device]
+fn staged_rest(
+    fmt: u32,
+    norm: bool,
+    n0: u32x4,
+    n1: u32x4,
+    n2: u32x4,
+    n3: u32x4,
+    n_s: u32,
+    wa: &[u32],
+    rows: u32,
+    cols: u32,
+    row: u32,
+    items: u32,
+    per_lane: u32,
+    xq: &[i32],
+    dx: &[f32],
+    sx: &[f32],
+    s16: &[i32],
+    x: &[f32],
+    nw: &[f32],
+) -> f32 {
+    let mut nxt = [n0, n1, n2, n3];
+    let mut nxt_s = n_s;
+    let mut sum = 0.0;
+    for st in 2..per_lane {
+        let mut ahead = [u32x4::splat(0); 4];
+        let mut ahead_s = 0u32;
+        let next = lane_id() + (st + 1) * WAVE;
+        if st + 1 < per_lane && next < items {
+            for k in 0..4 {
+                ahead[k] = item_vec(fmt, wa, cols, row, next, k);
+            }
+            ahead_s = fetch_scale(fmt, wa, rows, cols, row, next);
+        }
+        let it = lane_id() + st * WAVE;
+        if it < items {
+            sum += dot_item(
+                fmt, nxt[0], nxt[1], nxt[2], nxt[3], nxt_s, row, cols, it, xq, dx, sx, s16, x, nw,
+                norm,
+            );
+        }
+        for k in 0..4 {
+            nxt[k] = ahead[k];
+        }
+        nxt_s = ahead_s;
+    }
+    sum
+}
+
+/// Finishes the pair of rows `(row, row + 1)` of a paired epilogue from their results `a`
+/// and `b`: for `swiglu`, `silu(gate) * up` into `y[row / 2]`, else QKV's rotation and
+/// cache writes.
+#[crate::device]
+fn finish_pair(
+    swiglu: bool,
+    row: u32,
+    a: f32,
+    b: f32,
+    y: &mut [f32],
+    kc: &mut [f16],
+    vc: &mut [f16],
+    p: u32,
+    rows_a: u32,
+    q_rows: u32,
+    head_dim: u32,
+    ctx: u32,
+    rope_step: f32,
+) {
+    if swiglu {
+        y[row / 2] = a / (1.0 + exp(-a)) * b;
+    } else {
+        qkv_epilogue(
+            row, row, a, b, y, kc, vc, p, rows_a, q_rows, head_dim, ctx, rope_step,
+        );
     }
 }
 
