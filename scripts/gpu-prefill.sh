@@ -3,10 +3,11 @@
 # .carry/bin/, else target/release/): the matrix-core kernels' selftest, their timings on
 # Llama-2-7B shapes (extra arguments go to bench-kernels), a random Llama-2-7B Q4_K_M
 # written there (logits against the reference, `llama2 bench`: pp512, TTFT, tg128), the
-# selftest on sm_80 code, and memcheck over the new kernels. PARTS picks among `selftest
-# prompt llama small sm80 memcheck` (default: all); PROMPT_TILES / SMALL_TILES list tiles
-# to compare; BASE_BIN names a baseline build timed beside (kernels and engine) on the same
-# card; STEP_TIMEOUT bounds each step (seconds, default 300). Writes logs to $OUT.
+# decode kernels' timings, the selftest on sm_80 code, and memcheck over the new kernels.
+# PARTS picks among `selftest prompt llama decode small sm80 memcheck` (default: all);
+# PROMPT_TILES / SMALL_TILES list tiles to compare; BASE_BIN names a baseline build timed
+# beside (kernels and engine) on the same card; STEP_TIMEOUT bounds each step (seconds,
+# default 300). Writes logs to $OUT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -16,7 +17,7 @@ OUT="${OUT:-$(mktemp -d)}"
 export GRETA_CACHE_DIR="${GRETA_CACHE_DIR:-/tmp/greta-cache}" RUST_BACKTRACE=0
 KERNELS="${KERNELS:-}"
 MEMCHECK_KERNELS="${MEMCHECK_KERNELS:-mma_tile mma_tile_trans gemm attention_prefill embed take_row rmsnorm stats}"
-PARTS=" ${PARTS:-selftest prompt llama small sm80 memcheck} "
+PARTS=" ${PARTS:-selftest prompt llama decode small sm80 memcheck} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 status=0
 run() {
@@ -51,6 +52,11 @@ if part llama; then
     if [[ -n "${BASE_BIN:-}" ]]; then
         TAIL=12 run l7b_bench_base "$BASE_BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-3}"
     fi
+fi
+# The decode kernels (matrix-vector products, attention, rooflines), and the baseline's.
+if part decode; then
+    TAIL=40 run bench_decode "$BIN/greta" bench-kernels --backend cuda --only decode
+    [[ -n "${BASE_BIN:-}" ]] && TAIL=40 run bench_decode_base "$BASE_BIN/greta" bench-kernels --backend cuda --only decode
 fi
 # Batch-sized products.
 part small && TAIL=30 run bench_small "$BIN/greta" bench-kernels --backend cuda --only prefill --rows 16,64 ${SMALL_TILES:+--tiles $SMALL_TILES} "$@"
