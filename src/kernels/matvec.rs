@@ -312,7 +312,13 @@ pub fn matvec<
                 let row = base + r;
                 if it < items && row < rows {
                     let in_a = row < rows_a;
-                    let fmt = operand_format(FMT, FMT_B, row, rows_a);
+                    // Stacked formats differ only in QKV with V in its own format; the
+                    // common case folds to `FMT` when the kernel is specialised.
+                    let fmt = if FMT == FMT_B {
+                        FMT
+                    } else {
+                        operand_format(FMT, FMT_B, row, rows_a)
+                    };
                     let local = if in_a { row } else { row - rows_a };
                     for k in 0..4 {
                         if k < item_vectors(fmt) {
@@ -408,7 +414,11 @@ pub fn matvec<
                 if it < items && row < rows {
                     let local = if row < rows_a { row } else { row - rows_a };
                     acc[r] += dot_item(
-                        operand_format(FMT, FMT_B, row, rows_a),
+                        if FMT == FMT_B {
+                            FMT
+                        } else {
+                            operand_format(FMT, FMT_B, row, rows_a)
+                        },
                         cur[4 * r],
                         cur[4 * r + 1],
                         cur[4 * r + 2],
@@ -452,9 +462,11 @@ pub fn matvec<
                         }
                     } else if base % 2 == 0 {
                         held = acc[0];
+                    } else if EPI == SWIGLU {
+                        y[base / 2] = held / (1.0 + exp(-held)) * acc[0];
                     } else {
-                        finish_pair(
-                            EPI == SWIGLU,
+                        qkv_epilogue(
+                            base - 1,
                             base - 1,
                             held,
                             acc[0],
@@ -488,7 +500,7 @@ pub fn matvec<
 /// rows), `fmt_b` in B.
 #[crate::device]
 fn operand_format(fmt_a: u32, fmt_b: u32, row: u32, rows_a: u32) -> u32 {
-    if fmt_a == fmt_b || row < rows_a {
+    if row < rows_a {
         fmt_a
     } else {
         fmt_b
@@ -573,34 +585,6 @@ fn staged_rest(
         nxt_s = ahead_s;
     }
     sum
-}
-
-/// Finishes the pair of rows `(row, row + 1)` of a paired epilogue from their results `a`
-/// and `b`: for `swiglu`, `silu(gate) * up` into `y[row / 2]`, else QKV's rotation and
-/// cache writes.
-#[crate::device]
-fn finish_pair(
-    swiglu: bool,
-    row: u32,
-    a: f32,
-    b: f32,
-    y: &mut [f32],
-    kc: &mut [f16],
-    vc: &mut [f16],
-    p: u32,
-    rows_a: u32,
-    q_rows: u32,
-    head_dim: u32,
-    ctx: u32,
-    rope_step: f32,
-) {
-    if swiglu {
-        y[row / 2] = a / (1.0 + exp(-a)) * b;
-    } else {
-        qkv_epilogue(
-            row, row, a, b, y, kc, vc, p, rows_a, q_rows, head_dim, ctx, rope_step,
-        );
-    }
 }
 
 /// Publishes the wave's share of the input's mean square for the RMSNorm scale. The scale is
