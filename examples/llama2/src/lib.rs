@@ -9,5 +9,6 @@ pub mod generate;
 pub mod genmodel;
 pub mod oracle;
 pub mod sampling;
+pub mod serve;
 pub mod tokenizer;
 pub mod trace;
