@@ -508,8 +508,9 @@ fn operand_format(fmt_a: u32, fmt_b: u32, row: u32, rows_a: u32) -> u32 {
 }
 
 /// Work item `it` of row `row` (of its own matrix, format `fmt`), fetched as `v0..v3` and
-/// scale word `s`, times the input (`norm`: times the norm weights too). The scale's half of its word is found here rather than
-/// carried from the fetch: a register less through the loop.
+/// scale word `s`, times the input (`norm`: times the norm weights too). The scale's half
+/// of its word is found here rather than carried from the fetch: a register less through
+/// the loop.
 #[crate::device]
 fn dot_item(
     fmt: u32,
@@ -533,10 +534,9 @@ fn dot_item(
     dot_fetched(fmt, v0, v1, v2, v3, sw, it, xq, dx, sx, s16, x, nw, norm)
 }
 
-/// The staged path's steps from 2 on for the wave's row (format `fmt`, `norm` as for
-/// [`dot_item`]), each step's loads issued before the one before is used; step 2 arrives
-/// fetched as `n0..n3` and `n_s`. The lane's share
-/// of the row's sum.
+/// The lane's share of the row's sum over the staged path's steps from 2 on (format `fmt`,
+/// `norm` as for [`dot_item`]), each step's loads issued before the one before is used;
+/// step 2 arrives fetched as `n0..n3` and `n_s`.
 #[crate::device]
 fn staged_rest(
     fmt: u32,

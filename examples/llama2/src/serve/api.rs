@@ -136,13 +136,13 @@ fn prompt(o: &Map<String, Value>) -> Result<Input, ApiError> {
     match o.get("prompt") {
         None => Err(ApiError::field("prompt", "is required")),
         Some(Value::String(s)) => Ok(Input::Text(s.clone())),
-        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
-            Ok(Input::Text(a[0].as_str().unwrap_or_default().to_string()))
-        }
-        Some(Value::Array(_)) => Err(ApiError::field(
-            "prompt",
-            "one prompt per request: a string or a list of one string",
-        )),
+        Some(Value::Array(a)) => match a.as_slice() {
+            [Value::String(s)] => Ok(Input::Text(s.clone())),
+            _ => Err(ApiError::field(
+                "prompt",
+                "one prompt per request: a string or a list of one string",
+            )),
+        },
         Some(_) => Err(ApiError::field("prompt", "must be a string")),
     }
 }
@@ -164,13 +164,9 @@ fn messages(o: &Map<String, Value>) -> Result<Input, ApiError> {
     for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str);
         let role = match role {
-            Some(r @ ("system" | "user" | "assistant" | "developer")) => {
-                if r == "developer" {
-                    "system"
-                } else {
-                    r
-                }
-            }
+            // The newer name of the system role.
+            Some("developer") => "system",
+            Some(r @ ("system" | "user" | "assistant")) => r,
             Some(r) => {
                 return Err(ApiError::field(
                     &format!("messages[{i}].role"),
