@@ -35,24 +35,31 @@ pub fn argmax<const BLOCK: u32>(
     history: &mut [u32],
     pos: &mut [u32],
 ) {
-    let mut best = f32::NEG_INFINITY;
-    for i in (thread_idx()..n).step_by(BLOCK) {
-        best = max(best, logits[i]);
-    }
-    let top = block_max(best);
-    let mut index = 0xffffffffu32;
-    for i in (thread_idx()..n).step_by(BLOCK) {
-        if logits[i] == top {
-            index = min(index, i);
-        }
-    }
-    let first = block_min(index);
+    let first = first_max(logits, 0, n);
     if thread_idx() == 0 {
         let p = pos[0];
         tok[0] = first;
         history[p] = first;
         pos[0] = p + 1;
     }
+}
+
+/// The index of the largest of `logits[at..at + n]`, counted from `at` (the smallest such
+/// index on ties), known to every thread of the block.
+#[crate::device]
+pub fn first_max(logits: &[f32], at: u32, n: u32) -> u32 {
+    let mut best = f32::NEG_INFINITY;
+    for i in (thread_idx()..n).step_by(BLOCK) {
+        best = max(best, logits[at + i]);
+    }
+    let top = block_max(best);
+    let mut index = 0xffffffffu32;
+    for i in (thread_idx()..n).step_by(BLOCK) {
+        if logits[at + i] == top {
+            index = min(index, i);
+        }
+    }
+    block_min(index)
 }
 
 /// Statistics of `x[0..n]` (f32 or f16) for the tracer: `out = [min, max, sum, non-finite

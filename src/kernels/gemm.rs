@@ -286,6 +286,7 @@ pub fn gemm<
                                 head_dim,
                                 ctx,
                                 rope_step,
+                                0,
                             );
                         }
                     }

@@ -479,6 +479,7 @@ pub fn matvec<
                             head_dim,
                             ctx,
                             rope_step,
+                            0,
                         );
                     }
                 }
@@ -657,8 +658,9 @@ fn next_group(base: u32, paired: bool, stride: u32) -> u32 {
 /// K and V into the caches (layout `[kv_head][ctx][head_dim]`); a Q pair goes to
 /// `q[q_at..q_at + 2]`. Q, K and V start at head
 /// boundaries (`Matvec::launch`), so the pair's offset `d` in its head is the same in its
-/// own matrix, and its head's cache rows start at `(head row - d) * ctx`: one integer
-/// division per pair.
+/// own matrix, and its head's cache rows start at `cache_at + (head row - d) * ctx`: one
+/// integer division per pair (`cache_at` is the sequence's first cache element: 0 for
+/// a single sequence, its slot's start in a batch).
 #[crate::device]
 pub fn qkv_epilogue(
     row: u32,
@@ -674,10 +676,11 @@ pub fn qkv_epilogue(
     head_dim: u32,
     ctx: u32,
     rope_step: f32,
+    cache_at: u32,
 ) {
     let d = row % head_dim;
     if row >= rows_a {
-        let at = (row - rows_a - d) * ctx + p * head_dim + d;
+        let at = cache_at + (row - rows_a - d) * ctx + p * head_dim + d;
         vc[at] = a as f16;
         vc[at + 1] = b as f16;
         return;
@@ -694,7 +697,7 @@ pub fn qkv_epilogue(
         q[q_at] = ra;
         q[q_at + 1] = rb;
     } else {
-        let at = (row - q_rows - d) * ctx + p * head_dim + d;
+        let at = cache_at + (row - q_rows - d) * ctx + p * head_dim + d;
         kc[at] = ra as f16;
         kc[at + 1] = rb as f16;
     }

@@ -2,6 +2,7 @@
 //! with the specialisations the tools emit, check and test.
 
 pub mod attention;
+pub mod batch;
 pub mod decode;
 pub mod dequant;
 pub mod dot;
@@ -74,6 +75,15 @@ pub fn builtins() -> Vec<KernelVariants> {
     let mma = |t, a| mma_tile::mma_tile::Spec { t, a, block: 64 }.values();
     let mma_trans = |t| mma_tile::mma_tile_trans::Spec { t, block: 64 }.values();
     let prefill = |d, g| flash::attention_prefill::Spec { d, g, block: 128 }.values();
+    let row_attention = |head_dim, group| {
+        batch::RowAttention {
+            head_dim,
+            group,
+            n_head: group,
+            ctx: 1,
+        }
+        .spec()
+    };
     vec![
         KernelVariants {
             def: elementwise::add::definition,
@@ -166,6 +176,21 @@ pub fn builtins() -> Vec<KernelVariants> {
         KernelVariants {
             def: flash::attention_prefill::definition,
             variants: vec![prefill(128, 1), prefill(64, 3)],
+            per_target: none,
+        },
+        KernelVariants {
+            def: batch::qkv_rows::definition,
+            variants: vec![batch::qkv_rows::Spec {}.values()],
+            per_target: none,
+        },
+        KernelVariants {
+            def: batch::attention_rows::definition,
+            variants: vec![row_attention(128, 1), row_attention(64, 3)],
+            per_target: none,
+        },
+        KernelVariants {
+            def: batch::argmax_rows::definition,
+            variants: vec![batch::argmax_rows::Spec { block: 1024 }.values()],
             per_target: none,
         },
         KernelVariants {

@@ -3,6 +3,7 @@
 //! f64, on any device. Outputs are poisoned with NaN before each launch so an unwritten
 //! element fails the comparison.
 
+pub mod batch;
 pub mod cases;
 pub mod graph;
 pub mod matrix;
@@ -77,6 +78,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(matrix::all());
     all.extend(matrix::gemm_cases());
     all.extend(matrix::attention_cases());
+    all.extend(batch::all());
     all
 }
 

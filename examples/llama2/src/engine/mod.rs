@@ -4,6 +4,7 @@
 //! token and advances the position), so one captured graph replays every step of a length
 //! range (attention switches kernels once, for long sequences: a second graph).
 
+pub mod batch;
 pub mod prefill;
 pub mod weights;
 
@@ -45,6 +46,29 @@ pub enum EngineError {
         left: usize,
         ctx: usize,
     },
+}
+
+/// Refuses a model the kernels cannot run, or a cache of `ctx` positions it cannot have.
+fn check_supported(cfg: &LlamaConfig, ctx: usize) -> Result<(), EngineError> {
+    if ctx == 0 || ctx > cfg.n_ctx {
+        return Err(EngineError::BadContext {
+            ctx,
+            n_ctx: cfg.n_ctx,
+        });
+    }
+    if cfg.rope_dim != cfg.head_dim {
+        return Err(EngineError::Unsupported(format!(
+            "partial RoPE ({} of {} dimensions) is not supported",
+            cfg.rope_dim, cfg.head_dim
+        )));
+    }
+    if !matches!(cfg.head_dim, 64 | 128) {
+        return Err(EngineError::Unsupported(format!(
+            "head size {} is not supported (64 or 128)",
+            cfg.head_dim
+        )));
+    }
+    Ok(())
 }
 
 /// One kernel launch of the decode step.
@@ -150,24 +174,7 @@ impl Engine {
         ctx: usize,
         progress: impl FnMut(u64),
     ) -> Result<Engine, EngineError> {
-        if ctx == 0 || ctx > cfg.n_ctx {
-            return Err(EngineError::BadContext {
-                ctx,
-                n_ctx: cfg.n_ctx,
-            });
-        }
-        if cfg.rope_dim != cfg.head_dim {
-            return Err(EngineError::Unsupported(format!(
-                "partial RoPE ({} of {} dimensions) is not supported",
-                cfg.rope_dim, cfg.head_dim
-            )));
-        }
-        if !matches!(cfg.head_dim, 64 | 128) {
-            return Err(EngineError::Unsupported(format!(
-                "head size {} is not supported (64 or 128)",
-                cfg.head_dim
-            )));
-        }
+        check_supported(cfg, ctx)?;
         let weights = LlamaWeights::from_gguf(g, cfg)?;
         let w = GpuWeights::upload(&dev, &weights, progress)?;
         let attention = Attention::new(
