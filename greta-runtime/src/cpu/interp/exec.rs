@@ -763,11 +763,11 @@ impl Block {
                     let (offset, ld) = frag_operands(regs, w, exec, full, offset, ld, acc, name)
                         .map_err(|(lane, m)| fault(at, lane, m))?;
                     let region = Region::new(l, acc);
-                    let layout = frag.layout(w as u32);
+                    let positions = super::mma::positions(frag, w as u32);
                     let es = acc.bytes();
                     for lane in 0..w {
-                        for i in 0..layout.len() {
-                            let (r, c) = layout.coord(lane as u32, i);
+                        for i in 0..positions.len() / w {
+                            let (r, c) = positions[i * w + lane];
                             let (r, c) = (r as u64, c as u64);
                             let ix =
                                 offset.wrapping_add(if trans { c * ld + r } else { r * ld + c });
@@ -794,12 +794,12 @@ impl Block {
                         frag_operands(regs, w, exec, full, offset, ld, acc, "store_frag")
                             .map_err(|(lane, m)| fault(at, lane, m))?;
                     let region = Region::new(l, acc);
-                    let layout = frag.layout(w as u32);
+                    let positions = super::mma::positions(frag, w as u32);
                     let es = acc.bytes();
                     let trap = l.trap_non_finite && acc.elem.is_float() && region.global.is_some();
                     for lane in 0..w {
-                        for i in 0..layout.len() {
-                            let (r, c) = layout.coord(lane as u32, i);
+                        for i in 0..positions.len() / w {
+                            let (r, c) = positions[i * w + lane];
                             let ix = offset.wrapping_add(r as u64 * ld + c as u64);
                             let off = region
                                 .offset(l, acc, ix, AccessKind::Store)

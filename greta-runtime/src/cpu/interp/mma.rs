@@ -6,18 +6,54 @@
 use super::code::Slot;
 use greta_codegen::{Frag, FragRole, Scalar};
 use half::{bf16, f16};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+thread_local! {
+    /// Each layout's tile positions, computed once per thread: walking a layout's bits for
+    /// every element of every product was most of the interpreter's time in tiled kernels.
+    static POSITIONS: RefCell<HashMap<(Frag, u32), Rc<[(usize, usize)]>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The (row, column) of every slot of `frag` at `wave`, element-major: entry `i * wave +
+/// lane` is element `i` of lane `lane`, as the register file orders them.
+pub(super) fn positions(frag: Frag, wave: u32) -> Rc<[(usize, usize)]> {
+    POSITIONS.with(|p| {
+        p.borrow_mut()
+            .entry((frag, wave))
+            .or_insert_with(|| {
+                let layout = frag.layout(wave);
+                (0..layout.len())
+                    .flat_map(|i| {
+                        (0..wave).map(move |lane| {
+                            let (r, c) = layout.coord(lane, i);
+                            (r as usize, c as usize)
+                        })
+                    })
+                    .collect()
+            })
+            .clone()
+    })
+}
+
+/// The most elements a fragment tile has (16 x 32, an 8-bit operand).
+const TILE: usize = 512;
 
 /// A fragment's elements as a row-major tile, read from the wave's slots.
-fn gather(frag: Frag, wave: u32, regs: &[u64], at: Slot, value: impl Fn(u64) -> f64) -> Vec<f64> {
-    let layout = frag.layout(wave);
-    let cols = frag.cols();
-    let mut tile = vec![0.0; (frag.rows() * cols) as usize];
-    for lane in 0..wave {
-        for i in 0..layout.len() {
-            let (r, c) = layout.coord(lane, i);
-            let bits = regs[(at as usize + i as usize) * wave as usize + lane as usize];
-            tile[(r * cols + c) as usize] = value(bits);
-        }
+fn gather(
+    frag: Frag,
+    wave: u32,
+    regs: &[u64],
+    at: Slot,
+    value: impl Fn(u64) -> f64,
+) -> [f64; TILE] {
+    let cols = frag.cols() as usize;
+    let mut tile = [0.0; TILE];
+    let base = at as usize * wave as usize;
+    for (slot, (r, c)) in positions(frag, wave).iter().enumerate() {
+        tile[r * cols + c] = value(regs[base + slot]);
     }
     tile
 }
@@ -56,19 +92,19 @@ pub fn run(input: Scalar, wave: u32, regs: &mut [u64], dst: Slot, a: Slot, b: Sl
     let tb = gather(fb, wave, regs, b, value);
     let tc = gather(fc, wave, regs, c, acc_value);
     let k = fa.cols() as usize;
-    let layout = fc.layout(wave);
-    for lane in 0..wave {
-        for i in 0..layout.len() {
-            let (m, n) = layout.coord(lane, i);
-            let (m, n) = (m as usize, n as usize);
-            let dot: f64 = (0..k).map(|j| ta[m * k + j] * tb[n * k + j]).sum();
-            let bits = if integer {
-                // Every product is below 2^14 and 32 of them below 2^19: exact in f64.
-                (tc[m * 16 + n] as i64).wrapping_add(dot as i64) as i32 as u32 as u64
-            } else {
-                ((tc[m * 16 + n] + dot) as f32).to_bits() as u64
-            };
-            regs[(dst as usize + i as usize) * wave as usize + lane as usize] = bits;
-        }
+    let base = dst as usize * wave as usize;
+    for (slot, &(m, n)) in positions(fc, wave).iter().enumerate() {
+        let dot: f64 = ta[m * k..][..k]
+            .iter()
+            .zip(&tb[n * k..][..k])
+            .map(|(x, y)| x * y)
+            .sum();
+        let bits = if integer {
+            // Every product is below 2^14 and 32 of them below 2^19: exact in f64.
+            (tc[m * 16 + n] as i64).wrapping_add(dot as i64) as i32 as u32 as u64
+        } else {
+            ((tc[m * 16 + n] + dot) as f32).to_bits() as u64
+        };
+        regs[base + slot] = bits;
     }
 }
