@@ -9,6 +9,7 @@ use greta::runtime::{BackendKind, Device};
 use greta_gguf::Gguf;
 use indicatif::{ProgressBar, ProgressStyle};
 use llama2::config::LlamaConfig;
+use llama2::engine::batch::BatchEngine;
 use llama2::engine::Engine;
 use llama2::genmodel::{ModelPlan, Preset, Recipe, ShapeOverrides};
 use llama2::sampling::{self, SamplingParams};
@@ -38,6 +39,32 @@ enum Command {
     CheckLogits(CheckArgs),
     /// Write a GGUF model of any Llama shape with random but valid weights.
     GenModel(GenModelArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sequences decoded at once (each has its own KV cache of --ctx positions).
+    #[arg(long, default_value_t = 8, value_parser = positive_count)]
+    parallel: usize,
+    /// Requests that may wait for a free sequence; more are refused with 429.
+    #[arg(long, default_value_t = 64, value_parser = positive_count)]
+    queue: usize,
+    /// Prompt tokens per batched step (a long prompt delays running streams by one chunk).
+    #[arg(long, default_value_t = 256, value_parser = positive_count)]
+    chunk: usize,
+    /// Seconds shutdown waits for in-flight requests before failing them.
+    #[arg(long, default_value_t = 30)]
+    grace: u64,
 }
 
 #[derive(Args)]
@@ -216,6 +243,7 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench(&args),
         Command::CheckLogits(args) => check_logits(&args),
         Command::GenModel(args) => gen_model(&args),
+        Command::Serve(args) => serve(&args),
     }
 }
 
@@ -243,8 +271,8 @@ fn load(path: &std::path::Path) -> Result<Loaded> {
     })
 }
 
-/// Opens the device and uploads the model with a progress bar.
-fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
+/// Opens the device and a progress bar for uploading the model.
+fn device_and_bar(args: &ModelArgs, m: &Loaded) -> Result<(Device, ProgressBar)> {
     let dev = Device::open(args.backend.parse::<BackendKind>()?)?;
     eprintln!("device: {}", dev.describe());
     let total: u64 = m.gguf.tensors().map(|t| t.bytes.len() as u64).sum();
@@ -254,11 +282,55 @@ fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
         )
         .context("progress bar template")?,
     );
+    Ok((dev, bar))
+}
+
+/// Opens the device and uploads the model with a progress bar.
+fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
+    let (dev, bar) = device_and_bar(args, m)?;
     let e = Engine::new(dev, &m.gguf, &m.config, args.ctx(&m.config)?, |n| {
         bar.inc(n)
     })?;
     bar.finish_and_clear();
     Ok(e)
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let m = load(&args.model.model)?;
+    let ctx = args.model.ctx(&m.config)?;
+    let (dev, bar) = device_and_bar(&args.model, &m)?;
+    let e = BatchEngine::new(
+        dev,
+        &m.gguf,
+        &m.config,
+        ctx,
+        args.parallel,
+        args.parallel + args.chunk,
+        |n| bar.inc(n),
+    )?;
+    bar.finish_and_clear();
+    let model = args
+        .model
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let options = llama2::serve::Options {
+        host: args.host.clone(),
+        port: args.port,
+        model,
+        queue: args.queue,
+        chunk: args.chunk,
+        grace: std::time::Duration::from_secs(args.grace),
+    };
+    llama2::serve::serve(e, m.tokenizer, &options)
 }
 
 fn prompt_tokens(m: &Loaded, prompt: &str, chat: bool) -> Vec<u32> {

@@ -32,7 +32,7 @@ pub const BUCKETS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 
 /// The rows every product's tile is chosen for, whatever a step holds (what makes batched
 /// results equal alone ones).
-const TILE_ROWS: u32 = 64;
+const TILE_ROWS: u32 = 32;
 
 /// One row of a step: `token` at position `pos` of the sequence in cache slot `slot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

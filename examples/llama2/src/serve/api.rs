@@ -71,6 +71,8 @@ pub struct Request {
     /// Generation ends before the first occurrence of any of these.
     pub stop: Vec<String>,
     pub stream: bool,
+    /// `stream_options.include_usage`: a last chunk with the token counts.
+    pub include_usage: bool,
 }
 
 /// The most stop sequences a request may give (as OpenAI's API).
@@ -129,6 +131,11 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
         sampling,
         stop: stops(&o)?,
         stream: boolean(&o, "stream")?.unwrap_or(false),
+        include_usage: match o.get("stream_options") {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(opts)) => boolean(opts, "include_usage")?.unwrap_or(false),
+            Some(_) => return Err(ApiError::field("stream_options", "must be an object")),
+        },
     })
 }
 
