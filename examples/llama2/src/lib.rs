@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod generate;
 pub mod genmodel;
+pub mod loadgen;
 pub mod oracle;
 pub mod sampling;
 pub mod serve;

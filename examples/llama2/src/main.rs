@@ -41,6 +41,31 @@ enum Command {
     GenModel(GenModelArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests.
     Serve(ServeArgs),
+    /// Measure a running server: aggregate generation throughput and time to first token
+    /// at several counts of concurrent streams.
+    Load(LoadArgs),
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The model id the server serves.
+    #[arg(long)]
+    model: String,
+    /// Concurrent streams of each round, comma-separated.
+    #[arg(long, default_value = "1,8,32,64", value_delimiter = ',')]
+    streams: Vec<usize>,
+    /// Tokens each stream generates (past the end-of-sequence token).
+    #[arg(short = 'n', long, default_value_t = 128)]
+    tokens: usize,
+    /// The prompt (each stream appends its number).
+    #[arg(long, default_value = "Once upon a time")]
+    prompt: String,
+    /// Rounds at each stream count; the table reports the median round.
+    #[arg(long, default_value_t = 3, value_parser = positive_count)]
+    reps: usize,
 }
 
 #[derive(Args)]
@@ -244,6 +269,7 @@ fn main() -> Result<()> {
         Command::CheckLogits(args) => check_logits(&args),
         Command::GenModel(args) => gen_model(&args),
         Command::Serve(args) => serve(&args),
+        Command::Load(args) => load_test(&args),
     }
 }
 
@@ -306,7 +332,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let m = load(&args.model.model)?;
     let ctx = args.model.ctx(&m.config)?;
     let (dev, bar) = device_and_bar(&args.model, &m)?;
-    let e = BatchEngine::new(
+    let mut e = BatchEngine::new(
         dev,
         &m.gguf,
         &m.config,
@@ -316,6 +342,13 @@ fn serve(args: &ServeArgs) -> Result<()> {
         |n| bar.inc(n),
     )?;
     bar.finish_and_clear();
+    // Compiling and capturing every batch size takes seconds on a GPU, minutes in the CPU
+    // interpreter: there it happens on first use instead.
+    if e.device().kind() != BackendKind::Cpu {
+        let start = Instant::now();
+        e.warm_up()?;
+        eprintln!("warm-up: {:.1} s", start.elapsed().as_secs_f64());
+    }
     let model = args
         .model
         .model
@@ -544,6 +577,36 @@ fn gen_model(args: &GenModelArgs) -> Result<()> {
         "wrote {} in {:.2} s",
         args.out.display(),
         start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn load_test(args: &LoadArgs) -> Result<()> {
+    let same = llama2::loadgen::batched_equals_alone(&args.url, &args.model, args.tokens, 31)?;
+    println!(
+        "a greedy request of {} tokens alone and beside 31 others: {}",
+        args.tokens,
+        if same { "same text" } else { "DIFFERENT text" }
+    );
+    println!("| streams | tokens/s | per stream | TTFT p50 | TTFT p99 |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for &n in &args.streams {
+        let mut rounds = (0..args.reps)
+            .map(|_| llama2::loadgen::round(&args.url, &args.model, &args.prompt, n, args.tokens))
+            .collect::<Result<Vec<_>>>()?;
+        rounds.sort_by(|a, b| a.tokens_per_second().total_cmp(&b.tokens_per_second()));
+        let r = &rounds[rounds.len() / 2];
+        println!(
+            "| {n} | {:.1} | {:.1} | {:.1} ms | {:.1} ms |",
+            r.tokens_per_second(),
+            r.tokens_per_second() / n as f64,
+            r.ttft_quantile(0.5).as_secs_f64() * 1e3,
+            r.ttft_quantile(0.99).as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "\n{} tokens per stream, median of {} rounds; wall time from the first request to the last [DONE]",
+        args.tokens, args.reps
     );
     Ok(())
 }

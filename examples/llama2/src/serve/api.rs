@@ -73,6 +73,9 @@ pub struct Request {
     pub stream: bool,
     /// `stream_options.include_usage`: a last chunk with the token counts.
     pub include_usage: bool,
+    /// `ignore_eos` (an extension, as llama.cpp's and vLLM's servers have): generate past
+    /// the end-of-sequence token, for benchmarks.
+    pub ignore_eos: bool,
 }
 
 /// The most stop sequences a request may give (as OpenAI's API).
@@ -136,6 +139,7 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
             Some(Value::Object(opts)) => boolean(opts, "include_usage")?.unwrap_or(false),
             Some(_) => return Err(ApiError::field("stream_options", "must be an object")),
         },
+        ignore_eos: boolean(&o, "ignore_eos")?.unwrap_or(false),
     })
 }
 

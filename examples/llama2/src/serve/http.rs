@@ -194,6 +194,7 @@ async fn complete(s: Arc<AppState>, body: Bytes, chat: bool) -> Response {
         max_tokens,
         sampling: req.sampling,
         stop: req.stop.clone(),
+        ignore_eos: req.ignore_eos,
         events,
         arrived,
     };

@@ -56,6 +56,8 @@ pub struct Job {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// Generate past the end-of-sequence token.
+    pub ignore_eos: bool,
     pub events: UnboundedSender<Event>,
     pub arrived: Instant,
 }
@@ -267,7 +269,7 @@ impl Scheduler {
                     .time_to_first_token
                     .observe(s.job.arrived.elapsed().as_secs_f64());
             }
-            if Some(token) == self.settings.eos {
+            if Some(token) == self.settings.eos && !s.job.ignore_eos {
                 ended.push((i, Finish::Stop));
                 continue;
             }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Serving on the GPU machine with binaries built elsewhere (default: .carry/bin/, else
+# target/release/): the batched-decode kernels' selftest (sm_90 and sm_80 code), the decode
+# kernels' timings and `llama2 bench` (beside BASE_BIN's when given, on the same card),
+# then `llama2 serve` on a random Llama-2-7B Q4_K_M with `llama2 load` at 1, 8, 32 and 64
+# concurrent streams (aggregate tokens/s, TTFT p50/p99, batched-equals-alone check).
+# STREAMS, TOKENS, PARALLEL, SERVE_CTX and REPS adjust the load; PARTS picks among
+# `selftest decode bench serve` (default: all). Writes logs to $OUT.
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+BIN="$(gpu_bin "$REPO")"
+OUT="${OUT:-$(mktemp -d)}"
+export GRETA_CACHE_DIR="${GRETA_CACHE_DIR:-/tmp/greta-cache}" RUST_BACKTRACE=0
+PARTS=" ${PARTS:-selftest decode bench serve} "
+part() { [[ "$PARTS" == *" $1 "* ]]; }
+L7B="${L7B:-/tmp/llama2-7b-q4km.gguf}"
+status=0
+run() {
+    local log="$OUT/$1.log"; shift
+    local start=$SECONDS
+    timeout "${STEP_TIMEOUT:-300}" "$@" >"$log" 2>&1
+    local rc=$?
+    tail -n "${TAIL:-40}" "$log"
+    echo "[$((SECONDS - start)) s, exit $rc] $*"
+    [[ $rc -eq 0 ]] || { echo "FAILED ($rc): $*"; status=1; }
+}
+
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
+[[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b
+if part selftest; then
+    TAIL=12 run selftest_batch "$BIN/greta" selftest --backend cuda --graph attention_rows qkv_rows argmax_rows argmax matvec gemm
+    TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention_rows qkv_rows argmax_rows argmax
+fi
+if part decode; then
+    TAIL=12 run bench_decode "$BIN/greta" bench-kernels --backend cuda --only decode
+    [[ -n "${BASE_BIN:-}" ]] && TAIL=12 run bench_decode_base "$BASE_BIN/greta" bench-kernels --backend cuda --only decode
+fi
+if part bench; then
+    TAIL=8 run l7b_bench "$BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-2}"
+    [[ -n "${BASE_BIN:-}" ]] && TAIL=8 run l7b_bench_base "$BASE_BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-2}"
+fi
+if part serve; then
+    PORT=18080
+    "$BIN/llama2" serve --backend cuda --model "$L7B" --port "$PORT" --ctx "${SERVE_CTX:-512}" \
+        --parallel "${PARALLEL:-64}" --queue 128 >"$OUT/server.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 120); do
+        grep -q "^listening on" "$OUT/server.log" && break
+        kill -0 "$server" 2>/dev/null || break
+        sleep 1
+    done
+    grep -E "warm-up|listening" "$OUT/server.log"
+    TAIL=12 run load "$BIN/llama2" load --url "http://127.0.0.1:$PORT" --model "$(basename "$L7B" .gguf)" \
+        --streams "${STREAMS:-1,8,32,64}" -n "${TOKENS:-128}" --reps "${REPS:-2}"
+    curl -s "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics.txt" 2>/dev/null
+    grep -E "^greta_(generation|step_rows_(sum|count)|requests_total)" "$OUT/metrics.txt"
+    kill -TERM "$server"
+    wait "$server"; echo "server exit: $?"
+    tail -n 3 "$OUT/server.log"
+fi
+echo "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
+exit $status
