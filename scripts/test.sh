@@ -12,6 +12,8 @@ need_cargo
 bash scripts/install-toolchains.sh
 bash scripts/fetch-test-data.sh
 bash scripts/fetch-model.sh
+# The official `openai` Python client, for the server's client test.
+bash scripts/install-openai.sh
 # install-toolchains.sh writes the file where GRETA_TOOLS points (default .greta-tools).
 # shellcheck disable=SC1091
 source "${GRETA_TOOLS:-$REPO/.greta-tools}/env"

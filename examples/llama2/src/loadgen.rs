@@ -52,7 +52,10 @@ fn one(url: &str, body: &Value) -> Result<(Duration, usize)> {
         if let Some(e) = chunk.get("error") {
             bail!("the server failed the request: {e}");
         }
-        if first.is_none() && chunk["choices"][0]["text"].as_str().is_some_and(|t| !t.is_empty())
+        if first.is_none()
+            && chunk["choices"][0]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
         {
             first = Some(start.elapsed());
         }
@@ -85,7 +88,10 @@ pub fn round(url: &str, model: &str, prompt: &str, streams: usize, tokens: usize
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("a client thread panicked")))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a client thread panicked"))
+            })
             .collect()
     });
     let wall = start.elapsed();
@@ -134,7 +140,8 @@ pub fn batched_equals_alone(url: &str, model: &str, tokens: usize, others: usize
             .collect();
         let mine = text(url, model, prompt, tokens);
         for n in noise {
-            n.join().unwrap_or_else(|_| bail!("a client thread panicked"))?;
+            n.join()
+                .unwrap_or_else(|_| bail!("a client thread panicked"))?;
         }
         mine
     })?;

@@ -9,7 +9,7 @@ use super::metrics::{Metrics, Outcome};
 use super::scheduler::{Event, Job};
 use crate::tokenizer::{EncodeOptions, Tokenizer};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -76,11 +77,28 @@ async fn not_found() -> Response {
     })
 }
 
+fn model_object(s: &AppState) -> Value {
+    json!({"id": s.model, "object": "model", "created": s.started, "owned_by": "greta"})
+}
+
 async fn models(State(s): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": s.model, "object": "model", "created": s.started, "owned_by": "greta"}],
-    }))
+    Json(json!({"object": "list", "data": [model_object(&s)]}))
+}
+
+async fn model(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    if id == s.model {
+        Json(model_object(&s)).into_response()
+    } else {
+        error(ApiError {
+            status: 404,
+            message: format!(
+                "the model `{id}` does not exist; this server serves `{}`",
+                s.model
+            ),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+        })
+    }
 }
 
 async fn health(State(s): State<Arc<AppState>>) -> Json<Value> {
