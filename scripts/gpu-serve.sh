@@ -4,8 +4,10 @@
 # kernels' timings and `llama2 bench` (beside BASE_BIN's when given, on the same card),
 # then `llama2 serve` on a random Llama-2-7B Q4_K_M with `llama2 load` at 1, 8, 32 and 64
 # concurrent streams (aggregate tokens/s, TTFT p50/p99, batched-equals-alone check).
-# STREAMS, TOKENS, PARALLEL, SERVE_CTX and REPS adjust the load; PARTS picks among
-# `selftest decode bench serve` (default: all). Writes logs to $OUT.
+# STREAMS, TOKENS, PARALLEL, SERVE_CTX and REPS adjust the load; SERVE_TILES lists product
+# tiles to serve with in turn (0: the library's); BATCH_TILES lists tiles for the products
+# at BATCH_ROWS rows in `bench-kernels` (part `tiles`). PARTS picks among `selftest decode
+# bench tiles serve` (default: all but tiles). Writes logs to $OUT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -41,24 +43,34 @@ if part bench; then
     TAIL=8 run l7b_bench "$BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-2}"
     [[ -n "${BASE_BIN:-}" ]] && TAIL=8 run l7b_bench_base "$BASE_BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-2}"
 fi
+if part tiles; then
+    # shellcheck disable=SC2086
+    TAIL=120 run bench_tiles "$BIN/greta" bench-kernels --backend cuda --only prefill \
+        --rows "${BATCH_ROWS:-32}" --tiles ${BATCH_TILES:-0}
+fi
 if part serve; then
     PORT=18080
-    "$BIN/llama2" serve --backend cuda --model "$L7B" --port "$PORT" --ctx "${SERVE_CTX:-512}" \
-        --parallel "${PARALLEL:-64}" --queue 128 >"$OUT/server.log" 2>&1 &
-    server=$!
-    for _ in $(seq 1 120); do
-        grep -q "^listening on" "$OUT/server.log" && break
-        kill -0 "$server" 2>/dev/null || break
-        sleep 1
+    for tile in ${SERVE_TILES:-0}; do
+        tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
+        echo "== serving with tile $tile"
+        "$BIN/llama2" serve --backend cuda --model "$L7B" --port "$PORT" --ctx "${SERVE_CTX:-512}" \
+            --parallel "${PARALLEL:-64}" --queue 128 "${tile_arg[@]}" >"$OUT/server-$tile.log" 2>&1 &
+        server=$!
+        for _ in $(seq 1 120); do
+            grep -q "^listening on" "$OUT/server-$tile.log" && break
+            kill -0 "$server" 2>/dev/null || break
+            sleep 1
+        done
+        grep -E "warm-up|listening|Error" "$OUT/server-$tile.log"
+        TAIL=12 run "load-$tile" "$BIN/llama2" load --url "http://127.0.0.1:$PORT" \
+            --model "$(basename "$L7B" .gguf)" --streams "${STREAMS:-1,8,32,64}" -n "${TOKENS:-128}" \
+            --reps "${REPS:-2}"
+        curl -s "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics-$tile.txt" 2>/dev/null
+        grep -E "^greta_(step_rows_(sum|count)|requests_total)" "$OUT/metrics-$tile.txt"
+        kill -TERM "$server"
+        wait "$server"; echo "server exit: $?"
+        grep -a "shutting down" "$OUT/server-$tile.log" | tail -n 1
     done
-    grep -E "warm-up|listening" "$OUT/server.log"
-    TAIL=12 run load "$BIN/llama2" load --url "http://127.0.0.1:$PORT" --model "$(basename "$L7B" .gguf)" \
-        --streams "${STREAMS:-1,8,32,64}" -n "${TOKENS:-128}" --reps "${REPS:-2}"
-    curl -s "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics.txt" 2>/dev/null
-    grep -E "^greta_(generation|step_rows_(sum|count)|requests_total)" "$OUT/metrics.txt"
-    kill -TERM "$server"
-    wait "$server"; echo "server exit: $?"
-    tail -n 3 "$OUT/server.log"
 fi
 echo "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status

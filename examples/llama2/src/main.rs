@@ -90,6 +90,9 @@ struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests before failing them.
     #[arg(long, default_value_t = 30)]
     grace: u64,
+    /// The products' tile, BMxBNxWMxKSxDQxAHEAD, instead of the library's (for tuning).
+    #[arg(long)]
+    tile: Option<greta::kernels::gemm::Tile>,
 }
 
 #[derive(Args)]
@@ -342,6 +345,9 @@ fn serve(args: &ServeArgs) -> Result<()> {
         |n| bar.inc(n),
     )?;
     bar.finish_and_clear();
+    if let Some(tile) = args.tile {
+        e.set_tile(tile)?;
+    }
     // Compiling and capturing every batch size takes seconds on a GPU, minutes in the CPU
     // interpreter: there it happens on first use instead.
     if e.device().kind() != BackendKind::Cpu {

@@ -18,9 +18,11 @@ use super::{check_supported, EngineError};
 use crate::config::{LlamaConfig, LlamaWeights};
 use greta::kernels::batch::{self as rows_kernels, RowAttention};
 use greta::kernels::decode;
-use greta::kernels::gemm::{Gemm, Output};
+use greta::codegen::Target;
+use greta::kernels::gemm::{Gemm, Output, Tile};
 use greta::kernels::matvec::{Epilogue, Rope};
 use greta::kernels::norm;
+use greta::quant::gpu::GpuFormat;
 use greta::runtime::{Buffer, Device, Graph};
 use greta_gguf::Gguf;
 use half::f16;
@@ -73,6 +75,8 @@ pub struct BatchEngine {
     graphs: HashMap<usize, Graph>,
     /// Rows of the last step.
     rows: usize,
+    /// The products' tile, when not the library's choice for `TILE_ROWS` rows.
+    tile: Option<Tile>,
 }
 
 impl BatchEngine {
@@ -96,23 +100,6 @@ impl BatchEngine {
         let max_rows = max_rows.max(BUCKETS[BUCKETS.len() - 1]);
         let weights = LlamaWeights::from_gguf(g, cfg)?;
         let w = GpuWeights::upload(&dev, &weights, progress)?;
-        let target = dev.target();
-        for (l, layer) in w.layers.iter().enumerate() {
-            for (m, epi) in [
-                (&layer.wqk, Epilogue::Store),
-                (&layer.wv, Epilogue::Store),
-                (&layer.wo, Epilogue::Add),
-                (&layer.w_gate_up, Epilogue::Swiglu),
-                (&layer.w_down, Epilogue::Add),
-            ] {
-                Gemm::new(m.fmt, epi, &target, TILE_ROWS)
-                    .check(&dev, m.rows, m.cols)
-                    .map_err(|e| EngineError::Unsupported(format!("layer {l}: {e}")))?;
-            }
-        }
-        Gemm::new(w.output.fmt, Epilogue::Store, &target, TILE_ROWS)
-            .check(&dev, w.output.rows, w.output.cols)
-            .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
         let per_slot = cfg.n_head_kv * ctx * cfg.head_dim;
         let cache = (slots + 1)
             .checked_mul(per_slot)
@@ -144,7 +131,7 @@ impl BatchEngine {
             logits: dev.alloc(max_rows * cfg.n_vocab)?,
             next: dev.alloc(max_rows)?,
         };
-        Ok(BatchEngine {
+        let e = BatchEngine {
             dev,
             cfg: cfg.clone(),
             ctx,
@@ -156,7 +143,46 @@ impl BatchEngine {
             r,
             graphs: HashMap::new(),
             rows: 0,
-        })
+            tile: None,
+        };
+        e.check_products()?;
+        Ok(e)
+    }
+
+    /// Runs every product at `tile` instead of the library's choice (for tuning; fitted to
+    /// the device's shared memory). Graphs captured before are dropped.
+    pub fn set_tile(&mut self, tile: Tile) -> Result<(), EngineError> {
+        self.tile = Some(tile.fitted(&self.dev.target()));
+        self.graphs.clear();
+        self.check_products()
+    }
+
+    /// The launch of a product of `fmt` weights with `epilogue`.
+    fn gemm(&self, fmt: GpuFormat, epilogue: Epilogue) -> Gemm {
+        gemm_at(self.tile, &self.dev.target(), fmt, epilogue)
+    }
+
+    /// Refuses matrices the products cannot take, naming the layer.
+    fn check_products(&self) -> Result<(), EngineError> {
+        let dev = &self.dev;
+        for (l, layer) in self.w.layers.iter().enumerate() {
+            for (m, epi) in [
+                (&layer.wqk, Epilogue::Store),
+                (&layer.wv, Epilogue::Store),
+                (&layer.wo, Epilogue::Add),
+                (&layer.w_gate_up, Epilogue::Swiglu),
+                (&layer.w_down, Epilogue::Add),
+            ] {
+                self.gemm(m.fmt, epi)
+                    .check(dev, m.rows, m.cols)
+                    .map_err(|e| EngineError::Unsupported(format!("layer {l}: {e}")))?;
+            }
+        }
+        let out = &self.w.output;
+        self.gemm(out.fmt, Epilogue::Store)
+            .check(dev, out.rows, out.cols)
+            .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
+        Ok(())
     }
 
     /// The model's configuration.
@@ -284,6 +310,8 @@ impl BatchEngine {
     fn launch_all(&mut self, m: usize) -> Result<(), EngineError> {
         let (dev, cfg, r) = (&self.dev, &self.cfg, &mut self.r);
         let mu = m as u32;
+        let (tile, target) = (self.tile, dev.target());
+        let g = |mat: &GpuMatrix, epi| gemm_at(tile, &target, mat.fmt, epi);
         let (embd, ff) = (cfg.n_embd as u32, cfg.n_ff as u32);
         let (q_rows, kv_rows) = (
             (cfg.n_head * cfg.head_dim) as u32,
@@ -330,7 +358,7 @@ impl BatchEngine {
                 dev,
                 mu,
                 &layer.wqk,
-                Epilogue::Store,
+                g(&layer.wqk, Epilogue::Store),
                 &r.xn,
                 Output::F32(&mut r.qk, rows_a),
             )?;
@@ -338,7 +366,7 @@ impl BatchEngine {
                 dev,
                 mu,
                 &layer.wv,
-                Epilogue::Store,
+                g(&layer.wv, Epilogue::Store),
                 &r.xn,
                 Output::F32(&mut r.v, kv_rows),
             )?;
@@ -374,7 +402,7 @@ impl BatchEngine {
                 dev,
                 mu,
                 &layer.wo,
-                Epilogue::Add,
+                g(&layer.wo, Epilogue::Add),
                 &r.attn,
                 Output::F32(&mut r.h, embd),
             )?;
@@ -391,7 +419,7 @@ impl BatchEngine {
                 dev,
                 mu,
                 &layer.w_gate_up,
-                Epilogue::Swiglu,
+                g(&layer.w_gate_up, Epilogue::Swiglu),
                 &r.xn,
                 Output::F16(&mut r.ffn, ff),
             )?;
@@ -399,7 +427,7 @@ impl BatchEngine {
                 dev,
                 mu,
                 &layer.w_down,
-                Epilogue::Add,
+                g(&layer.w_down, Epilogue::Add),
                 &r.ffn,
                 Output::F32(&mut r.h, embd),
             )?;
@@ -418,7 +446,7 @@ impl BatchEngine {
             dev,
             mu,
             out,
-            Epilogue::Store,
+            g(out, Epilogue::Store),
             &r.xn,
             Output::F32(&mut r.logits, cfg.n_vocab as u32),
         )?;
@@ -433,15 +461,27 @@ impl BatchEngine {
     }
 }
 
-/// `out = x · matᵀ` over `m` rows with `epi`, at the tile every step uses.
+/// The launch of a product of `fmt` weights with `epilogue` at `tile`, or at the library's
+/// tile for `TILE_ROWS` rows.
+fn gemm_at(tile: Option<Tile>, target: &Target, fmt: GpuFormat, epilogue: Epilogue) -> Gemm {
+    match tile {
+        Some(tile) => Gemm {
+            fmt,
+            epilogue,
+            tile,
+        },
+        None => Gemm::new(fmt, epilogue, target, TILE_ROWS),
+    }
+}
+
+/// `out = x · matᵀ` over `m` rows, launched as `gemm`.
 fn product(
     dev: &Device,
     m: u32,
     mat: &GpuMatrix,
-    epi: Epilogue,
+    gemm: Gemm,
     x: &Buffer<f16>,
     out: Output<'_>,
 ) -> Result<(), greta::runtime::Error> {
-    Gemm::new(mat.fmt, epi, &dev.target(), TILE_ROWS)
-        .launch(dev, x, &mat.buf, out, m, mat.rows, mat.cols)
+    gemm.launch(dev, x, &mat.buf, out, m, mat.rows, mat.cols)
 }

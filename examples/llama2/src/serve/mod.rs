@@ -12,6 +12,7 @@ pub mod text;
 use crate::engine::batch::BatchEngine;
 use crate::tokenizer::Tokenizer;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use metrics::Metrics;
 use scheduler::{Scheduler, Settings};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,6 +81,13 @@ pub fn serve(engine: BatchEngine, tokenizer: Tokenizer, o: &Options) -> anyhow::
         let address = listener.local_addr()?;
         eprintln!("listening on http://{address}");
         tracing::info!(%address, model = %o.model, parallel, ctx, "serving");
+        // Every chunk of a stream is a small write: without TCP_NODELAY the next one waits
+        // for the client's delayed acknowledgement of the last.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, http::router(state))
             .with_graceful_shutdown(shutdown(abort, o.grace))
             .await

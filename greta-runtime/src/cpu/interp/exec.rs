@@ -777,8 +777,7 @@ impl Block {
                             if self.written[off..off + es].contains(&false) {
                                 return Err(fault(at, lane, uninitialised(l, acc, ix)));
                             }
-                            regs[(dst as usize + i as usize) * w + lane] =
-                                le(&self.shared[off..off + es]);
+                            regs[(dst as usize + i) * w + lane] = le(&self.shared[off..off + es]);
                         }
                     }
                 }
@@ -804,7 +803,7 @@ impl Block {
                             let off = region
                                 .offset(l, acc, ix, AccessKind::Store)
                                 .map_err(|m| fault(at, lane, m))?;
-                            let v = regs[(src as usize + i as usize) * w + lane];
+                            let v = regs[(src as usize + i) * w + lane];
                             if trap && !value::float_value(v, acc.elem).is_finite() {
                                 return Err(fault(
                                     at,

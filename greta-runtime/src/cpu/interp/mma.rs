@@ -10,16 +10,18 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// A layout's (row, column) per register slot.
+type Positions = Rc<[(usize, usize)]>;
+
 thread_local! {
     /// Each layout's tile positions, computed once per thread: walking a layout's bits for
     /// every element of every product was most of the interpreter's time in tiled kernels.
-    static POSITIONS: RefCell<HashMap<(Frag, u32), Rc<[(usize, usize)]>>> =
-        RefCell::new(HashMap::new());
+    static POSITIONS: RefCell<HashMap<(Frag, u32), Positions>> = RefCell::new(HashMap::new());
 }
 
 /// The (row, column) of every slot of `frag` at `wave`, element-major: entry `i * wave +
 /// lane` is element `i` of lane `lane`, as the register file orders them.
-pub(super) fn positions(frag: Frag, wave: u32) -> Rc<[(usize, usize)]> {
+pub(super) fn positions(frag: Frag, wave: u32) -> Positions {
     POSITIONS.with(|p| {
         p.borrow_mut()
             .entry((frag, wave))
