@@ -5,9 +5,10 @@
 # then `llama2 serve` on a random Llama-2-7B Q4_K_M with `llama2 load` at 1, 8, 32 and 64
 # concurrent streams (aggregate tokens/s, TTFT p50/p99, batched-equals-alone check).
 # STREAMS, TOKENS, PARALLEL, SERVE_CTX and REPS adjust the load; SERVE_TILES lists product
-# tiles to serve with in turn (0: the library's); BATCH_TILES lists tiles for the products
-# at BATCH_ROWS rows in `bench-kernels` (part `tiles`). PARTS picks among `selftest decode
-# bench tiles serve` (default: all but tiles). Writes logs to $OUT.
+# tiles to serve (and to time the batched engine, part `batch`) with in turn (0: the
+# library's); BATCH_TILES lists tiles, comma-separated, for the products at BATCH_ROWS rows
+# in `bench-kernels` (part `tiles`). PARTS picks among `selftest decode bench tiles batch
+# serve` (default: selftest decode bench serve). Writes logs to $OUT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -44,9 +45,17 @@ if part bench; then
     [[ -n "${BASE_BIN:-}" ]] && TAIL=8 run l7b_bench_base "$BASE_BIN/llama2" bench --backend cuda --model "$L7B" --reps "${REPS:-2}"
 fi
 if part tiles; then
-    # shellcheck disable=SC2086
     TAIL=120 run bench_tiles "$BIN/greta" bench-kernels --backend cuda --only prefill \
-        --rows "${BATCH_ROWS:-32}" --tiles ${BATCH_TILES:-0}
+        --rows "${BATCH_ROWS:-32}" --tiles "${BATCH_TILES:-0}"
+fi
+# The batched engine without HTTP: wall and device time per step at each batch size.
+if part batch; then
+    for tile in ${SERVE_TILES:-0}; do
+        tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
+        echo "== batched decode with tile $tile"
+        TAIL=8 run "batch-$tile" "$BIN/llama2" bench --backend cuda --model "$L7B" \
+            --batch "${STREAMS:-1,8,32,64}" --gen-tokens "${TOKENS:-128}" "${tile_arg[@]}"
+    done
 fi
 if part serve; then
     PORT=18080

@@ -213,3 +213,81 @@ impl BenchReport {
         })
     }
 }
+
+/// Batched decode at one batch size: wall and device time per step.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchTiming {
+    pub batch: usize,
+    /// From the step's first write to its tokens read back, milliseconds (median).
+    pub wall_ms: f64,
+    /// Between events around the step's launches, milliseconds (median).
+    pub device_ms: f64,
+}
+
+impl BatchTiming {
+    /// Generated tokens per second at the wall time.
+    pub fn tokens_per_second(&self) -> f64 {
+        self.batch as f64 * 1e3 / self.wall_ms
+    }
+}
+
+/// For each batch size `b`: `b` sequences read an 8-token prompt in one step, then decode
+/// `tokens` steps together (greedy); medians over the decode steps.
+pub fn batched(
+    e: &mut crate::engine::batch::BatchEngine,
+    sizes: &[usize],
+    tokens: usize,
+) -> Result<Vec<BatchTiming>, EngineError> {
+    use crate::engine::batch::Row;
+    const PROMPT: u32 = 8;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut out = Vec::new();
+    for &b in sizes {
+        let prompt: Vec<Row> = (0..b as u32)
+            .flat_map(|s| {
+                (0..PROMPT).map(move |p| Row {
+                    token: 100 + 7 * s + p,
+                    pos: p,
+                    slot: s,
+                })
+            })
+            .collect();
+        e.step(&prompt)?;
+        let mut next: Vec<u32> = e
+            .tokens()?
+            .chunks(PROMPT as usize)
+            .map(|c| c[PROMPT as usize - 1])
+            .collect();
+        let (mut wall, mut device) = (Vec::new(), Vec::new());
+        for t in 0..tokens as u32 {
+            let rows: Vec<Row> = (0..b as u32)
+                .map(|s| Row {
+                    token: next[s as usize],
+                    pos: PROMPT + t,
+                    slot: s,
+                })
+                .collect();
+            let start = Instant::now();
+            let dev = e.device().clone();
+            let mut failure = None;
+            device.push(dev.time(|_| {
+                failure = e.step(&rows).err();
+                Ok(())
+            })?);
+            if let Some(err) = failure {
+                return Err(err);
+            }
+            next = e.tokens()?;
+            wall.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        out.push(BatchTiming {
+            batch: b,
+            wall_ms: median(&mut wall),
+            device_ms: median(&mut device),
+        });
+    }
+    Ok(out)
+}

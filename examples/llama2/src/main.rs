@@ -229,6 +229,13 @@ struct BenchArgs {
     /// Print JSON instead of a markdown table.
     #[arg(long)]
     json: bool,
+    /// Time batched decode (the server's engine) at these batch sizes instead,
+    /// comma-separated: --gen-tokens steps of that many sequences at once.
+    #[arg(long, value_delimiter = ',')]
+    batch: Vec<usize>,
+    /// With --batch: the products' tile, BMxBNxWMxKSxDQxAHEAD (for tuning).
+    #[arg(long)]
+    tile: Option<greta::kernels::gemm::Tile>,
 }
 
 #[derive(Args)]
@@ -322,6 +329,42 @@ fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
     })?;
     bar.finish_and_clear();
     Ok(e)
+}
+
+fn bench_batched(args: &BenchArgs) -> Result<()> {
+    let m = load(&args.model.model)?;
+    let most = args.batch.iter().copied().max().unwrap_or(1);
+    let (dev, bar) = device_and_bar(&args.model, &m)?;
+    let mut e = BatchEngine::new(
+        dev,
+        &m.gguf,
+        &m.config,
+        (8 + args.gen_tokens).min(m.config.n_ctx),
+        most,
+        most * 8 + 64,
+        |n| bar.inc(n),
+    )?;
+    bar.finish_and_clear();
+    if let Some(tile) = args.tile {
+        e.set_tile(tile)?;
+    }
+    e.warm_up()?;
+    println!("| batch | ms per step (wall) | ms per step (device) | tokens/s |");
+    println!("| ---: | ---: | ---: | ---: |");
+    for t in llama2::bench::batched(&mut e, &args.batch, args.gen_tokens)? {
+        println!(
+            "| {} | {:.3} | {:.3} | {:.1} |",
+            t.batch,
+            t.wall_ms,
+            t.device_ms,
+            t.tokens_per_second()
+        );
+    }
+    println!(
+        "\nmedians over {} decode steps after an 8-token prompt per sequence",
+        args.gen_tokens
+    );
+    Ok(())
 }
 
 fn serve(args: &ServeArgs) -> Result<()> {
@@ -510,6 +553,9 @@ fn trace(args: &TraceArgs) -> Result<()> {
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
+    if !args.batch.is_empty() {
+        return bench_batched(args);
+    }
     let m = load(&args.model.model)?;
     let mut engine = engine(&args.model, &m)?;
     let name = args

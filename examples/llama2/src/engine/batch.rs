@@ -16,9 +16,9 @@
 use super::weights::{GpuMatrix, GpuWeights};
 use super::{check_supported, EngineError};
 use crate::config::{LlamaConfig, LlamaWeights};
+use greta::codegen::Target;
 use greta::kernels::batch::{self as rows_kernels, RowAttention};
 use greta::kernels::decode;
-use greta::codegen::Target;
 use greta::kernels::gemm::{Gemm, Output, Tile};
 use greta::kernels::matvec::{Epilogue, Rope};
 use greta::kernels::norm;
