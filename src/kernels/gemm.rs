@@ -107,12 +107,24 @@ pub fn gemm<
     let rounds = (steps + KS - 1) / KS;
     let xbase = slice * 2 * BM * LDS;
     let wbase = slice * 2 * BN * LDS;
-    // Rows past the ends of X and W read the last row instead: their results are never
-    // stored, and the steps need no branches.
+    // Rows past the ends of X and W read the last row instead (but see the zeroed rows
+    // below): their results are never stored, and the steps need no branches.
     let wrow = min(n0 + r, n - 1);
+    // Tiles with K slices serve few rows, most of the tile past the end of X: those rows
+    // are zeros in every buffer and the copies skip them. (Copying X's last row there had
+    // every block read the same bytes, an L2 hot spot that made a product of 1 to 8 rows
+    // 2-3x slower than one of 32.) The prompt tiles keep the copy without a branch: their
+    // registers are spent, and only a prompt's last block has rows past the end.
+    if KS > 1 && m0 + BM > m {
+        for i in (thread_idx()..KS * 2 * BM * 8).step_by(BLOCK) {
+            if m0 + (i / 8) % BM >= m {
+                xs.store_vec((i / 8) * (LDS / 8) + i % 8, f16x8::splat(0.0));
+            }
+        }
+    }
     // This slice's first step into its buffers 0 (a slice without one takes the last).
     let first = min(slice, steps - 1);
-    copy_activations(x, xs, first, xbase, st, m0, m, k, BLOCK / KS, BM);
+    copy_activations(x, xs, first, xbase, st, m0, m, k, BLOCK / KS, BM, KS > 1);
     commit_copies();
     // Two register sets of a half-group each: with `AHEAD` = 2 a step's weights are loaded
     // two rounds before they are dequantised, alternating sets; with 1, one round.
@@ -164,6 +176,7 @@ pub fn gemm<
                     k,
                     BLOCK / KS,
                     BM,
+                    KS > 1,
                 );
                 commit_copies();
                 let ahead_g = min(g + AHEAD * KS, steps - 1);
@@ -323,13 +336,16 @@ fn copy_activations(
     k: u32,
     threads: u32,
     bm: u32,
+    zeroed: bool,
 ) {
     for i in (st..bm * 8).step_by(threads) {
-        xs.copy_vec_async(
-            at / 8 + (i / 8) * (LDS / 8) + i % 8,
-            x,
-            min(m0 + i / 8, m - 1) * (k / 8) + g * 8 + i % 8,
-        );
+        if !zeroed || m0 + i / 8 < m {
+            xs.copy_vec_async(
+                at / 8 + (i / 8) * (LDS / 8) + i % 8,
+                x,
+                min(m0 + i / 8, m - 1) * (k / 8) + g * 8 + i % 8,
+            );
+        }
     }
 }
 
