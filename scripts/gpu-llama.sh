@@ -15,7 +15,7 @@ L7B="${L7B:-/tmp/llama2-7b-q4km.gguf}"
 export GRETA_CACHE_DIR="${GRETA_CACHE_DIR:-/tmp/greta-cache}" RUST_BACKTRACE=0
 status=0
 step() { echo "== $*"; }
-run() { local log="$OUT/$1.log"; shift; "$@" >"$log" 2>&1; local rc=$?; tail -n 25 "$log"; [[ $rc -eq 0 ]] || { echo "FAILED ($rc): $*"; status=1; }; }
+TAIL=25
 
 step "SmolLM2 greedy chat answer"
 run smol_run "$BIN/llama2" run --backend cuda --model "$SMOL" --chat --prompt "What is the capital of France?" -n 16

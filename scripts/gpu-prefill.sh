@@ -20,15 +20,6 @@ MEMCHECK_KERNELS="${MEMCHECK_KERNELS:-mma_tile mma_tile_trans gemm attention_pre
 PARTS=" ${PARTS:-selftest prompt llama decode small sm80 memcheck} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 status=0
-run() {
-    local log="$OUT/$1.log"; shift
-    local start=$SECONDS
-    timeout "${STEP_TIMEOUT:-300}" "$@" >"$log" 2>&1
-    local rc=$?
-    tail -n "${TAIL:-40}" "$log"
-    echo "[$((SECONDS - start)) s, exit $rc] $*"
-    [[ $rc -eq 0 ]] || { echo "FAILED ($rc): $*"; status=1; }
-}
 
 # cuBLAS (the dense reference rate in bench-kernels) sits with the toolkit, off the
 # loader's path.

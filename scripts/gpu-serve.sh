@@ -20,15 +20,6 @@ PARTS=" ${PARTS:-selftest decode bench serve} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 L7B="${L7B:-/tmp/llama2-7b-q4km.gguf}"
 status=0
-run() {
-    local log="$OUT/$1.log"; shift
-    local start=$SECONDS
-    timeout "${STEP_TIMEOUT:-300}" "$@" >"$log" 2>&1
-    local rc=$?
-    tail -n "${TAIL:-40}" "$log"
-    echo "[$((SECONDS - start)) s, exit $rc] $*"
-    [[ $rc -eq 0 ]] || { echo "FAILED ($rc): $*"; status=1; }
-}
 
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
 [[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b

@@ -29,3 +29,16 @@ gpu_bin() {
         echo "$1/target/release"
     fi
 }
+
+# run NAME COMMAND...: runs COMMAND (at most STEP_TIMEOUT seconds, default 300) with its
+# output in $OUT/NAME.log, prints the log's last TAIL lines (default 40) and how it ended,
+# and sets status=1 when it fails. For the GPU scripts, which set OUT and status.
+run() {
+    local log="$OUT/$1.log"; shift
+    local start=$SECONDS
+    timeout "${STEP_TIMEOUT:-300}" "$@" >"$log" 2>&1
+    local rc=$?
+    tail -n "${TAIL:-40}" "$log"
+    echo "[$((SECONDS - start)) s, exit $rc] $*"
+    [[ $rc -eq 0 ]] || { echo "FAILED ($rc): $*"; status=1; }
+}

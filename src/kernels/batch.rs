@@ -174,18 +174,7 @@ impl RowAttention {
         out: &mut crate::runtime::Buffer<half::f16>,
         m: u32,
     ) -> Result<(), crate::runtime::Error> {
-        if !matches!(self.head_dim, 64 | 128)
-            || self.group == 0
-            || !self.n_head.is_multiple_of(self.group)
-        {
-            return Err(crate::runtime::Error::Launch {
-                kernel: "attention_rows".into(),
-                message: format!(
-                    "head size {} (64 or 128) with {} heads in groups of {}",
-                    self.head_dim, self.n_head, self.group
-                ),
-            });
-        }
+        super::flash::check_heads("attention_rows", self.head_dim, self.group, self.n_head)?;
         let scale = std::f64::consts::LOG2_E / (self.head_dim as f64).sqrt();
         dev.launch(
             attention_rows::definition(),

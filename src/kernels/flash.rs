@@ -202,18 +202,7 @@ impl PrefillAttention {
                 ),
             });
         }
-        if !matches!(self.head_dim, 64 | 128)
-            || self.group == 0
-            || !self.n_head.is_multiple_of(self.group)
-        {
-            return Err(crate::runtime::Error::Launch {
-                kernel: "attention_prefill".into(),
-                message: format!(
-                    "head size {} (64 or 128) with {} heads in groups of {}",
-                    self.head_dim, self.n_head, self.group
-                ),
-            });
-        }
+        check_heads("attention_prefill", self.head_dim, self.group, self.n_head)?;
         let rows = 16 * BLOCK / target.wave;
         let scale = std::f64::consts::LOG2_E / (self.head_dim as f64).sqrt();
         dev.launch(
@@ -233,4 +222,23 @@ impl PrefillAttention {
             ],
         )
     }
+}
+
+/// Refuses a head geometry the attention kernels do not take: head size 64 or 128, and
+/// `n_head` query heads in whole groups of `group` per KV head.
+pub fn check_heads(
+    kernel: &str,
+    head_dim: u32,
+    group: u32,
+    n_head: u32,
+) -> Result<(), crate::runtime::Error> {
+    if !matches!(head_dim, 64 | 128) || group == 0 || !n_head.is_multiple_of(group) {
+        return Err(crate::runtime::Error::Launch {
+            kernel: kernel.into(),
+            message: format!(
+                "head size {head_dim} (64 or 128) with {n_head} heads in groups of {group}"
+            ),
+        });
+    }
+    Ok(())
 }

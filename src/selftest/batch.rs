@@ -97,30 +97,12 @@ fn attention_rows_case(
     }
     let m = ROWS.len();
     let q = random_f32(rng, m * n_head * d, 1.0);
-    let mut want = vec![0.0f64; m * n_head * d];
+    let mut want = Vec::with_capacity(m * n_head * d);
     for (r, &(s, pos)) in ROWS.iter().enumerate() {
         for h in 0..n_head {
-            let base = s * per_slot + (h / g) * CTX * d;
             let qrow = &q[(r * n_head + h) * d..][..d];
-            let scores: Vec<f64> = (0..=pos)
-                .map(|p| {
-                    (0..d)
-                        .map(|i| qrow[i] as f64 * k[base + p * d + i].to_f64())
-                        .sum::<f64>()
-                        / (d as f64).sqrt()
-                })
-                .collect();
-            let top = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - top).exp()).collect();
-            let total: f64 = e.iter().sum();
-            for i in 0..d {
-                want[(r * n_head + h) * d + i] = e
-                    .iter()
-                    .enumerate()
-                    .map(|(p, w)| w * vv[base + p * d + i].to_f64())
-                    .sum::<f64>()
-                    / total;
-            }
+            let base = s * per_slot + (h / g) * CTX * d;
+            want.extend(super::reference_attention(qrow, &k, &vv, base, pos + 1));
         }
     }
     let (dq, dk, dv) = (dev.upload(&q)?, dev.upload(&k)?, dev.upload(&vv)?);

@@ -555,30 +555,17 @@ fn prefill_attention_case(
         }
     }
     let q = random_f32(rng, m * n_head * d, 1.0);
-    let mut want = vec![0.0f64; m * n_head * d];
+    let mut want = Vec::with_capacity(m * n_head * d);
     for t in 0..m {
         for h in 0..n_head {
-            let kvh = h / g;
             let qrow = &q[(t * n_head + h) * d..][..d];
-            let scores: Vec<f64> = (0..=pos0 + t)
-                .map(|p| {
-                    (0..d)
-                        .map(|i| qrow[i] as f64 * k[(kvh * ctx + p) * d + i].to_f64())
-                        .sum::<f64>()
-                        / (d as f64).sqrt()
-                })
-                .collect();
-            let top = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - top).exp()).collect();
-            let total: f64 = e.iter().sum();
-            for i in 0..d {
-                want[(t * n_head + h) * d + i] = e
-                    .iter()
-                    .enumerate()
-                    .map(|(p, w)| w * vv[(kvh * ctx + p) * d + i].to_f64())
-                    .sum::<f64>()
-                    / total;
-            }
+            want.extend(super::reference_attention(
+                qrow,
+                &k,
+                &vv,
+                (h / g) * ctx * d,
+                pos0 + t + 1,
+            ));
         }
     }
     let (dq, dk, dv) = (dev.upload(&q)?, dev.upload(&k)?, dev.upload(&vv)?);

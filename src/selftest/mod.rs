@@ -129,6 +129,39 @@ pub fn table(outcomes: &[Outcome], device: &Device) -> String {
     s
 }
 
+/// Attention of query `q` (one head of `q.len()` dimensions) over the first `len` keys and
+/// values of caches whose rows of `q.len()` start at element `base`, in f64:
+/// `softmax(q · k / sqrt(d)) · v`.
+pub fn reference_attention(
+    q: &[f32],
+    k: &[half::f16],
+    v: &[half::f16],
+    base: usize,
+    len: usize,
+) -> Vec<f64> {
+    let d = q.len();
+    let scores: Vec<f64> = (0..len)
+        .map(|p| {
+            (0..d)
+                .map(|i| q[i] as f64 * k[base + p * d + i].to_f64())
+                .sum::<f64>()
+                / (d as f64).sqrt()
+        })
+        .collect();
+    let top = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = scores.iter().map(|s| (s - top).exp()).collect();
+    let total: f64 = e.iter().sum();
+    (0..d)
+        .map(|i| {
+            e.iter()
+                .enumerate()
+                .map(|(p, w)| w * v[base + p * d + i].to_f64())
+                .sum::<f64>()
+                / total
+        })
+        .collect()
+}
+
 /// Compares a device result with its f64 reference.
 pub fn compare(got: &[f32], reference: &[f64]) -> Comparison {
     assert_eq!(

@@ -4,34 +4,18 @@
 
 mod common;
 
+use common::{cpu, tiny};
+
 use greta::quant::GgmlType;
-use greta::runtime::cpu::{CpuBackend, CpuOptions};
-use greta::runtime::Device;
 use greta_gguf::Gguf;
 use llama2::config::LlamaConfig;
 use llama2::engine::batch::{BatchEngine, Row};
-use llama2::genmodel::{Preset, Recipe};
+use llama2::genmodel::Recipe;
 use llama2::oracle::Oracle;
-use std::sync::Arc;
 
 /// Logit NMSE against the f32 reference: f16 activations into the products and an f16 KV
 /// cache (the prompt path's bound).
 const LOGIT_NMSE: f64 = 1e-2;
-
-fn cpu(wave: u32) -> Device {
-    Device::from_backend(Arc::new(
-        CpuBackend::new(CpuOptions {
-            wave,
-            trap_non_finite: false,
-        })
-        .expect("CPU backend"),
-    ))
-}
-
-fn tiny(recipe: Recipe, seed: u64) -> Gguf<Vec<u8>> {
-    let bytes = common::generated(Preset::Tiny.config(), recipe, seed);
-    Gguf::from_bytes("tiny.gguf", bytes).expect("generated model parses")
-}
 
 fn batch(g: &Gguf<Vec<u8>>, wave: u32, slots: usize) -> BatchEngine {
     let config = LlamaConfig::from_gguf(g).expect("config");

@@ -5,9 +5,9 @@
 
 mod common;
 
+use common::{cpu, tiny};
+
 use greta::quant::GgmlType;
-use greta::runtime::cpu::{CpuBackend, CpuOptions};
-use greta::runtime::Device;
 use greta_gguf::Gguf;
 use llama2::config::LlamaConfig;
 use llama2::engine::{Engine, EngineError};
@@ -15,27 +15,11 @@ use llama2::genmodel::{Preset, Recipe};
 use llama2::oracle::Oracle;
 use llama2::sampling::SamplingParams;
 use llama2::trace::{TraceError, Tracer};
-use std::sync::Arc;
 
 /// Logit NMSE the engine must stay under against the f32 reference: the engine quantises
 /// matrix inputs to int8 per 32 values and keeps the KV cache in f16 (observed up to 5e-3
 /// on SmolLM2).
 const LOGIT_NMSE: f64 = 1e-2;
-
-fn cpu(wave: u32) -> Device {
-    Device::from_backend(Arc::new(
-        CpuBackend::new(CpuOptions {
-            wave,
-            trap_non_finite: false,
-        })
-        .expect("CPU backend"),
-    ))
-}
-
-fn tiny(recipe: Recipe, seed: u64) -> Gguf<Vec<u8>> {
-    let bytes = common::generated(Preset::Tiny.config(), recipe, seed);
-    Gguf::from_bytes("tiny.gguf", bytes).expect("generated model parses")
-}
 
 fn engine<B: AsRef<[u8]>>(g: &Gguf<B>, wave: u32, ctx: usize) -> Engine {
     let config = LlamaConfig::from_gguf(g).expect("config");

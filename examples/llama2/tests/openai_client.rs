@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The Python with the `openai` package: `$GRETA_PYTHON`, else the environment the install
 /// script makes.
@@ -26,26 +25,15 @@ fn python() -> PathBuf {
 #[test]
 fn the_openai_python_client_chats_and_completes_through_the_server() {
     let python = python();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_llama2"))
-        .args(["serve", "--backend", "cpu", "--port", "0"])
-        .args(["--ctx", "256", "--parallel", "4"])
-        .arg("--model")
-        .arg(common::smollm2())
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("server started");
-    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .expect("stderr line");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let model = common::smollm2();
+    let (mut server, base) = common::serve(&[
+        "--ctx".as_ref(),
+        "256".as_ref(),
+        "--parallel".as_ref(),
+        "4".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+    ]);
     let out = Command::new(python)
         .arg(common::repo_root().join("examples/llama2/tests/clients/openai_client.py"))
         .args([&base, "SmolLM2-135M-Instruct.Q4_1"])

@@ -10,7 +10,7 @@ mod common;
 use llama2::genmodel::{Preset, Recipe};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,29 +35,22 @@ impl Server {
             common::generated(Preset::Tiny.config(), Recipe::Q4KM, 3),
         )
         .expect("model written");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_llama2"))
-            .args(["serve", "--backend", "cpu", "--port", "0", "--grace", "20"])
-            .args(["--ctx", &CTX.to_string(), "--chunk", "16"])
-            .args(["--parallel", &parallel.to_string()])
-            .args(["--queue", &queue.to_string()])
-            .arg("--model")
-            .arg(&model)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("server started");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the server printed its address")
-                .expect("stderr line");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.trim().to_string();
-            }
-        };
-        // Keep reading the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (parallel, queue) = (parallel.to_string(), queue.to_string());
+        let ctx = CTX.to_string();
+        let (child, base) = common::serve(&[
+            "--grace".as_ref(),
+            "20".as_ref(),
+            "--ctx".as_ref(),
+            ctx.as_ref(),
+            "--chunk".as_ref(),
+            "16".as_ref(),
+            "--parallel".as_ref(),
+            parallel.as_ref(),
+            "--queue".as_ref(),
+            queue.as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+        ]);
         Server {
             child,
             base,

@@ -18,7 +18,6 @@ use super::{check_supported, EngineError};
 use crate::config::{LlamaConfig, LlamaWeights};
 use greta::codegen::Target;
 use greta::kernels::batch::{self as rows_kernels, RowAttention};
-use greta::kernels::decode;
 use greta::kernels::gemm::{Gemm, Output, Tile};
 use greta::kernels::matvec::{Epilogue, Rope};
 use greta::kernels::norm;
@@ -317,19 +316,7 @@ impl BatchEngine {
             (cfg.n_head * cfg.head_dim) as u32,
             (cfg.n_head_kv * cfg.head_dim) as u32,
         );
-        let e = &self.w.token_embd;
-        dev.launch(
-            decode::embed::definition(),
-            &decode::embed::Spec { fmt: e.fmt.code() }.values(),
-            (e.cols.div_ceil(256), mu).into(),
-            &[
-                (&e.buf).into(),
-                (&r.tok).into(),
-                (&mut r.h).into(),
-                e.rows.into(),
-                e.cols.into(),
-            ],
-        )?;
+        self.w.token_embd.embed(dev, &r.tok, &mut r.h, mu)?;
         let rope = Rope {
             q_rows,
             head_dim: cfg.head_dim as u32,

@@ -323,21 +323,7 @@ impl Engine {
             )
         };
         match op {
-            Op::Embed => {
-                let e = &self.w.token_embd;
-                dev.launch(
-                    decode::embed::definition(),
-                    &decode::embed::Spec { fmt: e.fmt.code() }.values(),
-                    (e.cols.div_ceil(256), 1).into(),
-                    &[
-                        (&e.buf).into(),
-                        (&s.tok).into(),
-                        (&mut s.h).into(),
-                        e.rows.into(),
-                        e.cols.into(),
-                    ],
-                )?;
-            }
+            Op::Embed => self.w.token_embd.embed(dev, &s.tok, &mut s.h, 1)?,
             Op::Qkv(l) => {
                 let layer = &self.w.layers[l];
                 let mv = Matvec {

@@ -266,21 +266,7 @@ impl Engine {
         let mu = m as u32;
         let (embd, ff) = (cfg.n_embd as u32, cfg.n_ff as u32);
         match op {
-            PrefillOp::Embed => {
-                let e = &self.w.token_embd;
-                dev.launch(
-                    decode::embed::definition(),
-                    &decode::embed::Spec { fmt: e.fmt.code() }.values(),
-                    (e.cols.div_ceil(256), mu).into(),
-                    &[
-                        (&e.buf).into(),
-                        (&p.tok).into(),
-                        (&mut p.h).into(),
-                        e.rows.into(),
-                        e.cols.into(),
-                    ],
-                )?;
-            }
+            PrefillOp::Embed => self.w.token_embd.embed(dev, &p.tok, &mut p.h, mu)?,
             PrefillOp::AttnNorm(l) | PrefillOp::FfnNorm(l) => {
                 let layer = &self.w.layers[l];
                 let w = if matches!(op, PrefillOp::AttnNorm(_)) {

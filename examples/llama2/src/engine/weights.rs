@@ -36,6 +36,33 @@ pub struct GpuMatrix {
     pub cols: u32,
 }
 
+impl GpuMatrix {
+    /// `out[t] = self[tok[t]]` for `rows` tokens: rows of the token table, dequantised.
+    pub fn embed(
+        &self,
+        dev: &Device,
+        tok: &Buffer<u32>,
+        out: &mut Buffer<f32>,
+        rows: u32,
+    ) -> Result<(), greta::runtime::Error> {
+        dev.launch(
+            greta::kernels::decode::embed::definition(),
+            &greta::kernels::decode::embed::Spec {
+                fmt: self.fmt.code(),
+            }
+            .values(),
+            (self.cols.div_ceil(256), rows).into(),
+            &[
+                (&self.buf).into(),
+                tok.into(),
+                out.into(),
+                self.rows.into(),
+                self.cols.into(),
+            ],
+        )
+    }
+}
+
 /// One transformer block on the device.
 pub struct GpuLayer {
     pub attn_norm: Buffer<f32>,

@@ -52,3 +52,46 @@ pub fn generated(config: LlamaConfig, recipe: Recipe, seed: u64) -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// The CPU backend at `wave` lanes, not trapping non-finite stores.
+pub fn cpu(wave: u32) -> greta::runtime::Device {
+    use greta::runtime::cpu::{CpuBackend, CpuOptions};
+    greta::runtime::Device::from_backend(std::sync::Arc::new(
+        CpuBackend::new(CpuOptions {
+            wave,
+            trap_non_finite: false,
+        })
+        .expect("CPU backend"),
+    ))
+}
+
+/// A random model of the tiny preset made with `recipe`.
+pub fn tiny(recipe: Recipe, seed: u64) -> greta_gguf::Gguf<Vec<u8>> {
+    let bytes = generated(llama2::genmodel::Preset::Tiny.config(), recipe, seed);
+    greta_gguf::Gguf::from_bytes("tiny.gguf", bytes).expect("generated model parses")
+}
+
+/// Starts `llama2 serve` with `args` on a free port: the process and its base URL (its
+/// log keeps being read so that it never blocks on a full pipe).
+pub fn serve(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llama2"))
+        .args(["serve", "--backend", "cpu", "--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("server started");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .expect("stderr line");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
