@@ -448,14 +448,31 @@ impl BatchEngine {
     }
 }
 
-/// The launch of a product of `fmt` weights with `epilogue` at `tile`, or at the library's
-/// tile for `TILE_ROWS` rows.
+/// The launch of a product of `fmt` weights with `epilogue` at `tile`, or at the tile chosen
+/// for batched steps (one per product whatever the rows, which keeps batched equal to
+/// alone).
 fn gemm_at(tile: Option<Tile>, target: &Target, fmt: GpuFormat, epilogue: Epilogue) -> Gemm {
     match tile {
         Some(tile) => Gemm {
             fmt,
             epilogue,
             tile,
+        },
+        // The gate/up product (SwiGLU) on NVIDIA: twice the columns per block with half
+        // the K slices, measured 17% faster at 32 rows on the H100 (93 against 112 us);
+        // on the other shapes the default is best.
+        None if epilogue == Epilogue::Swiglu && target.wave == 32 => Gemm {
+            fmt,
+            epilogue,
+            tile: Tile {
+                bm: 32,
+                bn: 64,
+                wm: 2,
+                ks: 4,
+                dequant_at: 2,
+                ahead: 1,
+            }
+            .fitted(target),
         },
         None => Gemm::new(fmt, epilogue, target, TILE_ROWS),
     }
