@@ -18,7 +18,6 @@ export GRETA_CACHE_DIR="${GRETA_CACHE_DIR:-/tmp/greta-cache}" RUST_BACKTRACE=0
 KERNELS="${KERNELS:-}"
 MEMCHECK_KERNELS="${MEMCHECK_KERNELS:-mma_tile mma_tile_trans gemm attention_prefill embed take_row rmsnorm stats}"
 PARTS=" ${PARTS:-selftest prompt llama decode small sm80 memcheck} "
-part() { [[ "$PARTS" == *" $1 "* ]]; }
 status=0
 
 # cuBLAS (the dense reference rate in bench-kernels) sits with the toolkit, off the

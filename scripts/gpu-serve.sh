@@ -17,7 +17,6 @@ BIN="$(gpu_bin "$REPO")"
 OUT="${OUT:-$(mktemp -d)}"
 export GRETA_CACHE_DIR="${GRETA_CACHE_DIR:-/tmp/greta-cache}" RUST_BACKTRACE=0
 PARTS=" ${PARTS:-selftest decode bench serve} "
-part() { [[ "$PARTS" == *" $1 "* ]]; }
 L7B="${L7B:-/tmp/llama2-7b-q4km.gguf}"
 status=0
 

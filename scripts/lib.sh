@@ -42,3 +42,7 @@ run() {
     echo "[$((SECONDS - start)) s, exit $rc] $*"
     [[ $rc -eq 0 ]] || { echo "FAILED ($rc): $*"; status=1; }
 }
+
+# part NAME: whether NAME is among the space-separated words of $PARTS (which the GPU
+# scripts pad with a space on each side).
+part() { [[ "$PARTS" == *" $1 "* ]]; }

@@ -241,9 +241,24 @@ impl Device {
 
     /// Copies the whole buffer to the host.
     pub fn download<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>> {
-        let mut out = vec![T::zeroed(); buf.len()];
-        self.backend
-            .read(buf.raw(), 0, bytemuck::cast_slice_mut(&mut out))?;
+        self.read(buf, 0, buf.len())
+    }
+
+    /// Copies `len` elements of `buf` from element `offset` to the host.
+    pub fn read<T: Element>(&self, buf: &Buffer<T>, offset: usize, len: usize) -> Result<Vec<T>> {
+        if offset.checked_add(len).is_none_or(|end| end > buf.len()) {
+            return Err(Error::OutOfBounds {
+                offset: offset * std::mem::size_of::<T>(),
+                len: len * std::mem::size_of::<T>(),
+                bytes: buf.bytes(),
+            });
+        }
+        let mut out = vec![T::zeroed(); len];
+        self.backend.read(
+            buf.raw(),
+            offset * std::mem::size_of::<T>(),
+            bytemuck::cast_slice_mut(&mut out),
+        )?;
         Ok(out)
     }
 

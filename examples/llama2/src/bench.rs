@@ -239,11 +239,8 @@ pub fn batched(
     tokens: usize,
 ) -> Result<Vec<BatchTiming>, EngineError> {
     use crate::engine::batch::Row;
+    use greta::selftest::graph::median;
     const PROMPT: u32 = 8;
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let mut out = Vec::new();
     for &b in sizes {
         let prompt: Vec<Row> = (0..b as u32)

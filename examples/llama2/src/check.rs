@@ -34,7 +34,7 @@ fn argmax(v: &[f32]) -> u32 {
 }
 
 /// NMSE of `got` against `want`.
-fn nmse(got: &[f32], want: &[f32]) -> f64 {
+pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
     let (mut err, mut norm) = (0.0f64, 0.0f64);
     for (g, w) in got.iter().zip(want) {
         err += (*g as f64 - *w as f64).powi(2);

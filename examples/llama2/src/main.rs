@@ -331,23 +331,32 @@ fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
     Ok(e)
 }
 
+/// Opens the device and uploads the model for batched steps (`slots` sequences of `ctx`
+/// positions, steps of up to `max_rows` rows), at `tile` when given.
+fn batch_engine(
+    args: &ModelArgs,
+    m: &Loaded,
+    ctx: usize,
+    slots: usize,
+    max_rows: usize,
+    tile: Option<greta::kernels::gemm::Tile>,
+) -> Result<BatchEngine> {
+    let (dev, bar) = device_and_bar(args, m)?;
+    let mut e = BatchEngine::new(dev, &m.gguf, &m.config, ctx, slots, max_rows, |n| {
+        bar.inc(n)
+    })?;
+    bar.finish_and_clear();
+    if let Some(tile) = tile {
+        e.set_tile(tile)?;
+    }
+    Ok(e)
+}
+
 fn bench_batched(args: &BenchArgs) -> Result<()> {
     let m = load(&args.model.model)?;
     let most = args.batch.iter().copied().max().unwrap_or(1);
-    let (dev, bar) = device_and_bar(&args.model, &m)?;
-    let mut e = BatchEngine::new(
-        dev,
-        &m.gguf,
-        &m.config,
-        (8 + args.gen_tokens).min(m.config.n_ctx),
-        most,
-        most * 8 + 64,
-        |n| bar.inc(n),
-    )?;
-    bar.finish_and_clear();
-    if let Some(tile) = args.tile {
-        e.set_tile(tile)?;
-    }
+    let ctx = (8 + args.gen_tokens).min(m.config.n_ctx);
+    let mut e = batch_engine(&args.model, &m, ctx, most, most * 8 + 64, args.tile)?;
     e.warm_up()?;
     println!("| batch | ms per step (wall) | ms per step (device) | tokens/s |");
     println!("| ---: | ---: | ---: | ---: |");
@@ -377,20 +386,14 @@ fn serve(args: &ServeArgs) -> Result<()> {
         .init();
     let m = load(&args.model.model)?;
     let ctx = args.model.ctx(&m.config)?;
-    let (dev, bar) = device_and_bar(&args.model, &m)?;
-    let mut e = BatchEngine::new(
-        dev,
-        &m.gguf,
-        &m.config,
+    let mut e = batch_engine(
+        &args.model,
+        &m,
         ctx,
         args.parallel,
         args.parallel + args.chunk,
-        |n| bar.inc(n),
+        args.tile,
     )?;
-    bar.finish_and_clear();
-    if let Some(tile) = args.tile {
-        e.set_tile(tile)?;
-    }
     // Compiling and capturing every batch size takes seconds on a GPU, minutes in the CPU
     // interpreter: there it happens on first use instead.
     if e.device().kind() != BackendKind::Cpu {

@@ -8,6 +8,7 @@ use common::{cpu, tiny};
 
 use greta::quant::GgmlType;
 use greta_gguf::Gguf;
+use llama2::check::nmse;
 use llama2::config::LlamaConfig;
 use llama2::engine::batch::{BatchEngine, Row};
 use llama2::genmodel::Recipe;
@@ -20,15 +21,6 @@ const LOGIT_NMSE: f64 = 1e-2;
 fn batch(g: &Gguf<Vec<u8>>, wave: u32, slots: usize) -> BatchEngine {
     let config = LlamaConfig::from_gguf(g).expect("config");
     BatchEngine::new(cpu(wave), g, &config, 48, slots, 64, |_| {}).expect("batch engine")
-}
-
-fn nmse(got: &[f32], want: &[f32]) -> f64 {
-    let (mut err, mut total) = (0.0f64, 0.0f64);
-    for (g, w) in got.iter().zip(want) {
-        err += (*g as f64 - *w as f64).powi(2);
-        total += (*w as f64).powi(2);
-    }
-    err / total
 }
 
 /// A sequence being run: its slot, the tokens still to feed, those fed, and the position

@@ -115,15 +115,20 @@ impl Drop for Server {
     }
 }
 
-/// A streamed reply: its data payloads, in order, until `[DONE]` or the end of the body.
-fn stream(server: &Server, body: Value) -> (u16, Vec<String>) {
+/// Sends a streaming completion request: the status and the body as it arrives.
+fn open_stream(base: &str, body: &Value) -> (u16, BufReader<impl Read>) {
     let r = Server::agent()
-        .post(&format!("{}/v1/completions", server.base))
+        .post(&format!("{base}/v1/completions"))
         .header("Content-Type", "application/json")
         .send(body.to_string())
         .expect("request sent");
     let status = r.status().as_u16();
-    let reader = BufReader::new(r.into_body().into_reader());
+    (status, BufReader::new(r.into_body().into_reader()))
+}
+
+/// A streamed reply: its data payloads, in order, until `[DONE]` or the end of the body.
+fn stream(server: &Server, body: Value) -> (u16, Vec<String>) {
+    let (status, reader) = open_stream(&server.base, &body);
     let data = reader
         .lines()
         .map_while(Result::ok)
@@ -254,12 +259,7 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     let s = Server::start(1, 2);
     let body = json!({"model": "tiny", "prompt": "hello", "max_tokens": 50, "temperature": 0,
                       "stream": true, "stop": ["@@@@"]});
-    let r = Server::agent()
-        .post(&format!("{}/v1/completions", s.base))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .expect("request sent");
-    let mut reader = BufReader::new(r.into_body().into_reader());
+    let (_, mut reader) = open_stream(&s.base, &body);
     let mut first = String::new();
     reader.read_line(&mut first).expect("first line");
     assert!(first.starts_with("data: "), "{first}");
@@ -367,12 +367,7 @@ fn sigterm_finishes_the_stream_in_flight_then_exits() {
     let base = s.base.clone();
     let body = json!({"model": "tiny", "prompt": "hello", "max_tokens": 40, "temperature": 0,
                       "stream": true, "stop": ["@@@@"]});
-    let r = Server::agent()
-        .post(&format!("{base}/v1/completions"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .expect("request sent");
-    let mut reader = BufReader::new(r.into_body().into_reader());
+    let (_, mut reader) = open_stream(&base, &body);
     let mut first = String::new();
     reader.read_line(&mut first).expect("first line");
     let status = Command::new("kill")

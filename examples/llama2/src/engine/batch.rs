@@ -293,16 +293,26 @@ impl BatchEngine {
 
     /// The greedy choice of every row of the last step.
     pub fn tokens(&self) -> Result<Vec<u32>, EngineError> {
-        let mut t = self.dev.download(&self.r.next)?;
-        t.truncate(self.rows);
-        Ok(t)
+        Ok(self.dev.read(&self.r.next, 0, self.rows)?)
     }
 
     /// The logits of every row of the last step, `n_vocab` per row.
     pub fn logits(&self) -> Result<Vec<f32>, EngineError> {
-        let mut l = self.dev.download(&self.r.logits)?;
-        l.truncate(self.rows * self.cfg.n_vocab);
-        Ok(l)
+        Ok(self
+            .dev
+            .read(&self.r.logits, 0, self.rows * self.cfg.n_vocab)?)
+    }
+
+    /// The logits of row `row` of the last step.
+    pub fn row_logits(&self, row: usize) -> Result<Vec<f32>, EngineError> {
+        if row >= self.rows {
+            return Err(EngineError::Unsupported(format!(
+                "row {row} of a step of {} rows",
+                self.rows
+            )));
+        }
+        let vocab = self.cfg.n_vocab;
+        Ok(self.dev.read(&self.r.logits, row * vocab, vocab)?)
     }
 
     /// Every launch of a step of `m` rows.

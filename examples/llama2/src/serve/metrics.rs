@@ -143,6 +143,8 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        // An idle server's throughput decays to 0 instead of keeping its last value.
+        self.generated(0);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -244,15 +244,6 @@ impl Scheduler {
         self.metrics.step_rows.observe(rows.len() as f64);
         self.engine.step(&rows)?;
         let greedy = self.engine.tokens()?;
-        let sampled = choosing
-            .iter()
-            .any(|(i, _)| !self.running[*i].job.sampling.is_greedy());
-        let logits = if sampled {
-            self.engine.logits()?
-        } else {
-            Vec::new()
-        };
-        let vocab = self.engine.config().n_vocab;
         let ctx = self.engine.ctx() as u32;
         let mut ended = Vec::new();
         for &(i, r) in &choosing {
@@ -260,8 +251,10 @@ impl Scheduler {
             let token = if s.job.sampling.is_greedy() {
                 greedy[r]
             } else {
+                // Only a sampled row's logits leave the device.
+                let logits = self.engine.row_logits(r)?;
                 let recent = &s.recent[s.recent.len().saturating_sub(RECENT)..];
-                s.sampler.sample(&logits[r * vocab..][..vocab], recent)
+                s.sampler.sample(&logits, recent)
             };
             if s.first_token.is_none() {
                 s.first_token = Some(Instant::now());
