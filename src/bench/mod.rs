@@ -4,7 +4,7 @@
 //! enough copies of the weights that the L2 cache cannot serve them.
 
 use crate::kernels::attention::{Attention, AttentionKernel};
-use crate::kernels::matvec::{self, Matvec, Rope};
+use crate::kernels::matvec::{self, Inputs, Matvec, Rope};
 use crate::kernels::stream;
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
@@ -228,6 +228,7 @@ pub fn bench_matvec(
             &nw,
             &mut y,
             cache,
+            Inputs::ONE,
             rows_a as u32,
             rows_b as u32,
             cols as u32,

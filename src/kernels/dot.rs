@@ -52,14 +52,14 @@ pub fn items_per_row(fmt: u32, cols: u32) -> u32 {
     }
 }
 
-/// The RMSNorm scale `rsqrt(mean(x^2) + eps)` of the `n` values of `x`, read from global
-/// memory (the float formats' prologue: their products read the input from L2 directly).
-/// Every thread of the block must call it.
+/// The RMSNorm scale `rsqrt(mean(x^2) + eps)` of the `n` values of `x` from `at` on, read
+/// from global memory (the float formats' prologue: their products read the input from L2
+/// directly). Every thread of the block must call it.
 #[device]
-pub fn norm_scale(x: &[f32], n: u32, eps: f32) -> f32 {
+pub fn norm_scale(x: &[f32], at: u32, n: u32, eps: f32) -> f32 {
     let mut ss = 0.0;
     for i in (thread_idx()..n).step_by(BLOCK) {
-        let v = x[i];
+        let v = x[at + i];
         ss += v * v;
     }
     rsqrt(block_sum(ss) / (n as f32) + eps)
@@ -370,7 +370,9 @@ pub fn scale_shift(fmt: u32, cols: u32, row: u32, it: u32) -> u32 {
 }
 
 /// Dot product of one fetched work item (vectors `v0..v3`, scale word `sw`) with the
-/// prologue's input; `it` is the item's index within its row.
+/// prologue's input; `it` is the item's index within its row. The input vector starts at
+/// value `xo` of the shared copy (a multiple of 512, which `xq_slot`'s permutation maps to
+/// itself) and, for the float formats, at value `fo` of `x`.
 #[device]
 pub fn dot_fetched(
     fmt: u32,
@@ -380,6 +382,8 @@ pub fn dot_fetched(
     v3: u32x4,
     sw: u32,
     it: u32,
+    xo: u32,
+    fo: u32,
     xq: &[i32],
     dx: &[f32],
     sx: &[f32],
@@ -389,8 +393,8 @@ pub fn dot_fetched(
     norm: bool,
 ) -> f32 {
     if fmt <= F16 {
-        let xa = x.load_vec::<4>(2 * it);
-        let xb = x.load_vec::<4>(2 * it + 1);
+        let xa = x.load_vec::<4>(fo / 4 + 2 * it);
+        let xb = x.load_vec::<4>(fo / 4 + 2 * it + 1);
         let ga = if norm {
             nw.load_vec::<4>(2 * it)
         } else {
@@ -417,7 +421,7 @@ pub fn dot_fetched(
         }
         acc
     } else if fmt <= Q4_1 {
-        let u = it;
+        let u = it + xo / 32;
         let xs = xq_slot(2 * u);
         let xa = xq.load_vec::<4>(xs);
         let xb = xq.load_vec::<4>(xs ^ 1);
@@ -444,7 +448,7 @@ pub fn dot_fetched(
         // Group g holds sub-blocks 2g (low nibbles) and 2g+1 (high nibbles): input units
         // u and u+1.
         let g = it % 4;
-        let u = 2 * it;
+        let u = 2 * it + xo / 32;
         // The four vectors share a 128-byte row: one slot, then its neighbours by XOR.
         let xs = xq_slot(2 * u);
         let xa = xq.load_vec::<4>(xs);
@@ -470,7 +474,7 @@ pub fn dot_fetched(
         // are q + 32, so each run subtracts 32 times its input sum.
         let n = (it % 4) / 2;
         let half = it % 2;
-        let u = (it / 4) * 8 + 4 * n;
+        let u = (it / 4) * 8 + 4 * n + xo / 32;
         let sc_lo = if n == 0 { v3[0] } else { v3[2] };
         let sc_hi = if n == 0 { v3[1] } else { v3[3] };
         let xs = xq_slot(2 * u) ^ half;

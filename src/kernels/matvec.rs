@@ -57,12 +57,18 @@ pub const SWIGLU: u32 = Epilogue::Swiglu as u32;
 pub const QKV: u32 = Epilogue::Qkv as u32;
 
 /// Stacked matrices A (`rows_a x cols`, format `FMT`) and B (`rows_b x cols`, format
-/// `FMT_B`) times `NORM ? rmsnorm(x, nw) : x`, with epilogue `EPI`. `XCAP` bounds `cols`
-/// for the shared int8 copy of the input. For `QKV`, `q_rows` is the number of Q rows in A,
-/// `head_dim` the head size, `ctx` the cache length and `rope_step` the RoPE frequency base's
-/// log2 over the head size (`Rope::step`); other epilogues ignore them and the cache
-/// buffers. The compiler keeps room for four
-/// waves per SIMD: enough loads in flight per compute unit to cover memory latency.
+/// `FMT_B`) times `NORM ? rmsnorm(x, nw) : x`, with epilogue `EPI`, for the `n` input
+/// vectors (at most `NX`) from vector `x0` of `x` on: vector `i` is `x[i * cols..]`, its
+/// results `y[i * rows..]` (SwiGLU: `rows / 2`; QKV's Q: `q_rows`). Each weight row is read
+/// once for all of them, and every vector's sums are formed in the same order whatever `n`
+/// and `NX` are, so a vector's results do not depend on the others it is launched with.
+/// `XCAP` bounds `cols` for the shared int8 copy of each input. For `QKV`, `q_rows` is the
+/// number of Q rows in A, `head_dim` the head size, `ctx` the cache length and `rope_step`
+/// the RoPE frequency base's log2 over the head size (`Rope::step`); vector `i` is at
+/// position `pos[i]` of cache slot `slot[i]` (`slot_len` elements each; with `slot_len` 0
+/// the caches hold one sequence and `slot` is not read); other epilogues ignore them and
+/// the cache buffers. The compiler keeps room for four waves per SIMD: enough loads in
+/// flight per compute unit to cover memory latency.
 #[kernel(min_waves = 4)]
 pub fn matvec<
     const FMT: u32,
@@ -70,6 +76,7 @@ pub fn matvec<
     const NORM: u32,
     const EPI: u32,
     const ROWS: u32,
+    const NX: u32,
     const XCAP: u32,
     const BLOCK: u32,
 >(
@@ -81,6 +88,7 @@ pub fn matvec<
     kc: &mut [f16],
     vc: &mut [f16],
     pos: &[u32],
+    slot: &[u32],
     rows_a: u32,
     rows_b: u32,
     cols: u32,
@@ -89,17 +97,22 @@ pub fn matvec<
     head_dim: u32,
     ctx: u32,
     rope_step: f32,
+    slot_len: u32,
+    x0: u32,
+    n: u32,
 ) {
-    let xq = shared!([i32; XCAP / 4]);
-    let dx = shared!([f32; XCAP / 32]);
-    let sx = shared!([f32; XCAP / 32]);
-    let s16 = shared!([i32; XCAP / 16]);
-    // Each wave's share of the input's sum of squares (the norm).
-    let ssw = shared!([f32; BLOCK / WAVE]);
+    // The inputs' int8 copies, `XCAP` values apart.
+    let xq = shared!([i32; NX * XCAP / 4]);
+    let dx = shared!([f32; NX * XCAP / 32]);
+    let sx = shared!([f32; NX * XCAP / 32]);
+    let s16 = shared!([i32; NX * XCAP / 16]);
+    // Each wave's share of each input's sum of squares (the norm).
+    let ssw = shared!([f32; NX * BLOCK / WAVE]);
     // The one-row path below copies a wave's second weight step in bulk: on targets with
     // bulk copies, for a long input without a norm that takes two to three passes to
     // quantise (the down projection), and not for Q6_K, whose steps fill the registers.
     const STAGED: bool = BULK_COPY == 1
+        && NX == 1
         && EPI < SWIGLU
         && NORM == 0
         && FMT >= Q8_0
@@ -151,7 +164,7 @@ pub fn matvec<
         let mut v = [f32x4::splat(0.0); 4];
         if c < cols / 16 {
             for k in 0..4 {
-                v[k] = x.load_vec::<4>(4 * c + k);
+                v[k] = x.load_vec::<4>(x0 * (cols / 4) + 4 * c + k);
             }
         }
         // Requested behind the input, so that the input's loads do not queue behind it.
@@ -198,7 +211,7 @@ pub fn matvec<
             let mut sum = 0.0;
             let mut before = 0.0;
             if EPI == ADD && lane_id() == 0 {
-                before = y[row];
+                before = y[x0 * rows + row];
             }
             let it = lane_id();
             if it < items {
@@ -212,6 +225,8 @@ pub fn matvec<
                     row,
                     cols,
                     it,
+                    0,
+                    x0 * cols,
                     xq,
                     dx,
                     sx,
@@ -235,6 +250,8 @@ pub fn matvec<
                     row,
                     cols,
                     it,
+                    0,
+                    x0 * cols,
                     xq,
                     dx,
                     sx,
@@ -258,6 +275,7 @@ pub fn matvec<
                 row,
                 items,
                 per_lane,
+                x0 * cols,
                 xq,
                 dx,
                 sx,
@@ -267,7 +285,7 @@ pub fn matvec<
             );
             let total = wave_sum(sum);
             if lane_id() == 0 {
-                y[row] = if EPI == ADD { before + total } else { total };
+                y[x0 * rows + row] = if EPI == ADD { before + total } else { total };
             }
         }
         return;
@@ -278,15 +296,16 @@ pub fn matvec<
         0
     };
     let steps = groups * per_lane;
-    let mut scale = 1.0;
+    let mut scale = [1.0f32; NX];
     let mut cur = [u32x4::splat(0); 4 * ROWS];
     let mut cur_s = [0u32; ROWS];
-    let mut acc = [0.0f32; ROWS];
+    // Row `r` of the group times input `i` sums in `acc[r * NX + i]`.
+    let mut acc = [0.0f32; ROWS * NX];
     // For `ADD`, the residual values of the row group being consumed, read when its first
     // step is, so the read is not a round trip at the end of the row.
-    let mut resid = [0.0f32; ROWS];
-    // For the paired epilogues, the first row's result until the second row is done.
-    let mut held = 0.0;
+    let mut resid = [0.0f32; ROWS * NX];
+    // For the paired epilogues, the first row's results until the second row is done.
+    let mut held = [0.0f32; NX];
     // Row group and slot of the step being fetched and of the one being consumed (counters
     // instead of divisions by `per_lane` in the loop).
     let mut fetch_base = first;
@@ -346,7 +365,7 @@ pub fn matvec<
             // Nothing before the wait reads or writes what the previous launch touches.
             wait_prior_launch();
             if FMT >= Q8_0 {
-                // The prologue: the input this thread quantises (and its norm weights),
+                // The prologue: each input this thread quantises (and its norm weights),
                 // each pass of four values quantised to int8 in shared memory. When they
                 // fit in three 16-byte vectors (two for Q6_K, whose steps hold the most
                 // registers) they are loaded at once, one memory round trip for all
@@ -356,44 +375,62 @@ pub fn matvec<
                 // quantised without waiting for it, and the rows' sums are scaled instead.
                 let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
                 let room = if FMT == Q6K { 2 } else { 3 };
-                let mut ss = 0.0;
-                if passes * (1 + NORM) <= room {
-                    let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                    let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                        let i = (p * BLOCK + thread_idx()) * 4;
-                        if i < cols {
-                            xv[p] = x.load_vec::<4>(i / 4);
-                            if NORM == 1 {
-                                gv[p] = nw.load_vec::<4>(i / 4);
+                for xi in 0..NX {
+                    if xi < n {
+                        let at = (x0 + xi) * cols;
+                        let so = xi * XCAP;
+                        let mut ss = 0.0;
+                        if passes * (1 + NORM) <= room {
+                            let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                            let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                            for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                                let i = (p * BLOCK + thread_idx()) * 4;
+                                if i < cols {
+                                    xv[p] = x.load_vec::<4>((at + i) / 4);
+                                    if NORM == 1 {
+                                        gv[p] = nw.load_vec::<4>(i / 4);
+                                    }
+                                }
+                            }
+                            for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                                let i = (p * BLOCK + thread_idx()) * 4;
+                                ss += sum_squares(xv[p]);
+                                quantise_pass(
+                                    times(xv[p], gv[p]),
+                                    so + i,
+                                    i < cols,
+                                    xq,
+                                    dx,
+                                    sx,
+                                    s16,
+                                );
+                            }
+                        } else {
+                            for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
+                                let i = (p * BLOCK + thread_idx()) * 4;
+                                let mut v = f32x4::splat(0.0);
+                                let mut g = f32x4::splat(1.0);
+                                if i < cols {
+                                    v = x.load_vec::<4>((at + i) / 4);
+                                    if NORM == 1 {
+                                        g = nw.load_vec::<4>(i / 4);
+                                    }
+                                }
+                                ss += sum_squares(v);
+                                quantise_pass(times(v, g), so + i, i < cols, xq, dx, sx, s16);
                             }
                         }
-                    }
-                    for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                        let i = (p * BLOCK + thread_idx()) * 4;
-                        ss += sum_squares(xv[p]);
-                        quantise_pass(times(xv[p], gv[p]), i, i < cols, xq, dx, sx, s16);
-                    }
-                } else {
-                    for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
-                        let i = (p * BLOCK + thread_idx()) * 4;
-                        let mut v = f32x4::splat(0.0);
-                        let mut g = f32x4::splat(1.0);
-                        if i < cols {
-                            v = x.load_vec::<4>(i / 4);
-                            if NORM == 1 {
-                                g = nw.load_vec::<4>(i / 4);
-                            }
+                        if NORM == 1 {
+                            publish_share(ss, cols, ssw, xi * waves);
                         }
-                        ss += sum_squares(v);
-                        quantise_pass(times(v, g), i, i < cols, xq, dx, sx, s16);
                     }
-                }
-                if NORM == 1 {
-                    publish_share(ss, cols, ssw);
                 }
             } else if NORM == 1 {
-                scale = norm_scale(x, cols, eps);
+                for xi in 0..NX {
+                    if xi < n {
+                        scale[xi] = norm_scale(x, (x0 + xi) * cols, cols, eps);
+                    }
+                }
             }
         }
         if s == 1 {
@@ -404,8 +441,10 @@ pub fn matvec<
             let it = lane_id() + use_slot * WAVE;
             if EPI == ADD && use_slot == 0 && lane_id() == 0 {
                 for r in 0..ROWS {
-                    if base + r < rows {
-                        resid[r] = y[base + r];
+                    for xi in 0..NX {
+                        if base + r < rows && xi < n {
+                            resid[r * NX + xi] = y[(x0 + xi) * rows + base + r];
+                        }
                     }
                 }
             }
@@ -413,77 +452,94 @@ pub fn matvec<
                 let row = base + r;
                 if it < items && row < rows {
                     let local = if row < rows_a { row } else { row - rows_a };
-                    acc[r] += dot_item(
-                        if FMT == FMT_B {
-                            FMT
-                        } else {
-                            operand_format(FMT, FMT_B, row, rows_a)
-                        },
-                        cur[4 * r],
-                        cur[4 * r + 1],
-                        cur[4 * r + 2],
-                        cur[4 * r + 3],
-                        cur_s[r],
-                        local,
-                        cols,
-                        it,
-                        xq,
-                        dx,
-                        sx,
-                        s16,
-                        x,
-                        nw,
-                        NORM == 1,
-                    );
+                    for xi in 0..NX {
+                        if xi < n {
+                            acc[r * NX + xi] += dot_item(
+                                if FMT == FMT_B {
+                                    FMT
+                                } else {
+                                    operand_format(FMT, FMT_B, row, rows_a)
+                                },
+                                cur[4 * r],
+                                cur[4 * r + 1],
+                                cur[4 * r + 2],
+                                cur[4 * r + 3],
+                                cur_s[r],
+                                local,
+                                cols,
+                                it,
+                                xi * XCAP,
+                                (x0 + xi) * cols,
+                                xq,
+                                dx,
+                                sx,
+                                s16,
+                                x,
+                                nw,
+                                NORM == 1,
+                            );
+                        }
+                    }
                 }
             }
             use_slot += 1;
             if use_slot == per_lane {
                 use_slot = 0;
                 use_base = next_group(use_base, paired, stride);
-                let row_scale = if FMT >= Q8_0 && NORM == 1 {
-                    norm_from_shares(ssw, eps)
-                } else {
-                    scale
-                };
-                for r in 0..ROWS {
-                    acc[r] = wave_sum(acc[r]) * row_scale;
-                }
-                if lane_id() == 0 {
-                    if EPI == STORE || EPI == ADD {
+                for xi in 0..NX {
+                    if xi < n {
+                        let row_scale = if FMT >= Q8_0 && NORM == 1 {
+                            norm_from_shares(ssw, xi * waves, eps)
+                        } else {
+                            scale[xi]
+                        };
                         for r in 0..ROWS {
-                            if base + r < rows {
-                                if EPI == ADD {
-                                    y[base + r] = resid[r] + acc[r];
-                                } else {
-                                    y[base + r] = acc[r];
-                                }
-                            }
+                            acc[r * NX + xi] = wave_sum(acc[r * NX + xi]) * row_scale;
                         }
-                    } else if base % 2 == 0 {
-                        held = acc[0];
-                    } else if EPI == SWIGLU {
-                        y[base / 2] = held / (1.0 + exp(-held)) * acc[0];
-                    } else {
-                        qkv_epilogue(
-                            base - 1,
-                            base - 1,
-                            held,
-                            acc[0],
-                            y,
-                            kc,
-                            vc,
-                            pos[0],
-                            rows_a,
-                            q_rows,
-                            head_dim,
-                            ctx,
-                            rope_step,
-                            0,
-                        );
                     }
                 }
-                for r in 0..ROWS {
+                if lane_id() == 0 {
+                    for xi in 0..NX {
+                        if xi < n {
+                            let xg = x0 + xi;
+                            if EPI == STORE || EPI == ADD {
+                                for r in 0..ROWS {
+                                    if base + r < rows {
+                                        if EPI == ADD {
+                                            y[xg * rows + base + r] =
+                                                resid[r * NX + xi] + acc[r * NX + xi];
+                                        } else {
+                                            y[xg * rows + base + r] = acc[r * NX + xi];
+                                        }
+                                    }
+                                }
+                            } else if base % 2 == 0 {
+                                held[xi] = acc[xi];
+                            } else if EPI == SWIGLU {
+                                y[xg * (rows / 2) + base / 2] =
+                                    held[xi] / (1.0 + exp(-held[xi])) * acc[xi];
+                            } else {
+                                qkv_epilogue(
+                                    base - 1,
+                                    xg * q_rows + base - 1,
+                                    held[xi],
+                                    acc[xi],
+                                    y,
+                                    kc,
+                                    vc,
+                                    pos[xg],
+                                    rows_a,
+                                    q_rows,
+                                    head_dim,
+                                    ctx,
+                                    rope_step,
+                                    if slot_len > 0 { slot[xg] * slot_len } else { 0 },
+                                );
+                            }
+                        }
+                    }
+                }
+                for r in 0..ROWS * NX {
                     acc[r] = 0.0;
                 }
             }
@@ -523,6 +579,8 @@ fn dot_item(
     row: u32,
     cols: u32,
     it: u32,
+    xo: u32,
+    fo: u32,
     xq: &[i32],
     dx: &[f32],
     sx: &[f32],
@@ -532,7 +590,9 @@ fn dot_item(
     norm: bool,
 ) -> f32 {
     let sw = s >> scale_shift(fmt, cols, row, it);
-    dot_fetched(fmt, v0, v1, v2, v3, sw, it, xq, dx, sx, s16, x, nw, norm)
+    dot_fetched(
+        fmt, v0, v1, v2, v3, sw, it, xo, fo, xq, dx, sx, s16, x, nw, norm,
+    )
 }
 
 /// The lane's share of the row's sum over the staged path's steps from 2 on (format `fmt`,
@@ -553,6 +613,7 @@ fn staged_rest(
     row: u32,
     items: u32,
     per_lane: u32,
+    fo: u32,
     xq: &[i32],
     dx: &[f32],
     sx: &[f32],
@@ -576,8 +637,8 @@ fn staged_rest(
         let it = lane_id() + st * WAVE;
         if it < items {
             sum += dot_item(
-                fmt, nxt[0], nxt[1], nxt[2], nxt[3], nxt_s, row, cols, it, xq, dx, sx, s16, x, nw,
-                norm,
+                fmt, nxt[0], nxt[1], nxt[2], nxt[3], nxt_s, row, cols, it, 0, fo, xq, dx, sx, s16,
+                x, nw, norm,
             );
         }
         for k in 0..4 {
@@ -588,24 +649,26 @@ fn staged_rest(
     sum
 }
 
-/// Publishes the wave's share of the input's mean square for the RMSNorm scale. The scale is
+/// Publishes the wave's share of an input's mean square (into the input's shares from `at`)
+/// for the RMSNorm scale. The scale is
 /// needed only at the end of each row, where it is summed from the shares (published by the
 /// barrier after the next step's loads), so it holds no register through the loop.
 #[crate::device]
-fn publish_share(ss: f32, cols: u32, ssw: &mut [f32]) {
+fn publish_share(ss: f32, cols: u32, ssw: &mut [f32], at: u32) {
     let wave_ss = wave_sum(ss) / (cols as f32);
     if lane_id() == 0 {
-        ssw[wave_id()] = wave_ss;
+        ssw[at + wave_id()] = wave_ss;
     }
 }
 
-/// The RMSNorm scale of the input from the waves' shares of its mean square: one share per
+/// The RMSNorm scale of an input from the waves' shares of its mean square (from `at` in
+/// `ssw`): one share per
 /// lane (a block has at most as many waves as a wave has lanes), summed across the wave, a
 /// dozen instructions at every row end instead of a load and an add per wave.
 #[crate::device]
-fn norm_from_shares(ssw: &[f32], eps: f32) -> f32 {
+fn norm_from_shares(ssw: &[f32], at: u32, eps: f32) -> f32 {
     let share = if lane_id() < BLOCK / WAVE {
-        ssw[lane_id()]
+        ssw[at + lane_id()]
     } else {
         0.0
     };
@@ -712,6 +775,9 @@ pub struct Matvec {
     pub norm: bool,
     pub epilogue: Epilogue,
     pub rows_per_wave: u32,
+    /// Input vectors one launch reads each weight row once for (`NX`); more are launched
+    /// in groups of this many.
+    pub inputs: u32,
     /// Threads per block.
     pub block: u32,
     /// Resident blocks per compute unit the grid is sized for.
@@ -745,6 +811,27 @@ impl Rope {
 /// Largest input length (row length) the kernel accepts: its int8 copy fills shared memory.
 pub const XCAP: u32 = 16384;
 
+/// The input vectors of a launch and, for the QKV epilogue, where each one's K and V go.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Vectors in `x` (`cols` values each) and in `y`, one after another.
+    pub n: u32,
+    /// Each vector's cache slot and the elements per slot, or `None` for caches of one
+    /// sequence.
+    pub slots: Option<(&'a crate::runtime::Buffer<u32>, u32)>,
+}
+
+impl Inputs<'static> {
+    /// One vector of one sequence (decode).
+    pub const ONE: Inputs<'static> = Inputs { n: 1, slots: None };
+}
+
+/// Most input vectors a batched launch takes at once: eight sums per weight row and their
+/// inputs' int8 copies (6 KB each at 4096 values) fit the registers and shared memory on
+/// NVIDIA; on gfx942 four, and two with the QKV epilogue (at four it spills scalar
+/// registers).
+pub const MAX_INPUTS: u32 = 8;
+
 impl Matvec {
     /// A product with the launch shape measured best on the H100: one row at a time per
     /// wavefront (the paired epilogues walk a pair's two rows in turn) in 1024-thread
@@ -759,28 +846,67 @@ impl Matvec {
             norm,
             epilogue,
             rows_per_wave: 1,
+            inputs: 1,
             block: 1024,
             blocks_per_unit: 1,
         }
     }
 
-    /// The specialisation values for rows of `cols` values, in the kernel's generic order.
-    /// The shared input capacity is fitted to the row length, so the prologue keeps no
-    /// more of it in registers than it needs.
-    pub fn spec(&self, cols: u32) -> Vec<crate::codegen::SpecValue> {
-        let float = self.fmt.code() <= super::dot::F16;
-        let xcap = if float {
+    /// The product for batched steps: up to [`MAX_INPUTS`] vectors per launch, fewer where
+    /// their shared copies of `cols` values would not fit `target`, in 512-thread blocks,
+    /// which leave every thread the registers for a sum per input (the launch bounds of
+    /// one block per compute unit at four waves per SIMD). A vector's results are the same
+    /// whatever the launch's other vectors, so the fit may differ between targets.
+    pub fn batched(
+        fmt: crate::quant::gpu::GpuFormat,
+        norm: bool,
+        epilogue: Epilogue,
+        target: &crate::codegen::Target,
+        cols: u32,
+    ) -> Matvec {
+        let mut mv = Matvec {
+            inputs: match (target.is_amd(), epilogue) {
+                (false, _) => MAX_INPUTS,
+                (true, Epilogue::Qkv) => MAX_INPUTS / 4,
+                (true, _) => MAX_INPUTS / 2,
+            },
+            block: 512,
+            ..Matvec::new(fmt, norm, epilogue)
+        };
+        while mv.inputs > 1 && mv.shared_bytes(cols) > target.shared_bytes {
+            mv.inputs /= 2;
+        }
+        mv
+    }
+
+    /// Shared memory of the launch for rows of `cols` values.
+    pub fn shared_bytes(&self, cols: u32) -> u32 {
+        let xcap = self.xcap(cols);
+        // Per input xq (a byte per value), dx and sx (a word per 32 values), s16 (a word
+        // per 16) and the waves' norm shares (at most one per 32 threads).
+        self.inputs * (xcap + xcap / 8 + xcap / 8 + xcap / 4 + 4 * (self.block / 32))
+    }
+
+    /// The shared input capacity for rows of `cols` values: fitted to the row length, so
+    /// the prologue keeps no more of it in registers than it needs.
+    fn xcap(&self, cols: u32) -> u32 {
+        if self.fmt.code() <= super::dot::F16 {
             32
         } else {
             cols.next_multiple_of(4 * self.block)
-        };
+        }
+    }
+
+    /// The specialisation values for rows of `cols` values, in the kernel's generic order.
+    pub fn spec(&self, cols: u32) -> Vec<crate::codegen::SpecValue> {
         matvec::Spec {
             fmt: self.fmt.code(),
             fmt_b: self.fmt_b.code(),
             norm: self.norm as u32,
             epi: self.epilogue.code(),
             rows: self.rows_per_wave,
-            xcap,
+            nx: self.inputs,
+            xcap: self.xcap(cols),
             block: self.block,
         }
         .values()
@@ -867,7 +993,8 @@ impl Matvec {
         Ok(())
     }
 
-    /// Launches on `dev`. Buffers an epilogue does not use may be any buffer of their type.
+    /// Launches on `dev` for `inputs`' vectors (in groups of `self.inputs`). Buffers an
+    /// epilogue does not use may be any buffer of their type.
     #[allow(clippy::too_many_arguments)]
     pub fn launch(
         &self,
@@ -882,6 +1009,7 @@ impl Matvec {
             &mut crate::runtime::Buffer<half::f16>,
             &crate::runtime::Buffer<u32>,
         )>,
+        inputs: Inputs<'_>,
         rows_a: u32,
         rows_b: u32,
         cols: u32,
@@ -891,8 +1019,30 @@ impl Matvec {
         self.check(rows_a, rows_b, cols, rope)?;
         let grid = self.grid(rows_a + rows_b, cols, dev)?;
         let spec = self.spec(cols);
-        let scalars = |args: &mut Vec<crate::runtime::Arg<'_>>| {
-            args.extend::<[crate::runtime::Arg<'_>; 8]>([
+        // Without the QKV epilogue the cache parameters are never touched: views of the
+        // weights stand in for them.
+        let (mut kc_view, mut vc_view, pos_view) = (
+            wa.view::<half::f16>(),
+            wb.view::<half::f16>(),
+            wa.view::<u32>(),
+        );
+        let (kc, vc, pos) = match cache {
+            Some((kc, vc, pos)) => (kc, vc, pos),
+            None => (&mut kc_view, &mut vc_view, &pos_view),
+        };
+        let (slot, slot_len) = inputs.slots.unwrap_or((pos, 0));
+        for x0 in (0..inputs.n).step_by(self.inputs as usize) {
+            let n = self.inputs.min(inputs.n - x0);
+            let args: Vec<crate::runtime::Arg<'_>> = vec![
+                wa.into(),
+                wb.into(),
+                x.into(),
+                nw.into(),
+                (&mut *y).into(),
+                (&mut *kc).into(),
+                (&mut *vc).into(),
+                pos.into(),
+                slot.into(),
                 rows_a.into(),
                 rows_b.into(),
                 cols.into(),
@@ -901,42 +1051,39 @@ impl Matvec {
                 rope.head_dim.into(),
                 rope.ctx.into(),
                 rope.step().into(),
-            ])
-        };
-        match cache {
-            Some((kc, vc, pos)) => {
-                let mut args = vec![
-                    wa.into(),
-                    wb.into(),
-                    x.into(),
-                    nw.into(),
-                    y.into(),
-                    kc.into(),
-                    vc.into(),
-                    pos.into(),
-                ];
-                scalars(&mut args);
-                dev.launch(matvec::definition(), &spec, grid.into(), &args)
-            }
-            None => {
-                // Without the QKV epilogue the cache parameters are never touched: views of
-                // the weights stand in for them.
-                let mut kc = wa.view::<half::f16>();
-                let mut vc = wb.view::<half::f16>();
-                let pos = wa.view::<u32>();
-                let mut args = vec![
-                    wa.into(),
-                    wb.into(),
-                    x.into(),
-                    nw.into(),
-                    y.into(),
-                    (&mut kc).into(),
-                    (&mut vc).into(),
-                    (&pos).into(),
-                ];
-                scalars(&mut args);
-                dev.launch(matvec::definition(), &spec, grid.into(), &args)
-            }
+                slot_len.into(),
+                x0.into(),
+                n.into(),
+            ];
+            dev.launch(matvec::definition(), &spec, grid.into(), &args)?;
         }
+        Ok(())
     }
+}
+
+/// The batched products of a Llama-2-7B Q4_K_M step on `target` (the serving engine's
+/// launches): QKV with V in Q6_K or Q4_K, the attention output and down products (residual
+/// add), gate/up with SwiGLU, and the output head in Q6_K.
+pub fn batched_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen::SpecValue>> {
+    use crate::quant::gpu::GpuFormat::{Q4K, Q6K};
+    let batched =
+        |fmt, norm, epilogue, cols| (Matvec::batched(fmt, norm, epilogue, target, cols), cols);
+    [
+        (
+            Matvec {
+                fmt_b: Q6K,
+                ..Matvec::batched(Q4K, true, Epilogue::Qkv, target, 4096)
+            },
+            4096,
+        ),
+        batched(Q4K, true, Epilogue::Qkv, 4096),
+        batched(Q4K, false, Epilogue::Add, 4096),
+        batched(Q4K, true, Epilogue::Swiglu, 4096),
+        batched(Q4K, false, Epilogue::Add, 11008),
+        batched(Q6K, false, Epilogue::Add, 11008),
+        batched(Q6K, true, Epilogue::Store, 4096),
+    ]
+    .iter()
+    .map(|(mv, cols)| mv.spec(*cols))
+    .collect()
 }

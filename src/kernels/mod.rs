@@ -124,7 +124,7 @@ pub fn builtins() -> Vec<KernelVariants> {
                     Matvec::new(GpuFormat::Q4K, true, matvec::Epilogue::Qkv).spec(4096),
                 ])
                 .collect(),
-            per_target: none,
+            per_target: matvec::batched_specs,
         },
         KernelVariants {
             def: decode::embed::definition,

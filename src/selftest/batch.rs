@@ -1,10 +1,12 @@
 //! Cases of the batched-decode kernels: rows of several sequences at once, each row with
 //! its own cache slot and position, against f64 references.
 
+use super::cases::{random_weights, reference_norm, reference_rows, Q8_INPUT, Q8_SWIGLU};
 use super::{compare, random_f32, Case, Comparison, Tolerance};
 use crate::kernels::batch::{self, RowAttention};
-use crate::kernels::matvec::Rope;
-use crate::runtime::{Device, Result};
+use crate::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
+use crate::quant::gpu::GpuFormat;
+use crate::runtime::{Buffer, Device, Result};
 use half::f16;
 use rand::rngs::StdRng;
 
@@ -48,6 +50,32 @@ pub fn all() -> Vec<Case> {
             move |dev, r| qkv_rows_case(dev, r, d, n_head, n_head / g),
         ));
     }
+    // Vectors in one group and in several (the last partial), at each epilogue; an input
+    // wide enough for three prologue passes; the float path.
+    for (fmt, epilogue, n, rows, cols) in [
+        (GpuFormat::Q4K, Epilogue::Store, 3usize, 96usize, 512usize),
+        (GpuFormat::Q6K, Epilogue::Store, 11, 40, 1024),
+        (GpuFormat::Q8_0, Epilogue::Add, 11, 70, 5120),
+        (GpuFormat::Q4K, Epilogue::Add, 6, 36, 11008),
+        (GpuFormat::Q4K, Epilogue::Swiglu, 9, 64, 512),
+        (GpuFormat::F16, Epilogue::Store, 5, 24, 256),
+    ] {
+        let name = format!("{} {epilogue:?} {n}x{rows}x{cols}", fmt.ggml());
+        let tol = if epilogue == Epilogue::Swiglu {
+            Q8_SWIGLU
+        } else {
+            Q8_INPUT
+        };
+        v.push(Case::new("matvec", name, tol, move |dev, r| {
+            matvec_inputs_case(dev, r, fmt, epilogue, n, rows, cols)
+        }));
+    }
+    v.push(Case::new(
+        "matvec",
+        format!("Q4_K+Q6_K QKV {} rows of {SLOTS} slots", ROWS.len()),
+        Q8_INPUT,
+        |dev, r| matvec_qkv_rows_case(dev, r),
+    ));
     for n in [3usize, 32000] {
         v.push(Case::new(
             "argmax_rows",
@@ -227,5 +255,216 @@ fn argmax_rows_case(dev: &Device, rng: &mut StdRng, m: usize, n: usize) -> Resul
     let mut tok = dev.upload(&vec![u32::MAX; m])?;
     batch::argmax_rows::launch::<1024>(dev, m as u32, &dl, n as u32, &mut tok)?;
     let got: Vec<f32> = dev.download(&tok)?.iter().map(|t| *t as f32).collect();
+    Ok(compare(&got, &want))
+}
+
+/// The batched product at three vectors a launch, so that most cases take several groups.
+fn batched(dev: &Device, fmt: GpuFormat, epilogue: Epilogue, cols: usize) -> Matvec {
+    let mv = Matvec::batched(
+        fmt,
+        epilogue != Epilogue::Add,
+        epilogue,
+        &dev.target(),
+        cols as u32,
+    );
+    Matvec {
+        inputs: mv.inputs.min(3),
+        ..mv
+    }
+}
+
+/// NaN in place of every value of `got` whose bits differ from `alone`'s (what the same
+/// vector gave launched by itself): a batched vector must not depend on its neighbours.
+fn require_alone_bits(got: &mut [f32], alone: &[f32]) {
+    for (g, a) in got.iter_mut().zip(alone) {
+        if g.to_bits() != a.to_bits() {
+            *g = f32::NAN;
+        }
+    }
+}
+
+/// `n` vectors times one matrix (the norm fused in, except for the residual add), against
+/// f64; then each vector launched alone must give the same bits.
+fn matvec_inputs_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    fmt: GpuFormat,
+    epilogue: Epilogue,
+    n: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<Comparison> {
+    let mv = batched(dev, fmt, epilogue, cols);
+    let out = if epilogue == Epilogue::Swiglu {
+        rows / 2
+    } else {
+        rows
+    };
+    let (blocks, packed) = random_weights(rng, fmt, rows, cols)?;
+    let x = random_f32(rng, n * cols, 2.0);
+    let nw = random_f32(rng, cols, 1.5);
+    let y0 = random_f32(rng, n * out, 1.0);
+    let mut want = Vec::new();
+    for (i, xi) in x.chunks(cols).enumerate() {
+        let input = if mv.norm {
+            reference_norm(xi, &nw, 1e-5)
+        } else {
+            xi.to_vec()
+        };
+        let dots = reference_rows(fmt, &blocks, rows, &input)?;
+        match epilogue {
+            Epilogue::Swiglu => {
+                want.extend(dots.chunks(2).map(|p| p[0] / (1.0 + (-p[0]).exp()) * p[1]))
+            }
+            Epilogue::Add => want.extend(
+                dots.iter()
+                    .zip(&y0[i * out..][..out])
+                    .map(|(d, y)| d + *y as f64),
+            ),
+            _ => want.extend(dots),
+        }
+    }
+    let (dw, dnw) = (dev.upload(&packed)?, dev.upload(&nw)?);
+    let run = |x: &[f32], y0: &[f32], n: usize| -> Result<Vec<f32>> {
+        let dx = dev.upload(x)?;
+        let mut y = dev.upload(&if epilogue == Epilogue::Add {
+            y0.to_vec()
+        } else {
+            vec![f32::NAN; n * out]
+        })?;
+        mv.launch(
+            dev,
+            &dw,
+            &dw,
+            &dx,
+            &dnw,
+            &mut y,
+            None,
+            Inputs {
+                n: n as u32,
+                slots: None,
+            },
+            rows as u32,
+            0,
+            cols as u32,
+            1e-5,
+            NO_ROPE,
+        )?;
+        dev.download(&y)
+    };
+    let mut got = run(&x, &y0, n)?;
+    for i in 0..n {
+        let alone = run(&x[i * cols..][..cols], &y0[i * out..][..out], 1)?;
+        require_alone_bits(&mut got[i * out..][..out], &alone);
+    }
+    Ok(compare(&got, &want))
+}
+
+const NO_ROPE: Rope = Rope {
+    q_rows: 0,
+    head_dim: 2,
+    ctx: 1,
+    base: 10000.0,
+};
+
+/// The QKV product of `ROWS` (Q4_K Q and K, Q6_K V): rotated Q per row, K and V at each
+/// row's (slot, position) and nowhere else; each row launched alone gives the same bits.
+fn matvec_qkv_rows_case(dev: &Device, rng: &mut StdRng) -> Result<Comparison> {
+    let (d, n_head, n_kv, cols) = (64usize, 4usize, 2usize, 512usize);
+    let m = ROWS.len();
+    let (q_rows, kv_rows) = (n_head * d, n_kv * d);
+    let rows_a = q_rows + kv_rows;
+    let per_slot = n_kv * CTX * d;
+    let base = 10000.0f32;
+    let mv = Matvec {
+        fmt_b: GpuFormat::Q6K,
+        ..batched(dev, GpuFormat::Q4K, Epilogue::Qkv, cols)
+    };
+    let (qk_blocks, qk_packed) = random_weights(rng, GpuFormat::Q4K, rows_a, cols)?;
+    let (v_blocks, v_packed) = random_weights(rng, GpuFormat::Q6K, kv_rows, cols)?;
+    let x = random_f32(rng, m * cols, 2.0);
+    let nw = random_f32(rng, cols, 1.5);
+    let (dqk, dv, dnw) = (
+        dev.upload(&qk_packed)?,
+        dev.upload(&v_packed)?,
+        dev.upload(&nw)?,
+    );
+    let sentinel = f16::from_f32(-7.0);
+    let rope = Rope {
+        q_rows: q_rows as u32,
+        head_dim: d as u32,
+        ctx: CTX as u32,
+        base,
+    };
+    // Launches `rows` (as (slot, position)) over `x`: Q, and the caches.
+    let run = |x: &[f32], rows: &[(usize, usize)]| -> Result<(Vec<f32>, Vec<f16>, Vec<f16>)> {
+        let dx = dev.upload(x)?;
+        let mut q = dev.upload(&vec![f32::NAN; rows.len() * q_rows])?;
+        let mut kc: Buffer<f16> = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
+        let mut vc: Buffer<f16> = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
+        let pos: Vec<u32> = rows.iter().map(|(_, p)| *p as u32).collect();
+        let slot: Vec<u32> = rows.iter().map(|(s, _)| *s as u32).collect();
+        let (dpos, dslot) = (dev.upload(&pos)?, dev.upload(&slot)?);
+        mv.launch(
+            dev,
+            &dqk,
+            &dv,
+            &dx,
+            &dnw,
+            &mut q,
+            Some((&mut kc, &mut vc, &dpos)),
+            Inputs {
+                n: rows.len() as u32,
+                slots: Some((&dslot, per_slot as u32)),
+            },
+            rows_a as u32,
+            kv_rows as u32,
+            cols as u32,
+            1e-5,
+            rope,
+        )?;
+        Ok((dev.download(&q)?, dev.download(&kc)?, dev.download(&vc)?))
+    };
+    let (mut got, kh, vh) = run(&x, &ROWS)?;
+    let mut want = Vec::new();
+    let mut rotated = Vec::new();
+    let mut values = Vec::new();
+    for (r, xr) in x.chunks(cols).enumerate() {
+        let input = reference_norm(xr, &nw, 1e-5);
+        let mut qk = reference_rows(GpuFormat::Q4K, &qk_blocks, rows_a, &input)?;
+        let p = ROWS[r].1 as f64;
+        for (i, pair) in qk.chunks_mut(2).enumerate() {
+            let j = (2 * i % d) / 2;
+            let angle = p * (base as f64).powf(-2.0 * j as f64 / d as f64);
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = a * angle.cos() - b * angle.sin();
+            pair[1] = a * angle.sin() + b * angle.cos();
+        }
+        want.extend(&qk[..q_rows]);
+        rotated.push(qk);
+        values.push(reference_rows(GpuFormat::Q6K, &v_blocks, kv_rows, &input)?);
+        let (alone, ..) = run(xr, &ROWS[r..r + 1])?;
+        require_alone_bits(&mut got[r * q_rows..][..q_rows], &alone);
+    }
+    for s in 0..SLOTS {
+        for h in 0..n_kv {
+            for p in 0..CTX {
+                let at = s * per_slot + (h * CTX + p) * d;
+                let (kr, vr) = (&kh[at..at + d], &vh[at..at + d]);
+                match ROWS.iter().position(|&row| row == (s, p)) {
+                    Some(r) => {
+                        got.extend(kr.iter().chain(vr).map(|x| x.to_f32()));
+                        want.extend(&rotated[r][q_rows + h * d..][..d]);
+                        want.extend(&values[r][h * d..][..d]);
+                    }
+                    None if kr.iter().chain(vr).any(|x| *x != sentinel) => {
+                        got.push(f32::NAN);
+                        want.push(0.0);
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
     Ok(compare(&got, &want))
 }

@@ -5,7 +5,7 @@ use crate::kernels::attention::{
     Attention, AttentionKernel,
     AttentionKernel::{Chunked, Streamed},
 };
-use crate::kernels::matvec::{self, Matvec, Rope};
+use crate::kernels::matvec::{self, Inputs, Matvec, Rope};
 use crate::kernels::{decode, elementwise, gemv, norm};
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::{dot_row, random_blocks};
@@ -385,7 +385,7 @@ pub(super) fn reference_rows(
 }
 
 /// RMSNorm in f64, rounded to f32 as the kernel's input would be.
-fn reference_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+pub(super) fn reference_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     let ms = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64;
     let s = 1.0 / (ms + eps as f64).sqrt();
     x.iter()
@@ -423,6 +423,7 @@ fn swiglu_case(
         &dnw,
         &mut y,
         None,
+        Inputs::ONE,
         2 * n_ff as u32,
         0,
         cols as u32,
@@ -490,6 +491,7 @@ fn qkv_case(
         &dnw,
         &mut q,
         Some((&mut kc, &mut vc, &pos)),
+        Inputs::ONE,
         rows_a,
         kv_rows as u32,
         cols as u32,
@@ -604,14 +606,14 @@ fn attention_case(
 /// Results of kernels that quantise their input to int8 per 32 values: over 20 seeds the
 /// largest NMSE was 8.1e-5 (largest relative error 1.5e-2); a wrong scale or nibble order
 /// gives 1e-2 or more.
-const Q8_INPUT: Tolerance = Tolerance {
+pub(super) const Q8_INPUT: Tolerance = Tolerance {
     nmse: 3e-4,
     max_rel: 5e-2,
 };
 
 /// SwiGLU multiplies two such products, so their errors add: largest NMSE over 20 seeds
 /// 1.5e-4.
-const Q8_SWIGLU: Tolerance = Tolerance {
+pub(super) const Q8_SWIGLU: Tolerance = Tolerance {
     nmse: 6e-4,
     max_rel: 5e-2,
 };
@@ -651,6 +653,7 @@ fn matvec_case(
         &dnw,
         &mut y,
         None,
+        Inputs::ONE,
         rows as u32,
         0,
         cols as u32,

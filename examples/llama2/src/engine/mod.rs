@@ -12,7 +12,7 @@ use crate::config::{LlamaConfig, LlamaWeights};
 use greta::codegen::KernelDef;
 use greta::kernels::attention::{Attention, AttentionKernel, AttentionScratch};
 use greta::kernels::decode;
-use greta::kernels::matvec::{self, Matvec, Rope};
+use greta::kernels::matvec::{self, Inputs, Matvec, Rope};
 use greta::runtime::{Buffer, Device, Graph};
 use greta_gguf::Gguf;
 use half::f16;
@@ -315,6 +315,7 @@ impl Engine {
                 nw.unwrap_or(x),
                 y,
                 None,
+                Inputs::ONE,
                 m.rows,
                 0,
                 m.cols,
@@ -344,6 +345,7 @@ impl Engine {
                     &layer.attn_norm,
                     &mut s.q,
                     Some((&mut s.kc[l], &mut s.vc[l], &s.pos)),
+                    Inputs::ONE,
                     layer.wqk.rows,
                     layer.wv.rows,
                     layer.wqk.cols,
