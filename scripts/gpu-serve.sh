@@ -6,7 +6,8 @@
 # concurrent streams (aggregate tokens/s, TTFT p50/p99, batched-equals-alone check).
 # STREAMS, TOKENS, PARALLEL, SERVE_CTX and REPS adjust the load; SERVE_TILES lists product
 # tiles to serve (and to time the batched engine, part `batch`) with in turn (0: the
-# library's); BATCH_TILES lists tiles, comma-separated, for the products at BATCH_ROWS rows
+# library's); DECODE_PRODUCTS lists the products (matvec, tiled) decode rows run on when
+# timing the batched engine (part `batch`; default: the engine's); BATCH_TILES lists tiles, comma-separated, for the products at BATCH_ROWS rows
 # in `bench-kernels` (part `tiles`). PARTS picks among `selftest decode bench tiles batch
 # serve` (default: selftest decode bench serve). Writes logs to $OUT.
 set -uo pipefail
@@ -24,7 +25,7 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
 [[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b
 if part selftest; then
     TAIL=12 run selftest_batch "$BIN/greta" selftest --backend cuda --graph attention_rows qkv_rows argmax_rows argmax matvec gemm
-    TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention_rows qkv_rows argmax_rows argmax
+    TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention_rows qkv_rows argmax_rows argmax matvec
 fi
 if part decode; then
     TAIL=12 run bench_decode "$BIN/greta" bench-kernels --backend cuda --only decode
@@ -41,10 +42,13 @@ fi
 # The batched engine without HTTP: wall and device time per step at each batch size.
 if part batch; then
     for tile in ${SERVE_TILES:-0}; do
-        tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
-        echo "== batched decode with tile $tile"
-        TAIL=8 run "batch-$tile" "$BIN/llama2" bench --backend cuda --model "$L7B" \
-            --batch "${STREAMS:-1,8,32,64}" --gen-tokens "${TOKENS:-128}" "${tile_arg[@]}"
+        for products in ${DECODE_PRODUCTS:-default}; do
+            tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
+            [[ "$products" == default ]] || tile_arg+=(--decode-products "$products")
+            echo "== batched decode with tile $tile, decode rows on $products products"
+            TAIL=12 run "batch-$tile-$products" "$BIN/llama2" bench --backend cuda --model "$L7B" \
+                --batch "${STREAMS:-1,8,32,64}" --gen-tokens "${TOKENS:-128}" "${tile_arg[@]}"
+        done
     done
 fi
 if part serve; then

@@ -916,7 +916,7 @@ fn half_conversions_round_to_nearest_even_and_ints_saturate() {
 
 #[test]
 fn a_qkv_product_whose_rows_are_not_whole_heads_is_refused() {
-    use greta::kernels::matvec::{Epilogue, Matvec, Rope};
+    use greta::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
     use greta::quant::gpu::GpuFormat;
     let dev = device(64);
     let (cols, head_dim) = (64usize, 8u32);
@@ -942,6 +942,7 @@ fn a_qkv_product_whose_rows_are_not_whole_heads_is_refused() {
         &x,
         &mut y,
         Some((&mut kc, &mut vc, &pos)),
+        Inputs::ONE,
         20,
         8,
         cols as u32,

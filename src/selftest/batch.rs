@@ -37,12 +37,18 @@ const CTX: usize = 150;
 pub fn all() -> Vec<Case> {
     let mut v = Vec::new();
     for (d, g, n_head) in [(128usize, 1usize, 2usize), (64, 3, 6)] {
-        v.push(Case::new(
-            "attention_rows",
-            format!("d{d} g{g} h{n_head} {} rows of {SLOTS} slots", ROWS.len()),
-            F16_ATTENTION,
-            move |dev, r| attention_rows_case(dev, r, d, g, n_head),
-        ));
+        for f32_out in [false, true] {
+            v.push(Case::new(
+                "attention_rows",
+                format!(
+                    "d{d} g{g} h{n_head} {} rows of {SLOTS} slots{}",
+                    ROWS.len(),
+                    if f32_out { " f32" } else { "" }
+                ),
+                F16_ATTENTION,
+                move |dev, r| attention_rows_case(dev, r, d, g, n_head, f32_out),
+            ));
+        }
         v.push(Case::new(
             "qkv_rows",
             format!("d{d} h{n_head} kv{} {} rows", n_head / g, ROWS.len()),
@@ -74,7 +80,7 @@ pub fn all() -> Vec<Case> {
         "matvec",
         format!("Q4_K+Q6_K QKV {} rows of {SLOTS} slots", ROWS.len()),
         Q8_INPUT,
-        |dev, r| matvec_qkv_rows_case(dev, r),
+        matvec_qkv_rows_case,
     ));
     for n in [3usize, 32000] {
         v.push(Case::new(
@@ -102,6 +108,7 @@ fn attention_rows_case(
     d: usize,
     g: usize,
     n_head: usize,
+    f32_out: bool,
 ) -> Result<Comparison> {
     let n_kv = n_head / g;
     let per_slot = n_kv * CTX * d;
@@ -137,15 +144,21 @@ fn attention_rows_case(
     let pos: Vec<u32> = ROWS.iter().map(|(_, p)| *p as u32).collect();
     let slot: Vec<u32> = ROWS.iter().map(|(s, _)| *s as u32).collect();
     let (dpos, dslot) = (dev.upload(&pos)?, dev.upload(&slot)?);
-    let mut out = dev.upload(&vec![f16::NAN; m * n_head * d])?;
     let att = RowAttention {
         head_dim: d as u32,
         group: g as u32,
         n_head: n_head as u32,
         ctx: CTX as u32,
     };
-    att.launch(dev, &dq, &dk, &dv, &dpos, &dslot, &mut out, m as u32)?;
-    let got: Vec<f32> = dev.download(&out)?.into_iter().map(f16::to_f32).collect();
+    let got: Vec<f32> = if f32_out {
+        let mut out = dev.upload(&vec![f32::NAN; m * n_head * d])?;
+        att.launch(dev, &dq, &dk, &dv, &dpos, &dslot, &mut out, m as u32)?;
+        dev.download(&out)?
+    } else {
+        let mut out = dev.upload(&vec![f16::NAN; m * n_head * d])?;
+        att.launch(dev, &dq, &dk, &dv, &dpos, &dslot, &mut out, m as u32)?;
+        dev.download(&out)?.into_iter().map(f16::to_f32).collect()
+    };
     Ok(compare(&got, &want))
 }
 

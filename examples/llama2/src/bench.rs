@@ -249,6 +249,7 @@ pub fn batched(
                     token: 100 + 7 * s + p,
                     pos: p,
                     slot: s,
+                    prompt: true,
                 })
             })
             .collect();
@@ -265,6 +266,7 @@ pub fn batched(
                     token: next[s as usize],
                     pos: PROMPT + t,
                     slot: s,
+                    prompt: false,
                 })
                 .collect();
             let start = Instant::now();

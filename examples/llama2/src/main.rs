@@ -9,7 +9,7 @@ use greta::runtime::{BackendKind, Device};
 use greta_gguf::Gguf;
 use indicatif::{ProgressBar, ProgressStyle};
 use llama2::config::LlamaConfig;
-use llama2::engine::batch::BatchEngine;
+use llama2::engine::batch::{BatchEngine, Products};
 use llama2::engine::Engine;
 use llama2::genmodel::{ModelPlan, Preset, Recipe, ShapeOverrides};
 use llama2::sampling::{self, SamplingParams};
@@ -93,6 +93,9 @@ struct ServeArgs {
     /// The products' tile, BMxBNxWMxKSxDQxAHEAD, instead of the library's (for tuning).
     #[arg(long)]
     tile: Option<greta::kernels::gemm::Tile>,
+    /// The products decode rows run on (prompt rows run on the tiled ones).
+    #[arg(long, value_enum, default_value_t = Products::Matvec)]
+    decode_products: Products,
 }
 
 #[derive(Args)]
@@ -236,6 +239,9 @@ struct BenchArgs {
     /// With --batch: the products' tile, BMxBNxWMxKSxDQxAHEAD (for tuning).
     #[arg(long)]
     tile: Option<greta::kernels::gemm::Tile>,
+    /// With --batch: the products decode rows run on.
+    #[arg(long, value_enum, default_value_t = Products::Matvec)]
+    decode_products: Products,
 }
 
 #[derive(Args)]
@@ -340,6 +346,7 @@ fn batch_engine(
     slots: usize,
     max_rows: usize,
     tile: Option<greta::kernels::gemm::Tile>,
+    decode_products: Products,
 ) -> Result<BatchEngine> {
     let (dev, bar) = device_and_bar(args, m)?;
     let mut e = BatchEngine::new(dev, &m.gguf, &m.config, ctx, slots, max_rows, |n| {
@@ -349,6 +356,7 @@ fn batch_engine(
     if let Some(tile) = tile {
         e.set_tile(tile)?;
     }
+    e.set_decode_products(decode_products);
     Ok(e)
 }
 
@@ -356,7 +364,15 @@ fn bench_batched(args: &BenchArgs) -> Result<()> {
     let m = load(&args.model.model)?;
     let most = args.batch.iter().copied().max().unwrap_or(1);
     let ctx = (8 + args.gen_tokens).min(m.config.n_ctx);
-    let mut e = batch_engine(&args.model, &m, ctx, most, most * 8 + 64, args.tile)?;
+    let mut e = batch_engine(
+        &args.model,
+        &m,
+        ctx,
+        most,
+        most * 8 + 64,
+        args.tile,
+        args.decode_products,
+    )?;
     e.warm_up()?;
     println!("| batch | ms per step (wall) | ms per step (device) | tokens/s |");
     println!("| ---: | ---: | ---: | ---: |");
@@ -393,6 +409,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         args.parallel,
         args.parallel + args.chunk,
         args.tile,
+        args.decode_products,
     )?;
     // Compiling and capturing every batch size takes seconds on a GPU, minutes in the CPU
     // interpreter: there it happens on first use instead.

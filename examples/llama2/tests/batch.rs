@@ -27,6 +27,7 @@ fn batch(g: &Gguf<Vec<u8>>, wave: u32, slots: usize) -> BatchEngine {
 /// each step's logits are for.
 struct Sequence {
     slot: u32,
+    prompt_len: usize,
     feed: Vec<u32>,
     fed: Vec<u32>,
     ends: Vec<usize>,
@@ -35,6 +36,7 @@ struct Sequence {
 fn sequence(slot: u32, prompt: &[u32]) -> Sequence {
     Sequence {
         slot,
+        prompt_len: prompt.len(),
         feed: prompt.to_vec(),
         fed: Vec::new(),
         ends: Vec::new(),
@@ -57,11 +59,14 @@ fn run(
         let mut last = Vec::new();
         for s in seqs.iter_mut() {
             let n = s.feed.len().min(chunk);
+            // Until its prompt is in, a sequence feeds prompt rows.
+            let prompt = s.fed.len() < s.prompt_len;
             for t in s.feed.drain(..n) {
                 rows.push(Row {
                     token: t,
                     pos: s.fed.len() as u32,
                     slot: s.slot,
+                    prompt,
                 });
                 s.fed.push(t);
             }
@@ -158,6 +163,7 @@ fn bad_rows_are_refused_naming_the_row() {
                 token: 1,
                 pos: 0,
                 slot: 2,
+                prompt: false,
             }],
             "slot: 2",
         ),
@@ -166,6 +172,7 @@ fn bad_rows_are_refused_naming_the_row() {
                 token: 1,
                 pos: 48,
                 slot: 0,
+                prompt: false,
             }],
             "pos: 48",
         ),

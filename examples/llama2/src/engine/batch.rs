@@ -3,23 +3,27 @@
 //! row each) with a chunk of a new sequence's prompt (consecutive rows of one slot), so
 //! prompts join running streams between steps without stalling them for more than a chunk.
 //!
-//! The products are the prompt path's tiled kernels at `m` = the step's rows; RoPE with
-//! the cache write, attention and the greedy choice run per row (`greta::kernels::batch`).
-//! Steps of up to 64 rows replay a graph captured per batch-size bucket, padded with rows
-//! of a spare slot that no sequence owns.
+//! A step runs in two passes. Decode rows go through the decode products over several
+//! input vectors (`matvec` at `NX` > 1: each weight read once for a group of rows, the
+//! norm, RoPE and the cache write fused as in decode); prompt rows through the prompt
+//! path's tiled kernels at `m` = their count, with RoPE and the cache write per row.
+//! Attention and the greedy choice run per row (`greta::kernels::batch`). Each pass of up
+//! to 64 rows replays a graph captured per batch-size bucket, padded with rows of a spare
+//! slot that no sequence owns.
 //!
-//! Batched equals alone, exactly: every product uses one tile whatever the step's rows, so
-//! each output element is summed in the same order for any batch; attention, RoPE and the
-//! argmax read only their own row. A sequence's tokens therefore do not depend on which
-//! other sequences share its steps.
+//! Batched equals alone, exactly: a row's products depend only on whether it is a prompt
+//! or a decode row, never on the other rows of its step. Its matrix-vector sums are formed
+//! in the same order whatever its neighbours, every tiled product uses one tile whatever
+//! the rows, and attention, RoPE and the argmax read only their own row. A sequence's
+//! tokens therefore do not depend on which other sequences share its steps.
 
-use super::weights::{GpuMatrix, GpuWeights};
+use super::weights::{GpuLayer, GpuMatrix, GpuWeights};
 use super::{check_supported, EngineError};
 use crate::config::{LlamaConfig, LlamaWeights};
 use greta::codegen::Target;
 use greta::kernels::batch::{self as rows_kernels, RowAttention};
 use greta::kernels::gemm::{Gemm, Output, Tile};
-use greta::kernels::matvec::{Epilogue, Rope};
+use greta::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
 use greta::kernels::norm;
 use greta::quant::gpu::GpuFormat;
 use greta::runtime::{Buffer, Device, Graph};
@@ -35,16 +39,84 @@ pub const BUCKETS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 /// results equal alone ones).
 const TILE_ROWS: u32 = 32;
 
-/// One row of a step: `token` at position `pos` of the sequence in cache slot `slot`.
+/// One row of a step: `token` at position `pos` of the sequence in cache slot `slot`, a
+/// token of its prompt or one it decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row {
     pub token: u32,
     pub pos: u32,
     pub slot: u32,
+    pub prompt: bool,
 }
 
-/// Device buffers of a step's rows.
+/// The products a pass of rows runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Products {
+    /// The decode matrix-vector products over several vectors (int8 activations).
+    Matvec,
+    /// The prompt path's tiled matrix-core products (f16 activations).
+    Tiled,
+}
+
+/// A step's rows of one kind (decode or prompt) on the device, and its captured graphs.
+struct Pass {
+    r: Rows,
+    graphs: HashMap<usize, Graph>,
+    /// Rows of the last step.
+    rows: usize,
+    products: Products,
+}
+
+impl Rows {
+    fn new(dev: &Device, cfg: &LlamaConfig, rows: usize) -> Result<Rows, EngineError> {
+        let (q_rows, kv_rows) = (cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
+        Ok(Rows {
+            capacity: rows,
+            tok: dev.alloc(rows)?,
+            pos: dev.alloc(rows)?,
+            slot: dev.alloc(rows)?,
+            h: dev.alloc(rows * cfg.n_embd)?,
+            xn: dev.alloc(rows * cfg.n_embd)?,
+            qk: dev.alloc(rows * (q_rows + kv_rows))?,
+            v: dev.alloc(rows * kv_rows)?,
+            q: dev.alloc(rows * q_rows)?,
+            attn: dev.alloc(rows * q_rows)?,
+            ffn: dev.alloc(rows * cfg.n_ff)?,
+            attn_f32: dev.alloc(rows * q_rows)?,
+            ffn_f32: dev.alloc(rows * cfg.n_ff)?,
+            logits: dev.alloc(rows * cfg.n_vocab)?,
+            next: dev.alloc(rows)?,
+        })
+    }
+}
+
+impl Pass {
+    fn new(
+        dev: &Device,
+        cfg: &LlamaConfig,
+        rows: usize,
+        products: Products,
+    ) -> Result<Pass, EngineError> {
+        Ok(Pass {
+            r: Rows::new(dev, cfg, rows)?,
+            graphs: HashMap::new(),
+            rows: 0,
+            products,
+        })
+    }
+}
+
+/// Which pass a row of the last step went to, and its index there.
+#[derive(Clone, Copy, Debug)]
+struct Placed {
+    prompt: bool,
+    index: usize,
+}
+
+/// Device buffers of a pass's rows.
 struct Rows {
+    /// Rows they hold.
+    capacity: usize,
     tok: Buffer<u32>,
     pos: Buffer<u32>,
     slot: Buffer<u32>,
@@ -55,6 +127,9 @@ struct Rows {
     q: Buffer<f32>,
     attn: Buffer<f16>,
     ffn: Buffer<f16>,
+    /// The matrix-vector path's attention output and SwiGLU values.
+    attn_f32: Buffer<f32>,
+    ffn_f32: Buffer<f32>,
     logits: Buffer<f32>,
     next: Buffer<u32>,
 }
@@ -70,11 +145,11 @@ pub struct BatchEngine {
     /// Per layer: `slots + 1` slots (the last one takes padding rows).
     kc: Vec<Buffer<f16>>,
     vc: Vec<Buffer<f16>>,
-    r: Rows,
-    graphs: HashMap<usize, Graph>,
-    /// Rows of the last step.
-    rows: usize,
-    /// The products' tile, when not the library's choice for `TILE_ROWS` rows.
+    /// The decode rows' pass, then the prompt rows' (indexed by `Row::prompt`).
+    passes: [Pass; 2],
+    /// Where each row of the last step went.
+    placed: Vec<Placed>,
+    /// The tiled products' tile, when not the library's choice for `TILE_ROWS` rows.
     tile: Option<Tile>,
 }
 
@@ -115,21 +190,10 @@ impl BatchEngine {
         let vc = (0..cfg.n_layer)
             .map(|_| dev.upload(&zeros))
             .collect::<Result<_, _>>()?;
-        let (q_rows, kv_rows) = (cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
-        let r = Rows {
-            tok: dev.alloc(max_rows)?,
-            pos: dev.alloc(max_rows)?,
-            slot: dev.alloc(max_rows)?,
-            h: dev.alloc(max_rows * cfg.n_embd)?,
-            xn: dev.alloc(max_rows * cfg.n_embd)?,
-            qk: dev.alloc(max_rows * (q_rows + kv_rows))?,
-            v: dev.alloc(max_rows * kv_rows)?,
-            q: dev.alloc(max_rows * q_rows)?,
-            attn: dev.alloc(max_rows * q_rows)?,
-            ffn: dev.alloc(max_rows * cfg.n_ff)?,
-            logits: dev.alloc(max_rows * cfg.n_vocab)?,
-            next: dev.alloc(max_rows)?,
-        };
+        // Decode rows: one per sequence (at least a bucket's worth, for warming up).
+        let decode_rows = slots.max(BUCKETS[BUCKETS.len() - 1]).min(max_rows);
+        let decode = Pass::new(&dev, cfg, decode_rows, Products::Matvec)?;
+        let prompt = Pass::new(&dev, cfg, max_rows, Products::Tiled)?;
         let e = BatchEngine {
             dev,
             cfg: cfg.clone(),
@@ -139,21 +203,30 @@ impl BatchEngine {
             w,
             kc,
             vc,
-            r,
-            graphs: HashMap::new(),
-            rows: 0,
+            passes: [decode, prompt],
+            placed: Vec::new(),
             tile: None,
         };
         e.check_products()?;
         Ok(e)
     }
 
-    /// Runs every product at `tile` instead of the library's choice (for tuning; fitted to
-    /// the device's shared memory). Graphs captured before are dropped.
+    /// Runs every tiled product at `tile` instead of the library's choice (for tuning;
+    /// fitted to the device's shared memory). Graphs captured before are dropped.
     pub fn set_tile(&mut self, tile: Tile) -> Result<(), EngineError> {
         self.tile = Some(tile.fitted(&self.dev.target()));
-        self.graphs.clear();
+        for p in &mut self.passes {
+            p.graphs.clear();
+        }
         self.check_products()
+    }
+
+    /// Runs decode rows on `products` (the matrix-vector ones by default; the tiled ones
+    /// for comparison). Graphs captured before are dropped.
+    pub fn set_decode_products(&mut self, products: Products) {
+        let decode = &mut self.passes[0];
+        decode.products = products;
+        decode.graphs.clear();
     }
 
     /// The launch of a product of `fmt` weights with `epilogue`.
@@ -176,12 +249,40 @@ impl BatchEngine {
                     .check(dev, m.rows, m.cols)
                     .map_err(|e| EngineError::Unsupported(format!("layer {l}: {e}")))?;
             }
+            let (rope, target) = (self.rope(), dev.target());
+            let mv = |mat, norm, epi| matvec_for(&target, mat, norm, epi);
+            for (mv, m, rows_b) in [
+                (qkv_for(&target, layer), &layer.wqk, layer.wv.rows),
+                (mv(&layer.wo, false, Epilogue::Add), &layer.wo, 0),
+                (
+                    mv(&layer.w_gate_up, true, Epilogue::Swiglu),
+                    &layer.w_gate_up,
+                    0,
+                ),
+                (mv(&layer.w_down, false, Epilogue::Add), &layer.w_down, 0),
+            ] {
+                mv.check(m.rows, rows_b, m.cols, rope)
+                    .map_err(|e| EngineError::Unsupported(format!("layer {l}: {e}")))?;
+            }
         }
         let out = &self.w.output;
         self.gemm(out.fmt, Epilogue::Store)
             .check(dev, out.rows, out.cols)
             .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
+        matvec_for(&dev.target(), out, true, Epilogue::Store)
+            .check(out.rows, 0, out.cols, self.rope())
+            .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
         Ok(())
+    }
+
+    /// RoPE and cache geometry of the QKV products.
+    fn rope(&self) -> Rope {
+        Rope {
+            q_rows: (self.cfg.n_head * self.cfg.head_dim) as u32,
+            head_dim: self.cfg.head_dim as u32,
+            ctx: self.ctx as u32,
+            base: self.cfg.rope_freq_base,
+        }
     }
 
     /// The model's configuration.
@@ -229,29 +330,61 @@ impl BatchEngine {
                 )));
             }
         }
-        self.run(rows)
+        let (prompt, decode): (Vec<Row>, Vec<Row>) = rows.iter().partition(|r| r.prompt);
+        let capacity = self.passes[0].r.capacity;
+        if decode.len() > capacity {
+            return Err(EngineError::Unsupported(format!(
+                "{} decode rows in a step (at most {capacity})",
+                decode.len(),
+            )));
+        }
+        let mut counts = [0usize; 2];
+        self.placed = rows
+            .iter()
+            .map(|r| {
+                let count = &mut counts[r.prompt as usize];
+                *count += 1;
+                Placed {
+                    prompt: r.prompt,
+                    index: *count - 1,
+                }
+            })
+            .collect();
+        // The passes touch different slots (a sequence reads its prompt or decodes), so
+        // their order does not matter.
+        self.run(false, &decode)?;
+        self.run(true, &prompt)
     }
 
-    /// Compiles every kernel and captures every bucket's graph on rows of the spare slot
-    /// (no sequence's cache is touched), so that the first requests do not pay for it.
+    /// Compiles every kernel and captures every bucket's graph of both passes on rows of the
+    /// spare slot (no sequence's cache is touched), so that the first requests do not pay
+    /// for it.
     pub fn warm_up(&mut self) -> Result<(), EngineError> {
-        for b in BUCKETS {
-            self.run(&vec![self.pad(); b])?;
+        for prompt in [false, true] {
+            for b in BUCKETS {
+                self.run(prompt, &vec![self.pad(); b])?;
+            }
         }
+        self.placed.clear();
         Ok(())
     }
 
-    /// A row of the spare slot: what pads a step up to its bucket.
+    /// A row of the spare slot: what pads a pass up to its bucket.
     fn pad(&self) -> Row {
         Row {
             token: 0,
             pos: 0,
             slot: self.slots as u32,
+            prompt: false,
         }
     }
 
-    /// `step` on rows already checked.
-    fn run(&mut self, rows: &[Row]) -> Result<(), EngineError> {
+    /// One pass (the prompt rows' or the decode rows') over rows already checked.
+    fn run(&mut self, prompt: bool, rows: &[Row]) -> Result<(), EngineError> {
+        self.passes[prompt as usize].rows = rows.len();
+        if rows.is_empty() {
+            return Ok(());
+        }
         let bucket = BUCKETS.iter().copied().find(|b| *b >= rows.len());
         let m = bucket.unwrap_or(rows.len());
         let pad = self.pad();
@@ -262,62 +395,210 @@ impl BatchEngine {
             .take(m)
             .collect();
         let column = |f: fn(&Row) -> u32| padded.iter().map(f).collect::<Vec<u32>>();
-        self.dev.write(&mut self.r.tok, 0, &column(|r| r.token))?;
-        self.dev.write(&mut self.r.pos, 0, &column(|r| r.pos))?;
-        self.dev.write(&mut self.r.slot, 0, &column(|r| r.slot))?;
-        self.rows = rows.len();
-        match bucket {
-            None => self.launch_all(m),
-            Some(b) => {
-                if !self.graphs.contains_key(&b) {
-                    // The first step of a bucket runs eagerly (compiling and loading every
-                    // kernel), then its launches are captured for replay.
-                    self.launch_all(b)?;
-                    let dev = self.dev.clone();
-                    let mut failure = None;
-                    let graph = dev.capture(|_| {
-                        failure = self.launch_all(b).err();
-                        Ok(())
-                    })?;
-                    if let Some(e) = failure {
-                        return Err(e);
-                    }
-                    self.graphs.insert(b, graph);
-                    return Ok(());
-                }
-                self.dev.replay(&self.graphs[&b])?;
-                Ok(())
-            }
+        let dev = self.dev.clone();
+        let r = &mut self.passes[prompt as usize].r;
+        dev.write(&mut r.tok, 0, &column(|r| r.token))?;
+        dev.write(&mut r.pos, 0, &column(|r| r.pos))?;
+        dev.write(&mut r.slot, 0, &column(|r| r.slot))?;
+        let Some(b) = bucket else {
+            return self.launch_all(prompt, m);
+        };
+        if let Some(graph) = self.passes[prompt as usize].graphs.get(&b) {
+            dev.replay(graph)?;
+            return Ok(());
         }
+        // The first pass of a bucket runs eagerly (compiling and loading every kernel),
+        // then its launches are captured for replay.
+        self.launch_all(prompt, b)?;
+        let mut failure = None;
+        let graph = dev.capture(|_| {
+            failure = self.launch_all(prompt, b).err();
+            Ok(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.passes[prompt as usize].graphs.insert(b, graph);
+        Ok(())
     }
 
     /// The greedy choice of every row of the last step.
     pub fn tokens(&self) -> Result<Vec<u32>, EngineError> {
-        Ok(self.dev.read(&self.r.next, 0, self.rows)?)
+        let read = |p: &Pass| self.dev.read(&p.r.next, 0, p.rows);
+        let (decode, prompt) = (read(&self.passes[0])?, read(&self.passes[1])?);
+        Ok(self
+            .placed
+            .iter()
+            .map(|p| {
+                if p.prompt {
+                    prompt[p.index]
+                } else {
+                    decode[p.index]
+                }
+            })
+            .collect())
     }
 
     /// The logits of every row of the last step, `n_vocab` per row.
     pub fn logits(&self) -> Result<Vec<f32>, EngineError> {
-        Ok(self
-            .dev
-            .read(&self.r.logits, 0, self.rows * self.cfg.n_vocab)?)
+        let mut all = Vec::with_capacity(self.placed.len() * self.cfg.n_vocab);
+        for row in 0..self.placed.len() {
+            all.extend(self.row_logits(row)?);
+        }
+        Ok(all)
     }
 
     /// The logits of row `row` of the last step.
     pub fn row_logits(&self, row: usize) -> Result<Vec<f32>, EngineError> {
-        if row >= self.rows {
+        let Some(p) = self.placed.get(row) else {
             return Err(EngineError::Unsupported(format!(
                 "row {row} of a step of {} rows",
-                self.rows
+                self.placed.len()
             )));
-        }
+        };
         let vocab = self.cfg.n_vocab;
-        Ok(self.dev.read(&self.r.logits, row * vocab, vocab)?)
+        Ok(self.dev.read(
+            &self.passes[p.prompt as usize].r.logits,
+            p.index * vocab,
+            vocab,
+        )?)
     }
 
-    /// Every launch of a step of `m` rows.
-    fn launch_all(&mut self, m: usize) -> Result<(), EngineError> {
-        let (dev, cfg, r) = (&self.dev, &self.cfg, &mut self.r);
+    /// Every launch of a pass of `m` rows.
+    fn launch_all(&mut self, prompt: bool, m: usize) -> Result<(), EngineError> {
+        let products = self.passes[prompt as usize].products;
+        let r = &mut self.passes[prompt as usize].r;
+        self.w
+            .token_embd
+            .embed(&self.dev, &r.tok, &mut r.h, m as u32)?;
+        match products {
+            Products::Matvec => self.matvec_layers(prompt, m)?,
+            Products::Tiled => self.tiled_layers(prompt, m)?,
+        }
+        let r = &mut self.passes[prompt as usize].r;
+        rows_kernels::argmax_rows::launch::<1024>(
+            &self.dev,
+            m as u32,
+            &r.logits,
+            self.cfg.n_vocab as u32,
+            &mut r.next,
+        )?;
+        Ok(())
+    }
+
+    /// The layers and the output head of a step of `m` rows on the matrix-vector products:
+    /// from the embeddings in `h` to the logits.
+    fn matvec_layers(&mut self, prompt: bool, m: usize) -> Result<(), EngineError> {
+        let rope = self.rope();
+        let attention = self.row_attention();
+        let r = &mut self.passes[prompt as usize].r;
+        let (dev, cfg) = (&self.dev, &self.cfg);
+        let slot_len = (cfg.n_head_kv * cfg.head_dim * self.ctx) as u32;
+        let n = m as u32;
+        let rows = Inputs { n, slots: None };
+        let eps = cfg.rms_eps;
+        let target = dev.target();
+        let mv = |mat, norm, epi| matvec_for(&target, mat, norm, epi);
+        for (l, layer) in self.w.layers.iter().enumerate() {
+            qkv_for(&target, layer).launch(
+                dev,
+                &layer.wqk.buf,
+                &layer.wv.buf,
+                &r.h,
+                &layer.attn_norm,
+                &mut r.q,
+                Some((&mut self.kc[l], &mut self.vc[l], &r.pos)),
+                Inputs {
+                    n,
+                    slots: Some((&r.slot, slot_len)),
+                },
+                layer.wqk.rows,
+                layer.wv.rows,
+                layer.wqk.cols,
+                eps,
+                rope,
+            )?;
+            attention.launch(
+                dev,
+                &r.q,
+                &self.kc[l],
+                &self.vc[l],
+                &r.pos,
+                &r.slot,
+                &mut r.attn_f32,
+                n,
+            )?;
+            let (wo, gu, down) = (&layer.wo, &layer.w_gate_up, &layer.w_down);
+            mv(wo, false, Epilogue::Add).launch(
+                dev,
+                &wo.buf,
+                &wo.buf,
+                &r.attn_f32,
+                &r.attn_f32,
+                &mut r.h,
+                None,
+                rows,
+                wo.rows,
+                0,
+                wo.cols,
+                eps,
+                rope,
+            )?;
+            mv(gu, true, Epilogue::Swiglu).launch(
+                dev,
+                &gu.buf,
+                &gu.buf,
+                &r.h,
+                &layer.ffn_norm,
+                &mut r.ffn_f32,
+                None,
+                rows,
+                gu.rows,
+                0,
+                gu.cols,
+                eps,
+                rope,
+            )?;
+            mv(down, false, Epilogue::Add).launch(
+                dev, &down.buf, &down.buf, &r.ffn_f32, &r.ffn_f32, &mut r.h, None, rows, down.rows,
+                0, down.cols, eps, rope,
+            )?;
+        }
+        let out = &self.w.output;
+        mv(out, true, Epilogue::Store).launch(
+            dev,
+            &out.buf,
+            &out.buf,
+            &r.h,
+            &self.w.output_norm,
+            &mut r.logits,
+            None,
+            rows,
+            out.rows,
+            0,
+            out.cols,
+            eps,
+            rope,
+        )?;
+        Ok(())
+    }
+
+    /// Attention of a step's rows, each over its own slot.
+    fn row_attention(&self) -> RowAttention {
+        RowAttention {
+            head_dim: self.cfg.head_dim as u32,
+            group: (self.cfg.n_head / self.cfg.n_head_kv) as u32,
+            n_head: self.cfg.n_head as u32,
+            ctx: self.ctx as u32,
+        }
+    }
+
+    /// The layers and the output head of a step of `m` rows on the tiled products.
+    fn tiled_layers(&mut self, prompt: bool, m: usize) -> Result<(), EngineError> {
+        let rope = self.rope();
+        let attention = self.row_attention();
+        let r = &mut self.passes[prompt as usize].r;
+        let (dev, cfg) = (&self.dev, &self.cfg);
         let mu = m as u32;
         let (tile, target) = (self.tile, dev.target());
         let g = |mat: &GpuMatrix, epi| gemm_at(tile, &target, mat.fmt, epi);
@@ -326,19 +607,6 @@ impl BatchEngine {
             (cfg.n_head * cfg.head_dim) as u32,
             (cfg.n_head_kv * cfg.head_dim) as u32,
         );
-        self.w.token_embd.embed(dev, &r.tok, &mut r.h, mu)?;
-        let rope = Rope {
-            q_rows,
-            head_dim: cfg.head_dim as u32,
-            ctx: self.ctx as u32,
-            base: cfg.rope_freq_base,
-        };
-        let attention = RowAttention {
-            head_dim: cfg.head_dim as u32,
-            group: (cfg.n_head / cfg.n_head_kv) as u32,
-            n_head: cfg.n_head as u32,
-            ctx: self.ctx as u32,
-        };
         let slot_len = kv_rows * self.ctx as u32;
         for (l, layer) in self.w.layers.iter().enumerate() {
             norm::rmsnorm::launch::<f16, 256>(
@@ -447,14 +715,21 @@ impl BatchEngine {
             &r.xn,
             Output::F32(&mut r.logits, cfg.n_vocab as u32),
         )?;
-        rows_kernels::argmax_rows::launch::<1024>(
-            dev,
-            mu,
-            &r.logits,
-            cfg.n_vocab as u32,
-            &mut r.next,
-        )?;
         Ok(())
+    }
+}
+
+/// The matrix-vector product of `mat` with `epilogue` for batched steps on `target` (`norm`:
+/// the RMSNorm of the input fused in).
+fn matvec_for(target: &Target, mat: &GpuMatrix, norm: bool, epilogue: Epilogue) -> Matvec {
+    Matvec::batched(mat.fmt, norm, epilogue, target, mat.cols)
+}
+
+/// A layer's QKV matrix-vector product: Q and K stacked over V, each in its own format.
+fn qkv_for(target: &Target, layer: &GpuLayer) -> Matvec {
+    Matvec {
+        fmt_b: layer.wv.fmt,
+        ..matvec_for(target, &layer.wqk, true, Epilogue::Qkv)
     }
 }
 

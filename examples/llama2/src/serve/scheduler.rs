@@ -215,6 +215,7 @@ impl Scheduler {
                     token: s.next,
                     pos: s.pos,
                     slot: s.slot,
+                    prompt: false,
                 });
                 s.pos += 1;
                 choosing.push((i, rows.len() - 1));
@@ -231,6 +232,7 @@ impl Scheduler {
                     token,
                     pos: (s.fed + k) as u32,
                     slot: s.slot,
+                    prompt: true,
                 });
             }
             s.fed += n;
