@@ -6,8 +6,8 @@
 # concurrent streams (aggregate tokens/s, TTFT p50/p99, batched-equals-alone check).
 # STREAMS, TOKENS, PARALLEL, SERVE_CTX and REPS adjust the load; SERVE_TILES lists product
 # tiles to serve (and to time the batched engine, part `batch`) with in turn (0: the
-# library's); DECODE_PRODUCTS lists the products (matvec, tiled) decode rows run on when
-# timing the batched engine (part `batch`; default: the engine's); BATCH_TILES lists tiles, comma-separated, for the products at BATCH_ROWS rows
+# library's); MATVEC_ROWS lists the largest decode steps on the matrix-vector products to
+# time the batched engine with (part `batch`; default: the engine's); BATCH_TILES lists tiles, comma-separated, for the products at BATCH_ROWS rows
 # in `bench-kernels` (part `tiles`). PARTS picks among `selftest decode bench tiles batch
 # serve` (default: selftest decode bench serve). Writes logs to $OUT.
 set -uo pipefail
@@ -42,11 +42,11 @@ fi
 # The batched engine without HTTP: wall and device time per step at each batch size.
 if part batch; then
     for tile in ${SERVE_TILES:-0}; do
-        for products in ${DECODE_PRODUCTS:-default}; do
+        for mv in ${MATVEC_ROWS:-default}; do
             tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
-            [[ "$products" == default ]] || tile_arg+=(--decode-products "$products")
-            echo "== batched decode with tile $tile, decode rows on $products products"
-            TAIL=12 run "batch-$tile-$products" "$BIN/llama2" bench --backend cuda --model "$L7B" \
+            [[ "$mv" == default ]] || tile_arg+=(--matvec-rows "$mv")
+            echo "== batched decode with tile $tile, matrix-vector products up to $mv rows"
+            TAIL=12 run "batch-$tile-$mv" "$BIN/llama2" bench --backend cuda --model "$L7B" \
                 --batch "${STREAMS:-1,8,32,64}" --gen-tokens "${TOKENS:-128}" "${tile_arg[@]}"
         done
     done

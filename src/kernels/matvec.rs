@@ -375,54 +375,47 @@ pub fn matvec<
                 // quantised without waiting for it, and the rows' sums are scaled instead.
                 let passes = (XCAP + 4 * BLOCK - 1) / (4 * BLOCK);
                 let room = if FMT == Q6K { 2 } else { 3 };
+                // Inputs past `n` are quantised as zeros: the products then multiply every
+                // input slot without a branch per input, which lets the compiler unpack
+                // each weight item once for all of them.
                 for xi in 0..NX {
-                    if xi < n {
-                        let at = (x0 + xi) * cols;
-                        let so = xi * XCAP;
-                        let mut ss = 0.0;
-                        if passes * (1 + NORM) <= room {
-                            let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                            let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
-                            for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                                let i = (p * BLOCK + thread_idx()) * 4;
-                                if i < cols {
-                                    xv[p] = x.load_vec::<4>((at + i) / 4);
-                                    if NORM == 1 {
-                                        gv[p] = nw.load_vec::<4>(i / 4);
-                                    }
+                    let at = (x0 + xi) * cols;
+                    let so = xi * XCAP;
+                    let mut ss = 0.0;
+                    if passes * (1 + NORM) <= room {
+                        let mut xv = [f32x4::splat(0.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                        let mut gv = [f32x4::splat(1.0); (XCAP + 4 * BLOCK - 1) / (4 * BLOCK)];
+                        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                            let i = (p * BLOCK + thread_idx()) * 4;
+                            if i < cols && xi < n {
+                                xv[p] = x.load_vec::<4>((at + i) / 4);
+                                if NORM == 1 {
+                                    gv[p] = nw.load_vec::<4>(i / 4);
                                 }
                             }
-                            for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
-                                let i = (p * BLOCK + thread_idx()) * 4;
-                                ss += sum_squares(xv[p]);
-                                quantise_pass(
-                                    times(xv[p], gv[p]),
-                                    so + i,
-                                    i < cols,
-                                    xq,
-                                    dx,
-                                    sx,
-                                    s16,
-                                );
-                            }
-                        } else {
-                            for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
-                                let i = (p * BLOCK + thread_idx()) * 4;
-                                let mut v = f32x4::splat(0.0);
-                                let mut g = f32x4::splat(1.0);
-                                if i < cols {
-                                    v = x.load_vec::<4>((at + i) / 4);
-                                    if NORM == 1 {
-                                        g = nw.load_vec::<4>(i / 4);
-                                    }
+                        }
+                        for p in 0..(XCAP + 4 * BLOCK - 1) / (4 * BLOCK) {
+                            let i = (p * BLOCK + thread_idx()) * 4;
+                            ss += sum_squares(xv[p]);
+                            quantise_pass(times(xv[p], gv[p]), so + i, i < cols, xq, dx, sx, s16);
+                        }
+                    } else {
+                        for p in 0..(cols + 4 * BLOCK - 1) / (4 * BLOCK) {
+                            let i = (p * BLOCK + thread_idx()) * 4;
+                            let mut v = f32x4::splat(0.0);
+                            let mut g = f32x4::splat(1.0);
+                            if i < cols && xi < n {
+                                v = x.load_vec::<4>((at + i) / 4);
+                                if NORM == 1 {
+                                    g = nw.load_vec::<4>(i / 4);
                                 }
-                                ss += sum_squares(v);
-                                quantise_pass(times(v, g), so + i, i < cols, xq, dx, sx, s16);
                             }
+                            ss += sum_squares(v);
+                            quantise_pass(times(v, g), so + i, i < cols, xq, dx, sx, s16);
                         }
-                        if NORM == 1 {
-                            publish_share(ss, cols, ssw, xi * waves);
-                        }
+                    }
+                    if NORM == 1 {
+                        publish_share(ss, cols, ssw, xi * waves);
                     }
                 }
             } else if NORM == 1 {
@@ -453,7 +446,9 @@ pub fn matvec<
                 if it < items && row < rows {
                     let local = if row < rows_a { row } else { row - rows_a };
                     for xi in 0..NX {
-                        if xi < n {
+                        // (The float formats read inputs from global memory: only those
+                        // there.)
+                        if FMT >= Q8_0 || xi < n {
                             acc[r * NX + xi] += dot_item(
                                 if FMT == FMT_B {
                                     FMT
@@ -828,8 +823,8 @@ impl Inputs<'static> {
 
 /// Most input vectors a batched launch takes at once: eight sums per weight row and their
 /// inputs' int8 copies (6 KB each at 4096 values) fit the registers and shared memory on
-/// NVIDIA; on gfx942 four, and two with the QKV epilogue (at four it spills scalar
-/// registers).
+/// NVIDIA (up to 128 registers on sm_90); on gfx942 two (at four the vector registers of
+/// the shared weight unpacking spill).
 pub const MAX_INPUTS: u32 = 8;
 
 impl Matvec {
@@ -855,8 +850,9 @@ impl Matvec {
     /// The product for batched steps: up to [`MAX_INPUTS`] vectors per launch, fewer where
     /// their shared copies of `cols` values would not fit `target`, in 512-thread blocks,
     /// which leave every thread the registers for a sum per input (the launch bounds of
-    /// one block per compute unit at four waves per SIMD). A vector's results are the same
-    /// whatever the launch's other vectors, so the fit may differ between targets.
+    /// one block per compute unit at four waves per SIMD), two per compute unit where they
+    /// fit (as many threads as decode's). A vector's results are the same whatever the
+    /// launch's other vectors and their number, so the fit may differ between targets.
     pub fn batched(
         fmt: crate::quant::gpu::GpuFormat,
         norm: bool,
@@ -865,12 +861,13 @@ impl Matvec {
         cols: u32,
     ) -> Matvec {
         let mut mv = Matvec {
-            inputs: match (target.is_amd(), epilogue) {
-                (false, _) => MAX_INPUTS,
-                (true, Epilogue::Qkv) => MAX_INPUTS / 4,
-                (true, _) => MAX_INPUTS / 2,
+            inputs: if target.is_amd() {
+                MAX_INPUTS / 4
+            } else {
+                MAX_INPUTS
             },
             block: 512,
+            blocks_per_unit: 2,
             ..Matvec::new(fmt, norm, epilogue)
         };
         while mv.inputs > 1 && mv.shared_bytes(cols) > target.shared_bytes {
@@ -1017,8 +1014,6 @@ impl Matvec {
         rope: Rope,
     ) -> Result<(), crate::runtime::Error> {
         self.check(rows_a, rows_b, cols, rope)?;
-        let grid = self.grid(rows_a + rows_b, cols, dev)?;
-        let spec = self.spec(cols);
         // Without the QKV epilogue the cache parameters are never touched: views of the
         // weights stand in for them.
         let (mut kc_view, mut vc_view, pos_view) = (
@@ -1033,6 +1028,14 @@ impl Matvec {
         let (slot, slot_len) = inputs.slots.unwrap_or((pos, 0));
         for x0 in (0..inputs.n).step_by(self.inputs as usize) {
             let n = self.inputs.min(inputs.n - x0);
+            // A group of fewer vectors than `self.inputs` is launched for the next power of
+            // two, not to multiply absent ones.
+            let group = Matvec {
+                inputs: n.next_power_of_two(),
+                ..*self
+            };
+            let grid = group.grid(rows_a + rows_b, cols, dev)?;
+            let spec = group.spec(cols);
             let args: Vec<crate::runtime::Arg<'_>> = vec![
                 wa.into(),
                 wb.into(),

@@ -129,21 +129,36 @@ fn text(url: &str, model: &str, prompt: &str, tokens: usize) -> Result<String> {
         .context("a reply without text")
 }
 
-/// Whether a greedy request gets the same text alone as while `others` concurrent
-/// requests run beside it.
-pub fn batched_equals_alone(url: &str, model: &str, tokens: usize, others: usize) -> Result<bool> {
-    let prompt = "The meaning of life is";
-    let alone = text(url, model, prompt, tokens)?;
-    let batched = std::thread::scope(|s| -> Result<String> {
-        let noise: Vec<_> = (0..others)
-            .map(|i| s.spawn(move || text(url, model, &format!("Story number {i}:"), tokens)))
-            .collect();
-        let mine = text(url, model, prompt, tokens);
-        for n in noise {
-            n.join()
-                .unwrap_or_else(|_| bail!("a client thread panicked"))?;
-        }
-        mine
-    })?;
-    Ok(alone == batched)
+/// Prompts of the batched-equals-alone check.
+pub const CHECK_PROMPTS: [&str; 8] = [
+    "The meaning of life is",
+    "Once upon a time",
+    "The capital of France is",
+    "def fibonacci(n):",
+    "In 1492, Columbus",
+    "The best way to learn a language is",
+    "Water boils at",
+    "My favourite colour is",
+];
+
+/// How many of [`CHECK_PROMPTS`] get the same greedy text alone as while `others`
+/// concurrent requests run beside them.
+pub fn batched_equals_alone(url: &str, model: &str, tokens: usize, others: usize) -> Result<usize> {
+    let mut same = 0;
+    for prompt in CHECK_PROMPTS {
+        let alone = text(url, model, prompt, tokens)?;
+        let batched = std::thread::scope(|s| -> Result<String> {
+            let noise: Vec<_> = (0..others)
+                .map(|i| s.spawn(move || text(url, model, &format!("Story number {i}:"), tokens)))
+                .collect();
+            let mine = text(url, model, prompt, tokens);
+            for n in noise {
+                n.join()
+                    .unwrap_or_else(|_| bail!("a client thread panicked"))?;
+            }
+            mine
+        })?;
+        same += (alone == batched) as usize;
+    }
+    Ok(same)
 }

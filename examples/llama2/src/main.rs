@@ -9,7 +9,7 @@ use greta::runtime::{BackendKind, Device};
 use greta_gguf::Gguf;
 use indicatif::{ProgressBar, ProgressStyle};
 use llama2::config::LlamaConfig;
-use llama2::engine::batch::{BatchEngine, Products};
+use llama2::engine::batch::BatchEngine;
 use llama2::engine::Engine;
 use llama2::genmodel::{ModelPlan, Preset, Recipe, ShapeOverrides};
 use llama2::sampling::{self, SamplingParams};
@@ -93,9 +93,10 @@ struct ServeArgs {
     /// The products' tile, BMxBNxWMxKSxDQxAHEAD, instead of the library's (for tuning).
     #[arg(long)]
     tile: Option<greta::kernels::gemm::Tile>,
-    /// The products decode rows run on (prompt rows run on the tiled ones).
-    #[arg(long, value_enum, default_value_t = Products::Matvec)]
-    decode_products: Products,
+    /// Decode steps of up to this many sequences (after padding to 1, 2, 4, .. 64) run on
+    /// the matrix-vector products, larger ones (and prompts) on the tiled products.
+    #[arg(long, default_value_t = llama2::engine::batch::MATVEC_ROWS)]
+    matvec_rows: usize,
 }
 
 #[derive(Args)]
@@ -239,9 +240,10 @@ struct BenchArgs {
     /// With --batch: the products' tile, BMxBNxWMxKSxDQxAHEAD (for tuning).
     #[arg(long)]
     tile: Option<greta::kernels::gemm::Tile>,
-    /// With --batch: the products decode rows run on.
-    #[arg(long, value_enum, default_value_t = Products::Matvec)]
-    decode_products: Products,
+    /// With --batch: decode steps of up to this many sequences run on the matrix-vector
+    /// products.
+    #[arg(long, default_value_t = llama2::engine::batch::MATVEC_ROWS)]
+    matvec_rows: usize,
 }
 
 #[derive(Args)]
@@ -346,7 +348,7 @@ fn batch_engine(
     slots: usize,
     max_rows: usize,
     tile: Option<greta::kernels::gemm::Tile>,
-    decode_products: Products,
+    matvec_rows: usize,
 ) -> Result<BatchEngine> {
     let (dev, bar) = device_and_bar(args, m)?;
     let mut e = BatchEngine::new(dev, &m.gguf, &m.config, ctx, slots, max_rows, |n| {
@@ -356,7 +358,7 @@ fn batch_engine(
     if let Some(tile) = tile {
         e.set_tile(tile)?;
     }
-    e.set_decode_products(decode_products);
+    e.set_matvec_rows(matvec_rows);
     Ok(e)
 }
 
@@ -371,7 +373,7 @@ fn bench_batched(args: &BenchArgs) -> Result<()> {
         most,
         most * 8 + 64,
         args.tile,
-        args.decode_products,
+        args.matvec_rows,
     )?;
     e.warm_up()?;
     println!("| batch | ms per step (wall) | ms per step (device) | tokens/s |");
@@ -409,7 +411,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         args.parallel,
         args.parallel + args.chunk,
         args.tile,
-        args.decode_products,
+        args.matvec_rows,
     )?;
     // Compiling and capturing every batch size takes seconds on a GPU, minutes in the CPU
     // interpreter: there it happens on first use instead.
@@ -656,9 +658,9 @@ fn gen_model(args: &GenModelArgs) -> Result<()> {
 fn load_test(args: &LoadArgs) -> Result<()> {
     let same = llama2::loadgen::batched_equals_alone(&args.url, &args.model, args.tokens, 31)?;
     println!(
-        "a greedy request of {} tokens alone and beside 31 others: {}",
+        "greedy requests of {} tokens alone and beside 31 others: {same} of {} the same text",
         args.tokens,
-        if same { "same text" } else { "DIFFERENT text" }
+        llama2::loadgen::CHECK_PROMPTS.len()
     );
     println!("| streams | tokens/s | per stream | TTFT p50 | TTFT p99 |");
     println!("| ---: | ---: | ---: | ---: | ---: |");

@@ -10,12 +10,12 @@ use greta::quant::GgmlType;
 use greta_gguf::Gguf;
 use llama2::check::nmse;
 use llama2::config::LlamaConfig;
-use llama2::engine::batch::{BatchEngine, Row};
+use llama2::engine::batch::{BatchEngine, Row, MATVEC_ROWS};
 use llama2::genmodel::Recipe;
 use llama2::oracle::Oracle;
 
-/// Logit NMSE against the f32 reference: f16 activations into the products and an f16 KV
-/// cache (the prompt path's bound).
+/// Logit NMSE against the f32 reference: f16 (tiled) or int8 (matrix-vector) activations
+/// into the products and an f16 KV cache (the prompt path's bound).
 const LOGIT_NMSE: f64 = 1e-2;
 
 fn batch(g: &Gguf<Vec<u8>>, wave: u32, slots: usize) -> BatchEngine {
@@ -89,14 +89,18 @@ fn run(
 
 #[test]
 fn rows_of_several_sequences_agree_with_the_reference_per_sequence() {
-    for (recipe, wave) in [
-        (Recipe::Q4KM, 64),
-        (Recipe::Q4KM, 32),
-        (Recipe::Uniform(GgmlType::Q8_0), 64),
+    // Decode rows on the matrix-vector products (the default at three sequences) and on
+    // the tiled ones.
+    for (recipe, wave, matvec_rows) in [
+        (Recipe::Q4KM, 64, MATVEC_ROWS),
+        (Recipe::Q4KM, 32, MATVEC_ROWS),
+        (Recipe::Q4KM, 64, 0),
+        (Recipe::Uniform(GgmlType::Q8_0), 64, MATVEC_ROWS),
     ] {
         let g = tiny(recipe, 21);
         let cfg = LlamaConfig::from_gguf(&g).expect("config");
         let mut e = batch(&g, wave, 3);
+        e.set_matvec_rows(matvec_rows);
         let prompts: [Vec<u32>; 3] = [vec![5, 300, 42, 7, 9], vec![1], vec![17, 18, 19]];
         let mut seqs: Vec<Sequence> = prompts
             .iter()
@@ -117,7 +121,7 @@ fn rows_of_several_sequences_agree_with_the_reference_per_sequence() {
                 let err = nmse(row_logits, &want[*end]);
                 assert!(
                     err < LOGIT_NMSE,
-                    "{recipe:?} wave {wave} sequence {i} step {s}: NMSE {err:.3e}"
+                    "{recipe:?} wave {wave} matvec rows {matvec_rows} sequence {i} step {s}: NMSE {err:.3e}"
                 );
             }
         }

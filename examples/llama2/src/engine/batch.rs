@@ -3,19 +3,22 @@
 //! row each) with a chunk of a new sequence's prompt (consecutive rows of one slot), so
 //! prompts join running streams between steps without stalling them for more than a chunk.
 //!
-//! A step runs in two passes. Decode rows go through the decode products over several
-//! input vectors (`matvec` at `NX` > 1: each weight read once for a group of rows, the
-//! norm, RoPE and the cache write fused as in decode); prompt rows through the prompt
-//! path's tiled kernels at `m` = their count, with RoPE and the cache write per row.
-//! Attention and the greedy choice run per row (`greta::kernels::batch`). Each pass of up
-//! to 64 rows replays a graph captured per batch-size bucket, padded with rows of a spare
-//! slot that no sequence owns.
+//! A step runs in two passes, its decode rows' and its prompt rows'. Prompt rows, and
+//! decode passes of more than `matvec_rows` rows, go through the prompt path's tiled
+//! kernels at `m` = their count, with RoPE and the cache write per row; smaller decode
+//! passes through the decode products over several input vectors (`matvec` at `NX` > 1:
+//! each weight read once for a group of rows, the norm, RoPE and the cache write fused as
+//! in decode). Attention and the greedy choice run per row (`greta::kernels::batch`). Each
+//! pass of up to 64 rows replays a graph captured per batch-size bucket, padded with rows
+//! of a spare slot that no sequence owns.
 //!
-//! Batched equals alone, exactly: a row's products depend only on whether it is a prompt
-//! or a decode row, never on the other rows of its step. Its matrix-vector sums are formed
-//! in the same order whatever its neighbours, every tiled product uses one tile whatever
-//! the rows, and attention, RoPE and the argmax read only their own row. A sequence's
-//! tokens therefore do not depend on which other sequences share its steps.
+//! A row's numbers depend only on which products its pass takes, never on the other rows
+//! of its step: its matrix-vector sums are formed in the same order whatever its
+//! neighbours and their number, every tiled product uses one tile whatever the rows, and
+//! attention, RoPE and the argmax read only their own row. So batched equals alone
+//! exactly while the decode passes stay on one side of `matvec_rows`; across it the two
+//! products round differently (int8 against f16 activations), which can change a greedy
+//! choice where two logits nearly tie (measured in docs/perf.md).
 
 use super::weights::{GpuLayer, GpuMatrix, GpuWeights};
 use super::{check_supported, EngineError};
@@ -39,6 +42,10 @@ pub const BUCKETS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 /// results equal alone ones).
 const TILE_ROWS: u32 = 32;
 
+/// The largest decode pass (after padding) that takes the matrix-vector products by
+/// default: above it the tiled products are faster on the H100 (docs/perf.md).
+pub const MATVEC_ROWS: usize = 16;
+
 /// One row of a step: `token` at position `pos` of the sequence in cache slot `slot`, a
 /// token of its prompt or one it decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,22 +56,12 @@ pub struct Row {
     pub prompt: bool,
 }
 
-/// The products a pass of rows runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Products {
-    /// The decode matrix-vector products over several vectors (int8 activations).
-    Matvec,
-    /// The prompt path's tiled matrix-core products (f16 activations).
-    Tiled,
-}
-
 /// A step's rows of one kind (decode or prompt) on the device, and its captured graphs.
 struct Pass {
     r: Rows,
     graphs: HashMap<usize, Graph>,
     /// Rows of the last step.
     rows: usize,
-    products: Products,
 }
 
 impl Rows {
@@ -91,17 +88,11 @@ impl Rows {
 }
 
 impl Pass {
-    fn new(
-        dev: &Device,
-        cfg: &LlamaConfig,
-        rows: usize,
-        products: Products,
-    ) -> Result<Pass, EngineError> {
+    fn new(dev: &Device, cfg: &LlamaConfig, rows: usize) -> Result<Pass, EngineError> {
         Ok(Pass {
             r: Rows::new(dev, cfg, rows)?,
             graphs: HashMap::new(),
             rows: 0,
-            products,
         })
     }
 }
@@ -151,6 +142,9 @@ pub struct BatchEngine {
     placed: Vec<Placed>,
     /// The tiled products' tile, when not the library's choice for `TILE_ROWS` rows.
     tile: Option<Tile>,
+    /// Decode passes of up to this many rows (after padding) take the matrix-vector
+    /// products.
+    matvec_rows: usize,
 }
 
 impl BatchEngine {
@@ -192,8 +186,8 @@ impl BatchEngine {
             .collect::<Result<_, _>>()?;
         // Decode rows: one per sequence (at least a bucket's worth, for warming up).
         let decode_rows = slots.max(BUCKETS[BUCKETS.len() - 1]).min(max_rows);
-        let decode = Pass::new(&dev, cfg, decode_rows, Products::Matvec)?;
-        let prompt = Pass::new(&dev, cfg, max_rows, Products::Tiled)?;
+        let decode = Pass::new(&dev, cfg, decode_rows)?;
+        let prompt = Pass::new(&dev, cfg, max_rows)?;
         let e = BatchEngine {
             dev,
             cfg: cfg.clone(),
@@ -206,6 +200,7 @@ impl BatchEngine {
             passes: [decode, prompt],
             placed: Vec::new(),
             tile: None,
+            matvec_rows: MATVEC_ROWS,
         };
         e.check_products()?;
         Ok(e)
@@ -221,12 +216,12 @@ impl BatchEngine {
         self.check_products()
     }
 
-    /// Runs decode rows on `products` (the matrix-vector ones by default; the tiled ones
-    /// for comparison). Graphs captured before are dropped.
-    pub fn set_decode_products(&mut self, products: Products) {
-        let decode = &mut self.passes[0];
-        decode.products = products;
-        decode.graphs.clear();
+    /// Runs decode passes of up to `rows` rows (after padding to their bucket) on the
+    /// matrix-vector products, larger ones on the tiled products (0: all tiled). Graphs
+    /// captured before are dropped.
+    pub fn set_matvec_rows(&mut self, rows: usize) {
+        self.matvec_rows = rows;
+        self.passes[0].graphs.clear();
     }
 
     /// The launch of a product of `fmt` weights with `epilogue`.
@@ -466,14 +461,14 @@ impl BatchEngine {
 
     /// Every launch of a pass of `m` rows.
     fn launch_all(&mut self, prompt: bool, m: usize) -> Result<(), EngineError> {
-        let products = self.passes[prompt as usize].products;
         let r = &mut self.passes[prompt as usize].r;
         self.w
             .token_embd
             .embed(&self.dev, &r.tok, &mut r.h, m as u32)?;
-        match products {
-            Products::Matvec => self.matvec_layers(prompt, m)?,
-            Products::Tiled => self.tiled_layers(prompt, m)?,
+        if !prompt && m <= self.matvec_rows {
+            self.matvec_layers(prompt, m)?;
+        } else {
+            self.tiled_layers(prompt, m)?;
         }
         let r = &mut self.passes[prompt as usize].r;
         rows_kernels::argmax_rows::launch::<1024>(
