@@ -8,8 +8,11 @@
 # tiles to serve (and to time the batched engine, part `batch`) with in turn (0: the
 # library's); MATVEC_ROWS lists the largest decode steps on the matrix-vector products to
 # time the batched engine with (part `batch`; default: the engine's); BATCH_TILES lists tiles, comma-separated, for the products at BATCH_ROWS rows
-# in `bench-kernels` (part `tiles`). PARTS picks among `selftest decode bench tiles batch
-# serve` (default: selftest decode bench serve). Writes logs to $OUT.
+# in `bench-kernels` (part `tiles`). Part `memcheck` runs the batched kernels' selftest
+# under compute-sanitizer; part `exact` serves with every decode step on the
+# matrix-vector products and checks greedy requests alone against beside 31 others.
+# PARTS picks among `selftest memcheck decode bench tiles batch serve exact` (default:
+# selftest decode bench serve). Writes logs to $OUT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh
@@ -25,7 +28,13 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
 [[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b
 if part selftest; then
     TAIL=12 run selftest_batch "$BIN/greta" selftest --backend cuda --graph attention_rows qkv_rows argmax_rows argmax matvec gemm
+    TAIL=3 run selftest_batch_seed2 "$BIN/greta" selftest --backend cuda --seed 2 attention_rows matvec
     TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention_rows qkv_rows argmax_rows argmax matvec
+    grep -h FAIL "$OUT"/selftest_batch*.log
+fi
+if part memcheck; then
+    TAIL=3 run memcheck_batch compute-sanitizer --tool memcheck --error-exitcode 3 \
+        "$BIN/greta" selftest --backend cuda attention_rows qkv_rows argmax_rows matvec
 fi
 if part decode; then
     TAIL=12 run bench_decode "$BIN/greta" bench-kernels --backend cuda --only decode
@@ -74,6 +83,22 @@ if part serve; then
         wait "$server"; echo "server exit: $?"
         grep -a "shutting down" "$OUT/server-$tile.log" | tail -n 1
     done
+fi
+if part exact; then
+    PORT=18081
+    "$BIN/llama2" serve --backend cuda --model "$L7B" --port "$PORT" --ctx "${SERVE_CTX:-512}" \
+        --parallel 64 --queue 128 --matvec-rows 64 >"$OUT/server-exact.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 120); do
+        grep -q "^listening on" "$OUT/server-exact.log" && break
+        kill -0 "$server" 2>/dev/null || break
+        sleep 1
+    done
+    echo "== every decode step on the matrix-vector products"
+    TAIL=6 run load-exact "$BIN/llama2" load --url "http://127.0.0.1:$PORT" \
+        --model "$(basename "$L7B" .gguf)" --streams 32 -n "${TOKENS:-128}" --reps 1
+    kill -TERM "$server"
+    wait "$server"
 fi
 echo "result: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status

@@ -43,8 +43,9 @@ pub const BUCKETS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 const TILE_ROWS: u32 = 32;
 
 /// The largest decode pass (after padding) that takes the matrix-vector products by
-/// default: above it the tiled products are faster on the H100 (docs/perf.md).
-pub const MATVEC_ROWS: usize = 16;
+/// default: on the H100 they are faster up to 8 rows, the tiled products from 16
+/// (docs/perf.md).
+pub const MATVEC_ROWS: usize = 8;
 
 /// One row of a step: `token` at position `pos` of the sequence in cache slot `slot`, a
 /// token of its prompt or one it decoded.
