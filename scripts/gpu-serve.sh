@@ -60,19 +60,25 @@ if part batch; then
         done
     done
 fi
+# start_server NAME PORT ARGS...: starts `llama2 serve` on the model at PORT with ARGS, its
+# log in $OUT/server-NAME.log, and waits until it listens (or exits); sets `server`.
+start_server() {
+    local log="$OUT/server-$1.log" port=$2; shift 2
+    "$BIN/llama2" serve --backend cuda --model "$L7B" --port "$port" --ctx "${SERVE_CTX:-512}" \
+        --queue 128 "$@" >"$log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 120); do
+        grep -q "^listening on" "$log" && break
+        kill -0 "$server" 2>/dev/null || break
+        sleep 1
+    done
+}
 if part serve; then
     PORT=18080
     for tile in ${SERVE_TILES:-0}; do
         tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
         echo "== serving with tile $tile"
-        "$BIN/llama2" serve --backend cuda --model "$L7B" --port "$PORT" --ctx "${SERVE_CTX:-512}" \
-            --parallel "${PARALLEL:-64}" --queue 128 "${tile_arg[@]}" >"$OUT/server-$tile.log" 2>&1 &
-        server=$!
-        for _ in $(seq 1 120); do
-            grep -q "^listening on" "$OUT/server-$tile.log" && break
-            kill -0 "$server" 2>/dev/null || break
-            sleep 1
-        done
+        start_server "$tile" "$PORT" --parallel "${PARALLEL:-64}" "${tile_arg[@]}"
         grep -E "warm-up|listening|Error" "$OUT/server-$tile.log"
         TAIL=12 run "load-$tile" "$BIN/llama2" load --url "http://127.0.0.1:$PORT" \
             --model "$(basename "$L7B" .gguf)" --streams "${STREAMS:-1,8,32,64}" -n "${TOKENS:-128}" \
@@ -86,14 +92,7 @@ if part serve; then
 fi
 if part exact; then
     PORT=18081
-    "$BIN/llama2" serve --backend cuda --model "$L7B" --port "$PORT" --ctx "${SERVE_CTX:-512}" \
-        --parallel 64 --queue 128 --matvec-rows 64 >"$OUT/server-exact.log" 2>&1 &
-    server=$!
-    for _ in $(seq 1 120); do
-        grep -q "^listening on" "$OUT/server-exact.log" && break
-        kill -0 "$server" 2>/dev/null || break
-        sleep 1
-    done
+    start_server exact "$PORT" --parallel 64 --matvec-rows 64
     echo "== every decode step on the matrix-vector products"
     TAIL=6 run load-exact "$BIN/llama2" load --url "http://127.0.0.1:$PORT" \
         --model "$(basename "$L7B" .gguf)" --streams 32 -n "${TOKENS:-128}" --reps 1

@@ -1,7 +1,7 @@
 //! Cases of the batched-decode kernels: rows of several sequences at once, each row with
 //! its own cache slot and position, against f64 references.
 
-use super::cases::{random_weights, reference_norm, reference_rows, Q8_INPUT, Q8_SWIGLU};
+use super::cases::{random_weights, reference_norm, reference_rows, NO_ROPE, Q8_INPUT, Q8_SWIGLU};
 use super::{compare, random_f32, Case, Comparison, Tolerance};
 use crate::kernels::batch::{self, RowAttention};
 use crate::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
@@ -372,13 +372,6 @@ fn matvec_inputs_case(
     }
     Ok(compare(&got, &want))
 }
-
-const NO_ROPE: Rope = Rope {
-    q_rows: 0,
-    head_dim: 2,
-    ctx: 1,
-    base: 10000.0,
-};
 
 /// The QKV product of `ROWS` (Q4_K Q and K, Q6_K V): rotated Q per row, K and V at each
 /// row's (slot, position) and nowhere else; each row launched alone gives the same bits.

@@ -348,7 +348,7 @@ const F32_ATTENTION: Tolerance = Tolerance {
 };
 
 /// Geometry for epilogues that do not rotate.
-const NO_ROPE: Rope = Rope {
+pub(super) const NO_ROPE: Rope = Rope {
     q_rows: 0,
     head_dim: 2,
     ctx: 1,
