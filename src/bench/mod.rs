@@ -358,11 +358,21 @@ pub fn bench_attention(
         .collect::<Result<_>>()?;
     let q = dev.upload(&vec![0.5f32; (att.n_kv * att.head_dim) as usize])?;
     let pos = dev.upload(&[len - 1])?;
-    let mut scratch = att.scratch(dev)?;
+    let mut scratch = att.scratch(dev, 1)?;
     let mut out = dev.alloc::<f32>((att.n_kv * att.head_dim) as usize)?;
     let us = time_launches(dev, timing, copies, reps, |d, k| {
         let (kc, vc) = &caches[k];
-        att.launch(d, kernel, &q, kc, vc, &pos, &mut scratch, &mut out)
+        att.launch(
+            d,
+            kernel,
+            &q,
+            kc,
+            vc,
+            &pos,
+            Inputs::ONE,
+            &mut scratch,
+            &mut out,
+        )
     })?;
     let name = match kernel {
         AttentionKernel::Chunked => format!("attention chunk {}", att.chunk),

@@ -17,23 +17,28 @@
 
 use crate::kernel;
 
-/// Attention of the `G` query heads sharing KV head `block_idx()` over positions
-/// `0..=pos[0]`, for head size `D`, one block per chunk of `CH` positions (short and
-/// medium sequences). `q` holds all query heads (`n_kv * G * D`); the caches
-/// are `[n_kv][ctx][D]`; `part_o` (`n_kv * G * max_chunks * D`) and `part_ml`
-/// (`n_kv * G * max_chunks * 2`) hold the chunk partials, `counter` (`n_kv`, zero between
-/// launches) orders the combine. Output: `out[(h*G+g)*D + d]`.
+/// Attention of the `G` query heads sharing KV head `block_idx()` of row `r =
+/// block_idx_z()` over positions `0..=pos[r]` of its cache slot `slot[r]` (`slot_len`
+/// elements each; 0: the caches hold one sequence and `slot` is not read), for head size
+/// `D`, one block per chunk of `CH` positions (short and medium sequences). `q` holds
+/// every row's query heads (`n_kv * G * D` each); a slot's caches are `[n_kv][ctx][D]`;
+/// `part_o` (`n_kv * G * max_chunks * D` per row) and `part_ml` (`n_kv * G * max_chunks *
+/// 2` per row) hold the chunk partials, `counter` (`n_kv` per row, zero between launches)
+/// orders the combine. Output: row `r`'s `out[(r * n_kv + h) * G * D + g * D + d]`. No
+/// row's arithmetic depends on another's.
 #[kernel]
 pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
     q: &[f32],
     kc: &[f16],
     vc: &[f16],
     pos: &[u32],
+    slot: &[u32],
     part_o: &mut [f32],
     part_ml: &mut [f32],
     counter: &mut [u32],
     out: &mut [f32],
     ctx: u32,
+    slot_len: u32,
     max_chunks: u32,
     scale: f32,
 ) {
@@ -48,13 +53,17 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
     wait_prior_launch();
     let h = block_idx();
     let c = block_idx_y();
-    let len = pos[0] + 1;
+    let r = block_idx_z();
+    // The row's KV head among every row's: it places the query, partials and output.
+    let hr = r * grid_dim() + h;
+    let len = pos[r] + 1;
     let chunks = (len + CH - 1) / CH;
     if c >= chunks {
         return;
     }
     let start = c * CH;
     let tid = thread_idx();
+    let cache = if slot_len == 0 { 0 } else { slot[r] * slot_len };
 
     // D/8 lanes share one position, eight dimensions (one 16-byte load) each. Every K and
     // V vector this thread needs is loaded up front: one burst of independent loads,
@@ -70,12 +79,12 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
     for j in 0..CH / (BLOCK / (D / 8)) {
         let t = start + j * (BLOCK / (D / 8)) + group;
         if t < len {
-            keys[j] = kc.load_vec::<8>(((h * ctx + t) * D + dd) / 8);
-            values[j] = vc.load_vec::<8>(((h * ctx + t) * D + dd) / 8);
+            keys[j] = kc.load_vec::<8>((cache + (h * ctx + t) * D + dd) / 8);
+            values[j] = vc.load_vec::<8>((cache + (h * ctx + t) * D + dd) / 8);
         }
     }
     for i in (tid..G * D).step_by(BLOCK) {
-        qs[i] = q[h * G * D + i];
+        qs[i] = q[hr * G * D + i];
     }
     barrier();
     let per_pass = BLOCK / lanes;
@@ -137,7 +146,7 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
             }
         }
     }
-    let slot = h * G;
+    let head0 = hr * G;
     // A sequence that fits one chunk needs no combine: normalise and write the output.
     let single = chunks == 1;
     for g in 0..G {
@@ -151,20 +160,20 @@ pub fn attention<const D: u32, const G: u32, const CH: u32, const BLOCK: u32>(
                 o += red[r * D + tid];
             }
             if single {
-                out[(slot + g) * D + tid] = o / stats[2 * g + 1];
+                out[(head0 + g) * D + tid] = o / stats[2 * g + 1];
             } else {
-                part_o[((slot + g) * max_chunks + c) * D + tid] = o;
+                part_o[((head0 + g) * max_chunks + c) * D + tid] = o;
             }
         }
         if tid == 0 && !single {
-            part_ml[((slot + g) * max_chunks + c) * 2] = stats[2 * g];
-            part_ml[((slot + g) * max_chunks + c) * 2 + 1] = stats[2 * g + 1];
+            part_ml[((head0 + g) * max_chunks + c) * 2] = stats[2 * g];
+            part_ml[((head0 + g) * max_chunks + c) * 2 + 1] = stats[2 * g + 1];
         }
         barrier();
     }
     if !single {
         combine_chunks(
-            part_o, part_ml, counter, out, last, h, G, D, chunks, max_chunks,
+            part_o, part_ml, counter, out, last, hr, G, D, chunks, max_chunks,
         );
     }
 }
@@ -531,19 +540,20 @@ impl Attention {
         }
     }
 
-    /// Allocates the scratch for both kernels (counters zeroed).
+    /// Allocates the scratch for both kernels (counters zeroed), for launches of up to
+    /// `rows` sequences (the streamed kernel takes one).
     pub fn scratch(
         &self,
         dev: &crate::runtime::Device,
+        rows: u32,
     ) -> Result<AttentionScratch, crate::runtime::Error> {
-        let per_head = self
-            .slots(dev, AttentionKernel::Chunked)?
+        let per_head = (rows * self.slots(dev, AttentionKernel::Chunked)?)
             .max(self.slots(dev, AttentionKernel::Streamed)?);
         let slots = (self.n_kv * self.group * per_head) as usize;
         Ok(AttentionScratch {
             part_o: dev.alloc(slots * self.head_dim as usize)?,
             part_ml: dev.alloc(slots * 2)?,
-            counter: dev.upload(&vec![0u32; self.n_kv as usize])?,
+            counter: dev.upload(&vec![0u32; (rows * self.n_kv) as usize])?,
         })
     }
 
@@ -578,8 +588,10 @@ impl Attention {
         }
     }
 
-    /// Launches `kernel` over every chunk the cache can hold; chunks past `pos[0]` exit at
-    /// once. `kernel_for` says which kernel suits a length; either is correct for any.
+    /// Launches `kernel` over every chunk the cache can hold, for `rows.n` sequences, row
+    /// `r` at position `pos[r]` of its cache slot (`rows.slots`; the streamed kernel takes
+    /// one sequence); chunks past a row's position exit at once. `kernel_for` says which
+    /// kernel suits a length; either is correct for any.
     #[allow(clippy::too_many_arguments)]
     pub fn launch(
         &self,
@@ -589,54 +601,93 @@ impl Attention {
         kc: &crate::runtime::Buffer<half::f16>,
         vc: &crate::runtime::Buffer<half::f16>,
         pos: &crate::runtime::Buffer<u32>,
+        rows: super::matvec::Inputs<'_>,
         scratch: &mut AttentionScratch,
         out: &mut crate::runtime::Buffer<f32>,
     ) -> Result<(), crate::runtime::Error> {
         self.check(dev)?;
-        let slots = self.slots(dev, kernel)?;
-        let needed = (self.n_kv * self.group * slots * self.head_dim) as usize;
-        if scratch.part_o.len() < needed || scratch.counter.len() < self.n_kv as usize {
-            return Err(crate::runtime::Error::Launch {
+        let bad = |message: String| {
+            Err(crate::runtime::Error::Launch {
                 kernel: "attention".into(),
-                message: format!(
-                    "scratch holds {} partial values, {needed} needed",
-                    scratch.part_o.len()
-                ),
-            });
+                message,
+            })
+        };
+        let one = rows.n == 1 && rows.slots.is_none();
+        if rows.n == 0 || (kernel == AttentionKernel::Streamed && !one) {
+            return bad(format!(
+                "{} rows{} for the {kernel:?} kernel",
+                rows.n,
+                if rows.slots.is_some() {
+                    " in slots"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let slots = self.slots(dev, kernel)?;
+        let needed = (rows.n * self.n_kv * self.group * slots * self.head_dim) as usize;
+        if scratch.part_o.len() < needed || scratch.counter.len() < (rows.n * self.n_kv) as usize {
+            return bad(format!(
+                "scratch holds {} partial values and {} counters, {needed} and {} needed",
+                scratch.part_o.len(),
+                scratch.counter.len(),
+                rows.n * self.n_kv
+            ));
         }
         let scale = 1.0 / (self.head_dim as f32).sqrt();
-        let mut args = vec![
-            q.into(),
-            kc.into(),
-            vc.into(),
-            pos.into(),
-            (&mut scratch.part_o).into(),
-            (&mut scratch.part_ml).into(),
-            (&mut scratch.counter).into(),
-            out.into(),
-            self.ctx.into(),
-            slots.into(),
-        ];
         let spec = self.spec(kernel);
+        let (p_o, p_ml, count) = (
+            &mut scratch.part_o,
+            &mut scratch.part_ml,
+            &mut scratch.counter,
+        );
         match kernel {
             AttentionKernel::Chunked => {
-                args.push(scale.into());
+                let (slot, slot_len) = rows.slots.unwrap_or((pos, 0));
                 dev.launch(
                     attention::definition(),
                     &spec,
-                    (self.n_kv, slots).into(),
-                    &args,
+                    crate::runtime::Grid {
+                        x: self.n_kv,
+                        y: slots,
+                        z: rows.n,
+                    },
+                    &[
+                        q.into(),
+                        kc.into(),
+                        vc.into(),
+                        pos.into(),
+                        slot.into(),
+                        p_o.into(),
+                        p_ml.into(),
+                        count.into(),
+                        out.into(),
+                        self.ctx.into(),
+                        slot_len.into(),
+                        slots.into(),
+                        scale.into(),
+                    ],
                 )
             }
-            AttentionKernel::Streamed => {
-                args.extend::<[crate::runtime::Arg<'_>; 2]>([self.min_chunk.into(), scale.into()]);
-                dev.launch(
-                    attention_stream::definition(),
-                    &spec,
-                    (self.n_kv, slots).into(),
-                    &args,
-                )
-            }
+            AttentionKernel::Streamed => dev.launch(
+                attention_stream::definition(),
+                &spec,
+                (self.n_kv, slots).into(),
+                &[
+                    q.into(),
+                    kc.into(),
+                    vc.into(),
+                    pos.into(),
+                    p_o.into(),
+                    p_ml.into(),
+                    count.into(),
+                    out.into(),
+                    self.ctx.into(),
+                    slots.into(),
+                    self.min_chunk.into(),
+                    scale.into(),
+                ],
+            ),
         }
     }
 }

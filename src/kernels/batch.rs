@@ -66,19 +66,18 @@ pub fn qkv_rows(
 /// at positions `0..=pos[r]`, for head size `D` (`BLOCK` = `D`: one thread per dimension).
 /// The keys go by in chunks of `D`, a thread scoring one key per chunk; an online softmax
 /// (base 2: `scale` is `log2(e) / sqrt(D)`) carries the sums between chunks. `q` (f32) and
-/// `out` (`O`: f16 for the matrix-core products, f32 for the matrix-vector ones) are rows of
-/// `n_head * D`; head `h` reads KV head `h / G` of slot `slot[r]`
+/// `out` (f16, the matrix-core products' input) are rows of `n_head * D`; head `h` reads KV head `h / G` of slot `slot[r]`
 /// in caches of `[slot][n_kv][ctx][D]`. (An occupancy of one wave per SIMD is asked for
 /// because, left to itself, sm_80's compiler held the 64-thread block to 32 registers and
 /// spilled.)
 #[kernel(min_waves = 1)]
-pub fn attention_rows<O, const D: u32, const G: u32, const BLOCK: u32>(
+pub fn attention_rows<const D: u32, const G: u32, const BLOCK: u32>(
     q: &[f32],
     kc: &[f16],
     vc: &[f16],
     pos: &[u32],
     slot: &[u32],
-    out: &mut [O],
+    out: &mut [f16],
     n_head: u32,
     n_kv: u32,
     ctx: u32,
@@ -126,7 +125,7 @@ pub fn attention_rows<O, const D: u32, const G: u32, const BLOCK: u32>(
         // Every thread has read this chunk's probabilities before the next overwrites them.
         barrier();
     }
-    out[r * width + head * D + tid] = (acc / row_sum) as O;
+    out[r * width + head * D + tid] = (acc / row_sum) as f16;
 }
 
 /// Greedy selection per row: `tok[r]` is the index of the largest of row `r =
@@ -152,10 +151,9 @@ pub struct RowAttention {
 }
 
 impl RowAttention {
-    /// The specialisation values for output type `o`.
-    pub fn spec(&self, o: crate::codegen::Scalar) -> Vec<crate::codegen::SpecValue> {
+    /// The specialisation values.
+    pub fn spec(&self) -> Vec<crate::codegen::SpecValue> {
         attention_rows::Spec {
-            o,
             d: self.head_dim,
             g: self.group,
             block: self.head_dim,
@@ -165,7 +163,7 @@ impl RowAttention {
 
     /// Attention of `m` rows, each over its own slot (`slot`) up to its position (`pos`).
     #[allow(clippy::too_many_arguments)]
-    pub fn launch<O: crate::runtime::Element>(
+    pub fn launch(
         &self,
         dev: &crate::runtime::Device,
         q: &crate::runtime::Buffer<f32>,
@@ -173,14 +171,14 @@ impl RowAttention {
         vc: &crate::runtime::Buffer<half::f16>,
         pos: &crate::runtime::Buffer<u32>,
         slot: &crate::runtime::Buffer<u32>,
-        out: &mut crate::runtime::Buffer<O>,
+        out: &mut crate::runtime::Buffer<half::f16>,
         m: u32,
     ) -> Result<(), crate::runtime::Error> {
         super::flash::check_heads("attention_rows", self.head_dim, self.group, self.n_head)?;
         let scale = std::f64::consts::LOG2_E / (self.head_dim as f64).sqrt();
         dev.launch(
             attention_rows::definition(),
-            &self.spec(O::SCALAR),
+            &self.spec(),
             (self.n_head, m).into(),
             &[
                 q.into(),

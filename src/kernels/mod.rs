@@ -75,14 +75,14 @@ pub fn builtins() -> Vec<KernelVariants> {
     let mma = |t, a| mma_tile::mma_tile::Spec { t, a, block: 64 }.values();
     let mma_trans = |t| mma_tile::mma_tile_trans::Spec { t, block: 64 }.values();
     let prefill = |d, g| flash::attention_prefill::Spec { d, g, block: 128 }.values();
-    let row_attention = |o, head_dim, group| {
+    let row_attention = |head_dim, group| {
         batch::RowAttention {
             head_dim,
             group,
             n_head: group,
             ctx: 1,
         }
-        .spec(o)
+        .spec()
     };
     vec![
         KernelVariants {
@@ -185,12 +185,7 @@ pub fn builtins() -> Vec<KernelVariants> {
         },
         KernelVariants {
             def: batch::attention_rows::definition,
-            variants: vec![
-                row_attention(F16, 128, 1),
-                row_attention(F32, 128, 1),
-                row_attention(F16, 64, 3),
-                row_attention(F32, 64, 3),
-            ],
+            variants: vec![row_attention(128, 1), row_attention(64, 3)],
             per_target: none,
         },
         KernelVariants {

@@ -1,8 +1,11 @@
 //! Cases of the batched-decode kernels: rows of several sequences at once, each row with
 //! its own cache slot and position, against f64 references.
 
-use super::cases::{random_weights, reference_norm, reference_rows, NO_ROPE, Q8_INPUT, Q8_SWIGLU};
+use super::cases::{
+    random_weights, reference_norm, reference_rows, F32_ATTENTION, NO_ROPE, Q8_INPUT, Q8_SWIGLU,
+};
 use super::{compare, random_f32, Case, Comparison, Tolerance};
+use crate::kernels::attention::{Attention, AttentionKernel};
 use crate::kernels::batch::{self, RowAttention};
 use crate::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
 use crate::quant::gpu::GpuFormat;
@@ -37,18 +40,20 @@ const CTX: usize = 150;
 pub fn all() -> Vec<Case> {
     let mut v = Vec::new();
     for (d, g, n_head) in [(128usize, 1usize, 2usize), (64, 3, 6)] {
-        for f32_out in [false, true] {
-            v.push(Case::new(
-                "attention_rows",
-                format!(
-                    "d{d} g{g} h{n_head} {} rows of {SLOTS} slots{}",
-                    ROWS.len(),
-                    if f32_out { " f32" } else { "" }
-                ),
-                F16_ATTENTION,
-                move |dev, r| attention_rows_case(dev, r, d, g, n_head, f32_out),
-            ));
-        }
+        let rows = format!("d{d} g{g} h{n_head} {} rows of {SLOTS} slots", ROWS.len());
+        v.push(Case::new(
+            "attention_rows",
+            rows.clone(),
+            F16_ATTENTION,
+            move |dev, r| attention_rows_case(dev, r, d, g, n_head),
+        ));
+        // Chunks of 64 positions: rows of one chunk and of three (the combine).
+        v.push(Case::new(
+            "attention",
+            format!("{rows} chunk 64"),
+            F32_ATTENTION,
+            move |dev, r| attention_slots_case(dev, r, d, g, n_head, 64),
+        ));
         v.push(Case::new(
             "qkv_rows",
             format!("d{d} h{n_head} kv{} {} rows", n_head / g, ROWS.len()),
@@ -102,17 +107,18 @@ fn slot_len(slot: usize) -> usize {
         .unwrap_or(0)
 }
 
-fn attention_rows_case(
-    dev: &Device,
+/// Caches of `SLOTS` slots (positions a slot has not reached hold NaN, so reading one
+/// fails a case), a query per row and head, and the f64 attention of every row over its
+/// slot: (K, V, Q, expected).
+#[allow(clippy::type_complexity)]
+fn slot_attention(
     rng: &mut StdRng,
     d: usize,
     g: usize,
     n_head: usize,
-    f32_out: bool,
-) -> Result<Comparison> {
+) -> (Vec<f16>, Vec<f16>, Vec<f32>, Vec<f64>) {
     let n_kv = n_head / g;
     let per_slot = n_kv * CTX * d;
-    // Positions a slot has not reached hold NaN: reading one fails the case.
     let mut k = vec![f16::NAN; SLOTS * per_slot];
     let mut vv = vec![f16::NAN; SLOTS * per_slot];
     for s in 0..SLOTS {
@@ -130,9 +136,8 @@ fn attention_rows_case(
             }
         }
     }
-    let m = ROWS.len();
-    let q = random_f32(rng, m * n_head * d, 1.0);
-    let mut want = Vec::with_capacity(m * n_head * d);
+    let q = random_f32(rng, ROWS.len() * n_head * d, 1.0);
+    let mut want = Vec::with_capacity(ROWS.len() * n_head * d);
     for (r, &(s, pos)) in ROWS.iter().enumerate() {
         for h in 0..n_head {
             let qrow = &q[(r * n_head + h) * d..][..d];
@@ -140,25 +145,80 @@ fn attention_rows_case(
             want.extend(super::reference_attention(qrow, &k, &vv, base, pos + 1));
         }
     }
+    (k, vv, q, want)
+}
+
+/// The positions and slots of `rows` (as (slot, position)) on the device.
+fn row_places(dev: &Device, rows: &[(usize, usize)]) -> Result<(Buffer<u32>, Buffer<u32>)> {
+    let pos: Vec<u32> = rows.iter().map(|(_, p)| *p as u32).collect();
+    let slot: Vec<u32> = rows.iter().map(|(s, _)| *s as u32).collect();
+    Ok((dev.upload(&pos)?, dev.upload(&slot)?))
+}
+
+fn attention_rows_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    d: usize,
+    g: usize,
+    n_head: usize,
+) -> Result<Comparison> {
+    let (k, vv, q, want) = slot_attention(rng, d, g, n_head);
+    let m = ROWS.len();
     let (dq, dk, dv) = (dev.upload(&q)?, dev.upload(&k)?, dev.upload(&vv)?);
-    let pos: Vec<u32> = ROWS.iter().map(|(_, p)| *p as u32).collect();
-    let slot: Vec<u32> = ROWS.iter().map(|(s, _)| *s as u32).collect();
-    let (dpos, dslot) = (dev.upload(&pos)?, dev.upload(&slot)?);
+    let (dpos, dslot) = row_places(dev, &ROWS)?;
     let att = RowAttention {
         head_dim: d as u32,
         group: g as u32,
         n_head: n_head as u32,
         ctx: CTX as u32,
     };
-    let got: Vec<f32> = if f32_out {
-        let mut out = dev.upload(&vec![f32::NAN; m * n_head * d])?;
-        att.launch(dev, &dq, &dk, &dv, &dpos, &dslot, &mut out, m as u32)?;
-        dev.download(&out)?
-    } else {
-        let mut out = dev.upload(&vec![f16::NAN; m * n_head * d])?;
-        att.launch(dev, &dq, &dk, &dv, &dpos, &dslot, &mut out, m as u32)?;
-        dev.download(&out)?.into_iter().map(f16::to_f32).collect()
+    let mut out = dev.upload(&vec![f16::NAN; m * n_head * d])?;
+    att.launch(dev, &dq, &dk, &dv, &dpos, &dslot, &mut out, m as u32)?;
+    let got: Vec<f32> = dev.download(&out)?.into_iter().map(f16::to_f32).collect();
+    Ok(compare(&got, &want))
+}
+
+/// Decode's chunked attention over rows of several slots, launched twice (the combine
+/// counters must be back at zero for the second launch to agree).
+fn attention_slots_case(
+    dev: &Device,
+    rng: &mut StdRng,
+    d: usize,
+    g: usize,
+    n_head: usize,
+    chunk: u32,
+) -> Result<Comparison> {
+    let (k, vv, q, want) = slot_attention(rng, d, g, n_head);
+    let (m, n_kv) = (ROWS.len() as u32, (n_head / g) as u32);
+    let (dq, dk, dv) = (dev.upload(&q)?, dev.upload(&k)?, dev.upload(&vv)?);
+    let (dpos, dslot) = row_places(dev, &ROWS)?;
+    let att = Attention {
+        chunk,
+        ..Attention::new(d as u32, g as u32, n_kv, CTX as u32)
     };
+    let mut scratch = att.scratch(dev, m)?;
+    let slot_len = n_kv * CTX as u32 * d as u32;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let mut out = dev.upload(&vec![f32::NAN; q.len()])?;
+        let rows = Inputs {
+            n: m,
+            slots: Some((&dslot, slot_len)),
+        };
+        att.launch(
+            dev,
+            AttentionKernel::Chunked,
+            &dq,
+            &dk,
+            &dv,
+            &dpos,
+            rows,
+            &mut scratch,
+            &mut out,
+        )?;
+        got.extend(dev.download(&out)?);
+    }
+    let want: Vec<f64> = want.iter().chain(&want).copied().collect();
     Ok(compare(&got, &want))
 }
 
@@ -183,9 +243,7 @@ fn qkv_rows_case(
     let mut q = dev.upload(&vec![f32::NAN; m * q_rows])?;
     let mut kc = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
     let mut vc = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
-    let pos: Vec<u32> = ROWS.iter().map(|(_, p)| *p as u32).collect();
-    let slot: Vec<u32> = ROWS.iter().map(|(s, _)| *s as u32).collect();
-    let (dpos, dslot) = (dev.upload(&pos)?, dev.upload(&slot)?);
+    let (dpos, dslot) = row_places(dev, &ROWS)?;
     let rope = Rope {
         q_rows: q_rows as u32,
         head_dim: d as u32,
@@ -408,9 +466,7 @@ fn matvec_qkv_rows_case(dev: &Device, rng: &mut StdRng) -> Result<Comparison> {
         let mut q = dev.upload(&vec![f32::NAN; rows.len() * q_rows])?;
         let mut kc: Buffer<f16> = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
         let mut vc: Buffer<f16> = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
-        let pos: Vec<u32> = rows.iter().map(|(_, p)| *p as u32).collect();
-        let slot: Vec<u32> = rows.iter().map(|(s, _)| *s as u32).collect();
-        let (dpos, dslot) = (dev.upload(&pos)?, dev.upload(&slot)?);
+        let (dpos, dslot) = row_places(dev, rows)?;
         mv.launch(
             dev,
             &dqk,

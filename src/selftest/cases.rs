@@ -342,7 +342,7 @@ fn stats_case(dev: &Device, rng: &mut StdRng, n: usize) -> Result<Comparison> {
 }
 
 /// f32 attention over f16 keys and values: softmax and sums in f32.
-const F32_ATTENTION: Tolerance = Tolerance {
+pub(super) const F32_ATTENTION: Tolerance = Tolerance {
     nmse: 1e-8,
     max_rel: 1e-4,
 };
@@ -546,7 +546,7 @@ fn attention_case(
     let kf: Vec<f32> = random_f32(rng, n_kv * ctx * d, 1.0);
     let vf: Vec<f32> = random_f32(rng, n_kv * ctx * d, 1.0);
     let q = random_f32(rng, n_q * d, 1.0);
-    let (dq, mut scratch) = (dev.upload(&q)?, att.scratch(dev)?);
+    let (dq, mut scratch) = (dev.upload(&q)?, att.scratch(dev, 1)?);
     let mut got = Vec::new();
     let mut want = Vec::new();
     for len in lens {
@@ -566,7 +566,17 @@ fn attention_case(
         let (dk, dv) = (dev.upload(&k16)?, dev.upload(&v16)?);
         let pos = dev.upload(&[len - 1])?;
         let mut out = dev.upload(&vec![f32::NAN; n_q * d])?;
-        att.launch(dev, kernel, &dq, &dk, &dv, &pos, &mut scratch, &mut out)?;
+        att.launch(
+            dev,
+            kernel,
+            &dq,
+            &dk,
+            &dv,
+            &pos,
+            Inputs::ONE,
+            &mut scratch,
+            &mut out,
+        )?;
         got.extend(dev.download(&out)?);
         let scale = 1.0 / (d as f64).sqrt();
         for hq in 0..n_q {

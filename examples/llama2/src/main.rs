@@ -358,7 +358,7 @@ fn batch_engine(
     if let Some(tile) = tile {
         e.set_tile(tile)?;
     }
-    e.set_matvec_rows(matvec_rows);
+    e.set_matvec_rows(matvec_rows)?;
     Ok(e)
 }
 

@@ -100,7 +100,7 @@ fn rows_of_several_sequences_agree_with_the_reference_per_sequence() {
         let g = tiny(recipe, 21);
         let cfg = LlamaConfig::from_gguf(&g).expect("config");
         let mut e = batch(&g, wave, 3);
-        e.set_matvec_rows(matvec_rows);
+        e.set_matvec_rows(matvec_rows).expect("matvec rows");
         let prompts: [Vec<u32>; 3] = [vec![5, 300, 42, 7, 9], vec![1], vec![17, 18, 19]];
         let mut seqs: Vec<Sequence> = prompts
             .iter()

@@ -24,6 +24,7 @@ use super::weights::{GpuLayer, GpuMatrix, GpuWeights};
 use super::{check_supported, EngineError};
 use crate::config::{LlamaConfig, LlamaWeights};
 use greta::codegen::Target;
+use greta::kernels::attention::{Attention, AttentionKernel, AttentionScratch};
 use greta::kernels::batch::{self as rows_kernels, RowAttention};
 use greta::kernels::gemm::{Gemm, Output, Tile};
 use greta::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
@@ -66,7 +67,14 @@ struct Pass {
 }
 
 impl Rows {
-    fn new(dev: &Device, cfg: &LlamaConfig, rows: usize) -> Result<Rows, EngineError> {
+    /// Buffers for `rows` rows; with `matvec`, those of the matrix-vector path too.
+    fn new(
+        dev: &Device,
+        cfg: &LlamaConfig,
+        rows: usize,
+        matvec: bool,
+    ) -> Result<Rows, EngineError> {
+        let f32_rows = if matvec { rows } else { 0 };
         let (q_rows, kv_rows) = (cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
         Ok(Rows {
             capacity: rows,
@@ -80,8 +88,8 @@ impl Rows {
             q: dev.alloc(rows * q_rows)?,
             attn: dev.alloc(rows * q_rows)?,
             ffn: dev.alloc(rows * cfg.n_ff)?,
-            attn_f32: dev.alloc(rows * q_rows)?,
-            ffn_f32: dev.alloc(rows * cfg.n_ff)?,
+            attn_f32: dev.alloc(f32_rows * q_rows)?,
+            ffn_f32: dev.alloc(f32_rows * cfg.n_ff)?,
             logits: dev.alloc(rows * cfg.n_vocab)?,
             next: dev.alloc(rows)?,
         })
@@ -89,9 +97,14 @@ impl Rows {
 }
 
 impl Pass {
-    fn new(dev: &Device, cfg: &LlamaConfig, rows: usize) -> Result<Pass, EngineError> {
+    fn new(
+        dev: &Device,
+        cfg: &LlamaConfig,
+        rows: usize,
+        matvec: bool,
+    ) -> Result<Pass, EngineError> {
         Ok(Pass {
-            r: Rows::new(dev, cfg, rows)?,
+            r: Rows::new(dev, cfg, rows, matvec)?,
             graphs: HashMap::new(),
             rows: 0,
         })
@@ -119,7 +132,8 @@ struct Rows {
     q: Buffer<f32>,
     attn: Buffer<f16>,
     ffn: Buffer<f16>,
-    /// The matrix-vector path's attention output and SwiGLU values.
+    /// The matrix-vector path's attention output and SwiGLU values (empty in the prompt
+    /// pass).
     attn_f32: Buffer<f32>,
     ffn_f32: Buffer<f32>,
     logits: Buffer<f32>,
@@ -146,6 +160,10 @@ pub struct BatchEngine {
     /// Decode passes of up to this many rows (after padding) take the matrix-vector
     /// products.
     matvec_rows: usize,
+    /// Their attention: decode's chunked kernel, a row per sequence.
+    attention: Attention,
+    /// Its partials, for `matvec_rows` rows.
+    scratch: AttentionScratch,
 }
 
 impl BatchEngine {
@@ -187,8 +205,15 @@ impl BatchEngine {
             .collect::<Result<_, _>>()?;
         // Decode rows: one per sequence (at least a bucket's worth, for warming up).
         let decode_rows = slots.max(BUCKETS[BUCKETS.len() - 1]).min(max_rows);
-        let decode = Pass::new(&dev, cfg, decode_rows)?;
-        let prompt = Pass::new(&dev, cfg, max_rows)?;
+        let decode = Pass::new(&dev, cfg, decode_rows, true)?;
+        let prompt = Pass::new(&dev, cfg, max_rows, false)?;
+        let attention = Attention::new(
+            cfg.head_dim as u32,
+            (cfg.n_head / cfg.n_head_kv) as u32,
+            cfg.n_head_kv as u32,
+            ctx as u32,
+        );
+        let scratch = attention.scratch(&dev, MATVEC_ROWS.min(decode_rows) as u32)?;
         let e = BatchEngine {
             dev,
             cfg: cfg.clone(),
@@ -202,6 +227,8 @@ impl BatchEngine {
             placed: Vec::new(),
             tile: None,
             matvec_rows: MATVEC_ROWS,
+            attention,
+            scratch,
         };
         e.check_products()?;
         Ok(e)
@@ -220,9 +247,12 @@ impl BatchEngine {
     /// Runs decode passes of up to `rows` rows (after padding to their bucket) on the
     /// matrix-vector products, larger ones on the tiled products (0: all tiled). Graphs
     /// captured before are dropped.
-    pub fn set_matvec_rows(&mut self, rows: usize) {
+    pub fn set_matvec_rows(&mut self, rows: usize) -> Result<(), EngineError> {
+        let rows = rows.min(self.passes[0].r.capacity);
+        self.scratch = self.attention.scratch(&self.dev, rows.max(1) as u32)?;
         self.matvec_rows = rows;
         self.passes[0].graphs.clear();
+        Ok(())
     }
 
     /// The launch of a product of `fmt` weights with `epilogue`.
@@ -486,7 +516,6 @@ impl BatchEngine {
     /// from the embeddings in `h` to the logits.
     fn matvec_layers(&mut self, prompt: bool, m: usize) -> Result<(), EngineError> {
         let rope = self.rope();
-        let attention = self.row_attention();
         let r = &mut self.passes[prompt as usize].r;
         let (dev, cfg) = (&self.dev, &self.cfg);
         let slot_len = (cfg.n_head_kv * cfg.head_dim * self.ctx) as u32;
@@ -514,15 +543,19 @@ impl BatchEngine {
                 eps,
                 rope,
             )?;
-            attention.launch(
+            self.attention.launch(
                 dev,
+                AttentionKernel::Chunked,
                 &r.q,
                 &self.kc[l],
                 &self.vc[l],
                 &r.pos,
-                &r.slot,
+                Inputs {
+                    n,
+                    slots: Some((&r.slot, slot_len)),
+                },
+                &mut self.scratch,
                 &mut r.attn_f32,
-                n,
             )?;
             let (wo, gu, down) = (&layer.wo, &layer.w_gate_up, &layer.w_down);
             mv(wo, false, Epilogue::Add).launch(

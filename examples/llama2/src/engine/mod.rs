@@ -200,7 +200,7 @@ impl Engine {
             vc: (0..cfg.n_layer)
                 .map(|_| dev.upload(&zeros))
                 .collect::<Result<_, _>>()?,
-            scratch: attention.scratch(&dev)?,
+            scratch: attention.scratch(&dev, 1)?,
         };
         let prefill_from = if dev.kind() == greta::runtime::BackendKind::Cpu {
             2
@@ -361,6 +361,7 @@ impl Engine {
                     &s.kc[l],
                     &s.vc[l],
                     &s.pos,
+                    Inputs::ONE,
                     &mut s.scratch,
                     &mut s.attn,
                 )?;
