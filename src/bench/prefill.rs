@@ -3,7 +3,7 @@
 //! achieved TFLOP/s next to the dense f16 product's rate measured in the same run.
 
 use super::{time_launches, Timing};
-use crate::kernels::gemm::{Gemm, GemmScratch, Output, Tile};
+use crate::kernels::gemm::{Gemm, Output, Tile};
 use crate::kernels::matvec::Epilogue;
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
@@ -69,14 +69,12 @@ pub fn bench_gemm(
     if let Some(t) = tile {
         g.tile = t;
     }
-    let mut scratch = GemmScratch::new(dev, &[(g, m as u32, n as u32, k as u32)])?;
     let us = time_launches(dev, timing, copies.len(), reps, |d, c| {
         g.launch(
             d,
             &dx,
             &copies[c],
             Output::F32(&mut y, n as u32),
-            Some(&mut scratch),
             m as u32,
             n as u32,
             k as u32,
@@ -85,15 +83,14 @@ pub fn bench_gemm(
     let t = g.tile;
     Ok(FlopRow {
         name: format!(
-            "gemm {} {}x{}x{}x{}x{}x{}x{}",
+            "gemm {} {}x{}x{}x{}x{}x{}",
             ty.name(),
             t.bm,
             t.bn,
             t.wm,
             t.ks,
             t.dequant_at,
-            t.ahead,
-            g.splits(dev, n as u32, k as u32)
+            t.ahead
         ),
         shape: format!("{m}x{n}x{k}"),
         us,
@@ -128,13 +125,11 @@ pub fn bench_vendor(
     dev.vendor_gemm_f16(&dx, &copies[0], &mut y, (m, n, k))?;
     let theirs = dev.download(&y)?;
     let g = Gemm::new(GpuFormat::F16, Epilogue::Store, &dev.target(), m as u32);
-    let mut scratch = GemmScratch::new(dev, &[(g, m as u32, n as u32, k as u32)])?;
     g.launch(
         dev,
         &dx,
         &copies[0].view::<u32>(),
         Output::F32(&mut y, n as u32),
-        Some(&mut scratch),
         m as u32,
         n as u32,
         k as u32,

@@ -32,12 +32,7 @@ pub const LDS: u32 = 72;
 /// dequantisation issues while its matrix products run. The block's waves
 /// form `KS` slices that walk K's steps in turn (slice `s` takes steps `s, s + KS, ..`),
 /// each with its own buffers, so that a few rows of X still keep many loads in flight;
-/// their sums meet in shared memory before the epilogue. The grid's `z` blocks of a tile
-/// split K further (global slice `z * KS + s`): each block leaves its sums in `part`
-/// (`BM * BN` per block, blocks of a tile together) and counts itself in `count[tile]`
-/// (zero between launches); the last of them adds every block's sums in `z` order, so
-/// the result does not depend on which block finishes last, and runs the epilogue. Only
-/// tiles with K slices split (`KS` > 1). A slice's `2 * BN` threads
+/// their sums meet in shared memory before the epilogue. A slice's `2 * BN` threads
 /// dequantise its weight rows (two per row) and its waves split the tile `WM` ways along
 /// M. `k` is a multiple of 64 (and of the format's block), and paired epilogues need two
 /// fragments per wave across N.
@@ -59,8 +54,6 @@ pub fn gemm<
     yh: &mut [f16],
     kc: &mut [f16],
     vc: &mut [f16],
-    part: &mut [f32],
-    count: &mut [u32],
     m: u32,
     n: u32,
     k: u32,
@@ -77,7 +70,6 @@ pub fn gemm<
     let xs = shared!([f16; KS * 2 * BM * LDS]);
     let ws = shared!([f16; KS * 2 * BN * LDS]);
     let sums = shared!([f32; max(1, (KS - 1) * BM * (BN + 4))]);
-    let last = shared!([u32; 1]);
     // (Spelled out for one slice, so that nothing of the slicing remains in its code.)
     let slice = if KS == 1 {
         0
@@ -111,17 +103,8 @@ pub fn gemm<
     } else {
         r
     };
-    // This slice among every block's of the tile, and their number (tiles without K slices
-    // are never split: their steps stay free of the branch below).
-    let kz = if KS == 1 { 1 } else { grid_dim_z() };
-    let gs = if KS == 1 {
-        0
-    } else {
-        block_idx_z() * KS + slice
-    };
-    let slices = kz * KS;
     let steps = k / GROUP;
-    let rounds = (steps + slices - 1) / slices;
+    let rounds = (steps + KS - 1) / KS;
     let xbase = slice * 2 * BM * LDS;
     let wbase = slice * 2 * BN * LDS;
     // Rows past the ends of X and W read the last row instead (but see the zeroed rows
@@ -140,7 +123,7 @@ pub fn gemm<
         }
     }
     // This slice's first step into its buffers 0 (a slice without one takes the last).
-    let first = min(gs, steps - 1);
+    let first = min(slice, steps - 1);
     copy_activations(x, xs, first, xbase, st, m0, m, k, BLOCK / KS, BM, KS > 1);
     commit_copies();
     // Two register sets of a half-group each: with `AHEAD` = 2 a step's weights are loaded
@@ -151,7 +134,7 @@ pub fn gemm<
     }
     if AHEAD == 2 {
         for j in 0..6 {
-            wv[6 + j] = half_load(FMT, w, n, k, wrow, min(first + slices, steps - 1), h, j);
+            wv[6 + j] = half_load(FMT, w, n, k, wrow, min(first + KS, steps - 1), h, j);
         }
     }
     wait_copies(0);
@@ -178,10 +161,10 @@ pub fn gemm<
         for half in 0..2 {
             let round = 2 * pair + half;
             if round < rounds {
-                let g = round * slices + gs;
+                let g = round * KS + slice;
                 // Steps past the end load (and store, into the buffer no one reads again)
                 // the last step again rather than branch.
-                let next_g = min(g + slices, steps - 1);
+                let next_g = min(g + KS, steps - 1);
                 copy_activations(
                     x,
                     xs,
@@ -196,7 +179,7 @@ pub fn gemm<
                     KS > 1,
                 );
                 commit_copies();
-                let ahead_g = min(g + AHEAD * slices, steps - 1);
+                let ahead_g = min(g + AHEAD * KS, steps - 1);
                 for j in 0..6 {
                     wv[6 * ((half + AHEAD) % 2) + j] = half_load(FMT, w, n, k, wrow, ahead_g, h, j);
                 }
@@ -277,55 +260,6 @@ pub fn gemm<
                     acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j] = f;
                 }
             }
-        }
-    }
-    if kz > 1 {
-        // The block's sums go to its part of `part`; the tile's last block adds them all.
-        let tile = block_idx_y() * grid_dim() + block_idx();
-        if slice == 0 {
-            for i in 0..BM / WM / 16 {
-                for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
-                    part.store_frag(
-                        ((tile * kz + block_idx_z()) * BM + wave_m * tm + 16 * i) * BN
-                            + wave_n * tn
-                            + 16 * j,
-                        BN,
-                        acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j],
-                    );
-                }
-            }
-        }
-        fence();
-        barrier();
-        if thread_idx() == 0 {
-            let done = count.atomic_add(tile, 1);
-            last[0] = if done == kz - 1 { 1 } else { 0 };
-        }
-        barrier();
-        if last[0] == 0 {
-            return;
-        }
-        fence();
-        if slice == 0 {
-            for i in 0..BM / WM / 16 {
-                for j in 0..BN / (BLOCK / KS / WAVE / WM) / 16 {
-                    let mut f = acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j];
-                    for e in 0..f.len() {
-                        let at = (wave_m * tm + 16 * i + f.row(e)) * BN
-                            + wave_n * tn
-                            + 16 * j
-                            + f.col(e);
-                        f[e] = 0.0;
-                        for z in 0..kz {
-                            f[e] += part[(tile * kz + z) * BM * BN + at];
-                        }
-                    }
-                    acc[i * (BN / (BLOCK / KS / WAVE / WM) / 16) + j] = f;
-                }
-            }
-        }
-        if thread_idx() == 0 {
-            count[tile] = 0;
         }
     }
     if slice > 0 {
@@ -451,9 +385,6 @@ fn dequant_loaded(
     dequant_half(fmt, v0, v1, v2, v3, sw, g, h, tile, at);
 }
 
-/// Most blocks a tile's K is split over.
-pub const MAX_SPLITS: u32 = 16;
-
 /// A launch shape of `gemm`: the block's tile and its waves' arrangement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
@@ -470,36 +401,6 @@ pub struct Tile {
     pub dequant_at: u32,
     /// Steps ahead that weights are loaded into registers (1 or 2).
     pub ahead: u32,
-    /// Blocks splitting K for each tile of Y, for tiles with K slices: 0 for as many as
-    /// fill the device about twice for the product's width (never depending on M), 1 for
-    /// none.
-    pub kz: u32,
-}
-
-/// Where the blocks of split tiles leave their sums, and the counters that find each
-/// tile's last block (zero between launches; the last block resets its own).
-pub struct GemmScratch {
-    pub part: crate::runtime::Buffer<f32>,
-    pub count: crate::runtime::Buffer<u32>,
-}
-
-impl GemmScratch {
-    /// Scratch for every launch in `products` (a product's `Gemm`, M, N and K).
-    pub fn new(
-        dev: &crate::runtime::Device,
-        products: &[(Gemm, u32, u32, u32)],
-    ) -> Result<GemmScratch, crate::runtime::Error> {
-        let (mut part, mut count) = (1, 1);
-        for (g, m, n, k) in products {
-            let (p, c) = g.scratch_len(dev, *m, *n, *k);
-            part = part.max(p);
-            count = count.max(c);
-        }
-        Ok(GemmScratch {
-            part: dev.alloc(part)?,
-            count: dev.upload(&vec![0u32; count])?,
-        })
-    }
 }
 
 /// How to launch `gemm`: the weight format, the epilogue and the tile.
@@ -540,28 +441,23 @@ pub enum Output<'a> {
 impl std::str::FromStr for Tile {
     type Err = String;
 
-    /// `BMxBNxWMxKSxDQxAHEAD[xKZ]`, e.g. `128x128x2x1x2x1` or `32x128x2x2x2x1x0`.
+    /// `BMxBNxWMxKSxDQxAHEAD`, e.g. `128x128x2x1x2x1`.
     fn from_str(s: &str) -> Result<Tile, String> {
         let bad = || {
-            format!("tile `{s}`: write BMxBNxWMxKSxDQxAHEAD[xKZ] (DQ 0 to 4, AHEAD 1 or 2, KZ 0 for the device's fill, 1 without K slices), e.g. 128x128x2x1x2x1 or 32x128x2x2x2x1x0")
+            format!("tile `{s}`: write BMxBNxWMxKSxDQxAHEAD (DQ 0 to 4, AHEAD 1 or 2), e.g. 128x128x2x1x2x1")
         };
         let v: Vec<u32> = s
             .split('x')
             .map(|p| p.parse::<u32>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
-        let (kz, shape) = match v[..] {
-            [.., kz] if v.len() == 7 => (kz, &v[..6]),
-            _ => (1, &v[..]),
-        };
-        match shape[..] {
+        match v[..] {
             [bm, bn, wm, ks, dequant_at, ahead]
                 if bm > 0
                     && bn > 0
                     && wm > 0
                     && ks > 0
                     && dequant_at <= GROUP / 16
-                    && (1..=2).contains(&ahead)
-                    && (ks > 1 || kz == 1) =>
+                    && (1..=2).contains(&ahead) =>
             {
                 Ok(Tile {
                     bm,
@@ -570,7 +466,6 @@ impl std::str::FromStr for Tile {
                     ks,
                     dequant_at,
                     ahead,
-                    kz,
                 })
             }
             _ => Err(bad()),
@@ -595,21 +490,20 @@ impl Tile {
         } else {
             1
         };
-        let tile = |bm, bn, wm, ks, dequant_at, ahead, kz| Tile {
+        let tile = |bm, bn, wm, ks, dequant_at, ahead| Tile {
             bm,
             bn,
             wm,
             ks,
             dequant_at,
             ahead,
-            kz,
         };
         match (target.wave, m) {
-            (64, 0..=32) => tile(32, 32, 1, 2, 2, 1, 1),
-            (64, _) => tile(64, 128, 1, 1, 2, 1, 1),
-            (_, 0..=32) => tile(32, 128, 2, 2, 2, 1, 0),
-            (_, 33..=64) => tile(64, 32, 2, 4, 2, 1, 1),
-            _ => tile(128, 128, 2, 1, 2, prompt_ahead, 1),
+            (64, 0..=32) => tile(32, 32, 1, 2, 2, 1),
+            (64, _) => tile(64, 128, 1, 1, 2, 1),
+            (_, 0..=32) => tile(32, 32, 2, 8, 2, 1),
+            (_, 33..=64) => tile(64, 32, 2, 4, 2, 1),
+            _ => tile(128, 128, 2, 1, 2, prompt_ahead),
         }
     }
 
@@ -625,9 +519,7 @@ impl Tile {
         let activations = 2 * ks * 2 * bm * LDS;
         let weights = 2 * ks * 2 * bn * LDS;
         let sums = 4 * ((ks - 1) * bm * (bn + 4)).max(1);
-        // The word that tells a split tile's last block.
-        let last = 4;
-        activations + weights + sums + last
+        activations + weights + sums
     }
 
     /// This tile, with fewer K slices, then half the columns and then half the rows until
@@ -680,39 +572,6 @@ impl Gemm {
             block: t.block(),
         }
         .values()
-    }
-
-    /// Blocks splitting K per tile of a product of `n` rows of W by `k` columns on `dev`
-    /// (1 for tiles without K slices; each global slice keeps at least one step).
-    pub fn splits(&self, dev: &crate::runtime::Device, n: u32, k: u32) -> u32 {
-        let t = self.tile;
-        if t.ks == 1 {
-            return 1;
-        }
-        let most = (k / GROUP / t.ks).max(1);
-        let kz = if t.kz == 0 {
-            let tiles = n.div_ceil(t.bn);
-            (2 * dev.compute_units() + tiles / 2) / tiles
-        } else {
-            t.kz
-        };
-        kz.clamp(1, most.min(MAX_SPLITS))
-    }
-
-    /// The scratch a launch of `m` x `n` x `k` needs: partial sums and counters.
-    pub fn scratch_len(
-        &self,
-        dev: &crate::runtime::Device,
-        m: u32,
-        n: u32,
-        k: u32,
-    ) -> (usize, usize) {
-        let kz = self.splits(dev, n, k) as usize;
-        if kz == 1 {
-            return (0, 0);
-        }
-        let tiles = (m.div_ceil(self.tile.bm) * n.div_ceil(self.tile.bn)) as usize;
-        (tiles * kz * (self.tile.bm * self.tile.bn) as usize, tiles)
     }
 
     /// Checks the shapes the kernel relies on, naming the problem.
@@ -783,8 +642,7 @@ impl Gemm {
         Ok(())
     }
 
-    /// `Y = X · Wᵀ` for `m` rows of `x` (`m x k` f16) and the `n x k` weights `w`; a
-    /// split tile needs `scratch` (see `scratch_len`).
+    /// `Y = X · Wᵀ` for `m` rows of `x` (`m x k` f16) and the `n x k` weights `w`.
     #[allow(clippy::too_many_arguments)]
     pub fn launch(
         &self,
@@ -792,7 +650,6 @@ impl Gemm {
         x: &crate::runtime::Buffer<half::f16>,
         w: &crate::runtime::Buffer<u32>,
         out: Output<'_>,
-        scratch: Option<&mut GemmScratch>,
         m: u32,
         n: u32,
         k: u32,
@@ -802,24 +659,7 @@ impl Gemm {
         let grid = Grid {
             x: m.div_ceil(self.tile.bm),
             y: n.div_ceil(self.tile.bn),
-            z: self.splits(dev, n, k),
-        };
-        let (part_len, count_len) = self.scratch_len(dev, m, n, k);
-        let (mut part_view, mut count_view) = (w.view::<f32>(), w.view::<u32>());
-        let (part, count) = match scratch {
-            Some(s) if s.part.len() >= part_len && s.count.len() >= count_len => {
-                (&mut s.part, &mut s.count)
-            }
-            _ if part_len == 0 => (&mut part_view, &mut count_view),
-            _ => {
-                return Err(crate::runtime::Error::Launch {
-                    kernel: "gemm".into(),
-                    message: format!(
-                        "tile {:?} splits K {} ways: it needs scratch of {part_len} sums and {count_len} counters",
-                        self.tile, grid.z
-                    ),
-                })
-            }
+            z: 1,
         };
         let expected = match self.epilogue {
             Epilogue::Store | Epilogue::Add => matches!(out, Output::F32(..)),
@@ -886,8 +726,6 @@ impl Gemm {
                 yh,
                 kc,
                 vc,
-                part.into(),
-                count.into(),
                 m.into(),
                 n.into(),
                 k.into(),

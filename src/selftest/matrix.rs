@@ -242,7 +242,7 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), m, None),
+                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), None),
             ));
         }
     }
@@ -260,7 +260,7 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k} dq{dequant_at} ahead{ahead}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), m, Some((dequant_at, ahead))),
+                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), Some((dequant_at, ahead))),
             ));
         }
     }
@@ -273,17 +273,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} {m}x{n}x{k} +="),
             F16_WEIGHTS,
-            move |d, r| gemm_case(d, r, fmt, Add, (m, n, k), m, None),
-        ));
-    }
-    // Several row tiles of the few-row tile (K split over blocks), as batched steps run it.
-    for (fmt, epilogue, m) in [(GpuFormat::Q4K, Store, 70usize), (GpuFormat::Q6K, Add, 45)] {
-        let name = fmt.ggml().name();
-        v.push(Case::new(
-            "gemm",
-            format!("{name} {epilogue:?} {m}x256x1024 at the 32-row tile"),
-            F16_WEIGHTS,
-            move |d, r| gemm_case(d, r, fmt, epilogue, (m, 256, 1024), 32, None),
+            move |d, r| gemm_case(d, r, fmt, Add, (m, n, k), None),
         ));
     }
     for (fmt, m, n, k) in [
@@ -296,7 +286,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} swiglu {m}x{n}x{k}"),
             F16_WEIGHTS_OUT,
-            move |d, r| gemm_case(d, r, fmt, Swiglu, (m, n, k), m, None),
+            move |d, r| gemm_case(d, r, fmt, Swiglu, (m, n, k), None),
         ));
     }
     for (qk, vf, m, pos0) in [
@@ -344,38 +334,30 @@ fn gemm_case(
     fmt: crate::quant::gpu::GpuFormat,
     epilogue: crate::kernels::matvec::Epilogue,
     (m, n, k): (usize, usize, usize),
-    tile_rows: usize,
     schedule: Option<(u32, u32)>,
 ) -> Result<Comparison> {
-    use crate::kernels::gemm::{Gemm, GemmScratch, Output};
+    use crate::kernels::gemm::{Gemm, Output};
     use crate::kernels::matvec::Epilogue::{Add, Swiglu};
     let (blocks, packed) = super::cases::random_weights(rng, fmt, n, k)?;
     let (x, rows) = activations(rng, m, k);
     let dots = reference_product(fmt, &blocks, n, &rows)?;
     let (dx, dw) = (dev.upload(&x)?, dev.upload(&packed)?);
-    let mut g = Gemm::new(fmt, epilogue, &dev.target(), tile_rows as u32);
+    let mut g = Gemm::new(fmt, epilogue, &dev.target(), m as u32);
     if let Some((dequant_at, ahead)) = schedule {
         g.tile.dequant_at = dequant_at;
         g.tile.ahead = ahead;
     }
-    let mut scratch = GemmScratch::new(dev, &[(g, m as u32, n as u32, k as u32)])?;
-    // Launched twice where that gives the same result (not `+=`): a split tile's counters
-    // must be back at zero for the second launch to finish.
-    let launches = if epilogue == Add { 1 } else { 2 };
     if epilogue == Swiglu {
         let mut y = dev.upload(&vec![f16::NAN; m * n / 2])?;
-        for _ in 0..launches {
-            g.launch(
-                dev,
-                &dx,
-                &dw,
-                Output::F16(&mut y, (n / 2) as u32),
-                Some(&mut scratch),
-                m as u32,
-                n as u32,
-                k as u32,
-            )?;
-        }
+        g.launch(
+            dev,
+            &dx,
+            &dw,
+            Output::F16(&mut y, (n / 2) as u32),
+            m as u32,
+            n as u32,
+            k as u32,
+        )?;
         let want: Vec<f64> = dots
             .iter()
             .flat_map(|r| {
@@ -393,18 +375,15 @@ fn gemm_case(
         vec![f32::NAN; m * n]
     };
     let mut y = dev.upload(&y0)?;
-    for _ in 0..launches {
-        g.launch(
-            dev,
-            &dx,
-            &dw,
-            Output::F32(&mut y, n as u32),
-            Some(&mut scratch),
-            m as u32,
-            n as u32,
-            k as u32,
-        )?;
-    }
+    g.launch(
+        dev,
+        &dx,
+        &dw,
+        Output::F32(&mut y, n as u32),
+        m as u32,
+        n as u32,
+        k as u32,
+    )?;
     let want: Vec<f64> = dots
         .iter()
         .flatten()
@@ -425,7 +404,7 @@ fn gemm_qkv_case(
     m: usize,
     pos0: u32,
 ) -> Result<Comparison> {
-    use crate::kernels::gemm::{Gemm, GemmScratch, Output, QkvRows};
+    use crate::kernels::gemm::{Gemm, Output, QkvRows};
     use crate::kernels::matvec::{Epilogue, Rope};
     let (n_head, n_kv, hd, k) = (4usize, 2usize, 64usize, 256usize);
     let (q_rows, kv_rows) = (n_head * hd, n_kv * hd);
@@ -478,9 +457,8 @@ fn gemm_qkv_case(
                 pos0,
             },
         };
-        let g = Gemm::new(fmt, Epilogue::Qkv, &dev.target(), m as u32);
-        let mut scratch = GemmScratch::new(dev, &[(g, m as u32, n, k as u32)])?;
-        g.launch(dev, &dx, w, out, Some(&mut scratch), m as u32, n, k as u32)?;
+        Gemm::new(fmt, Epilogue::Qkv, &dev.target(), m as u32)
+            .launch(dev, &dx, w, out, m as u32, n, k as u32)?;
     }
     let (kh, vh) = (dev.download(&kc)?, dev.download(&vc)?);
     let mut got: Vec<f32> = dev.download(&q)?;

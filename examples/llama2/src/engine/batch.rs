@@ -26,7 +26,7 @@ use crate::config::{LlamaConfig, LlamaWeights};
 use greta::codegen::Target;
 use greta::kernels::attention::{Attention, AttentionKernel, AttentionScratch};
 use greta::kernels::batch::{self as rows_kernels, RowAttention};
-use greta::kernels::gemm::{Gemm, GemmScratch, Output, Tile};
+use greta::kernels::gemm::{Gemm, Output, Tile};
 use greta::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
 use greta::kernels::norm;
 use greta::quant::gpu::GpuFormat;
@@ -164,8 +164,6 @@ pub struct BatchEngine {
     attention: Attention,
     /// Its partials, for `matvec_rows` rows.
     scratch: AttentionScratch,
-    /// The tiled products' split-K partials, for the largest pass.
-    gemm_scratch: GemmScratch,
 }
 
 impl BatchEngine {
@@ -216,8 +214,7 @@ impl BatchEngine {
             ctx as u32,
         );
         let scratch = attention.scratch(&dev, MATVEC_ROWS.min(decode_rows) as u32)?;
-        let gemm_scratch = GemmScratch::new(&dev, &[])?;
-        let mut e = BatchEngine {
+        let e = BatchEngine {
             dev,
             cfg: cfg.clone(),
             ctx,
@@ -232,10 +229,8 @@ impl BatchEngine {
             matvec_rows: MATVEC_ROWS,
             attention,
             scratch,
-            gemm_scratch,
         };
         e.check_products()?;
-        e.gemm_scratch = GemmScratch::new(&e.dev, &e.tiled_products())?;
         Ok(e)
     }
 
@@ -246,9 +241,7 @@ impl BatchEngine {
         for p in &mut self.passes {
             p.graphs.clear();
         }
-        self.check_products()?;
-        self.gemm_scratch = GemmScratch::new(&self.dev, &self.tiled_products())?;
-        Ok(())
+        self.check_products()
     }
 
     /// Runs decode passes of up to `rows` rows (after padding to their bucket) on the
@@ -267,40 +260,21 @@ impl BatchEngine {
         gemm_at(self.tile, &self.dev.target(), fmt, epilogue)
     }
 
-    /// Every tiled product of a pass, at the most rows a pass takes: (launch, M, N, K).
-    fn tiled_products(&self) -> Vec<(Gemm, u32, u32, u32)> {
-        let m = self.passes.iter().map(|p| p.r.capacity).max().unwrap_or(1) as u32;
-        let mut all: Vec<(Gemm, u32, u32, u32)> = Vec::new();
-        for layer in &self.w.layers {
-            for (w, epi) in [
+    /// Refuses matrices the products cannot take, naming the layer.
+    fn check_products(&self) -> Result<(), EngineError> {
+        let dev = &self.dev;
+        for (l, layer) in self.w.layers.iter().enumerate() {
+            for (m, epi) in [
                 (&layer.wqk, Epilogue::Store),
                 (&layer.wv, Epilogue::Store),
                 (&layer.wo, Epilogue::Add),
                 (&layer.w_gate_up, Epilogue::Swiglu),
                 (&layer.w_down, Epilogue::Add),
             ] {
-                all.push((self.gemm(w.fmt, epi), m, w.rows, w.cols));
+                self.gemm(m.fmt, epi)
+                    .check(dev, m.rows, m.cols)
+                    .map_err(|e| EngineError::Unsupported(format!("layer {l}: {e}")))?;
             }
-        }
-        let out = &self.w.output;
-        all.push((self.gemm(out.fmt, Epilogue::Store), m, out.rows, out.cols));
-        all
-    }
-
-    /// Refuses matrices the products cannot take, naming the layer.
-    fn check_products(&self) -> Result<(), EngineError> {
-        let dev = &self.dev;
-        let per_layer = 5;
-        for (i, (g, _, n, k)) in self.tiled_products().into_iter().enumerate() {
-            let place = if i / per_layer < self.w.layers.len() {
-                format!("layer {}", i / per_layer)
-            } else {
-                "output head".to_string()
-            };
-            g.check(dev, n, k)
-                .map_err(|e| EngineError::Unsupported(format!("{place}: {e}")))?;
-        }
-        for (l, layer) in self.w.layers.iter().enumerate() {
             let (rope, target) = (self.rope(), dev.target());
             let mv = |mat, norm, epi| matvec_for(&target, mat, norm, epi);
             for (mv, m, rows_b) in [
@@ -318,6 +292,9 @@ impl BatchEngine {
             }
         }
         let out = &self.w.output;
+        self.gemm(out.fmt, Epilogue::Store)
+            .check(dev, out.rows, out.cols)
+            .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
         matvec_for(&dev.target(), out, true, Epilogue::Store)
             .check(out.rows, 0, out.cols, self.rope())
             .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
@@ -650,7 +627,6 @@ impl BatchEngine {
         let rope = self.rope();
         let attention = self.row_attention();
         let r = &mut self.passes[prompt as usize].r;
-        let scratch = &mut self.gemm_scratch;
         let (dev, cfg) = (&self.dev, &self.cfg);
         let mu = m as u32;
         let (tile, target) = (self.tile, dev.target());
@@ -674,7 +650,6 @@ impl BatchEngine {
             let rows_a = layer.wqk.rows;
             product(
                 dev,
-                scratch,
                 mu,
                 &layer.wqk,
                 g(&layer.wqk, Epilogue::Store),
@@ -683,7 +658,6 @@ impl BatchEngine {
             )?;
             product(
                 dev,
-                scratch,
                 mu,
                 &layer.wv,
                 g(&layer.wv, Epilogue::Store),
@@ -720,7 +694,6 @@ impl BatchEngine {
             )?;
             product(
                 dev,
-                scratch,
                 mu,
                 &layer.wo,
                 g(&layer.wo, Epilogue::Add),
@@ -738,7 +711,6 @@ impl BatchEngine {
             )?;
             product(
                 dev,
-                scratch,
                 mu,
                 &layer.w_gate_up,
                 g(&layer.w_gate_up, Epilogue::Swiglu),
@@ -747,7 +719,6 @@ impl BatchEngine {
             )?;
             product(
                 dev,
-                scratch,
                 mu,
                 &layer.w_down,
                 g(&layer.w_down, Epilogue::Add),
@@ -767,7 +738,6 @@ impl BatchEngine {
         let out = &self.w.output;
         product(
             dev,
-            scratch,
             mu,
             out,
             g(out, Epilogue::Store),
@@ -802,6 +772,22 @@ fn gemm_at(tile: Option<Tile>, target: &Target, fmt: GpuFormat, epilogue: Epilog
             epilogue,
             tile,
         },
+        // The gate/up product (SwiGLU) on NVIDIA: twice the columns per block with half
+        // the K slices, measured 17% faster at 32 rows on the H100 (93 against 112 us);
+        // on the other shapes the default is best.
+        None if epilogue == Epilogue::Swiglu && target.wave == 32 => Gemm {
+            fmt,
+            epilogue,
+            tile: Tile {
+                bm: 32,
+                bn: 64,
+                wm: 2,
+                ks: 4,
+                dequant_at: 2,
+                ahead: 1,
+            }
+            .fitted(target),
+        },
         None => Gemm::new(fmt, epilogue, target, TILE_ROWS),
     }
 }
@@ -809,12 +795,11 @@ fn gemm_at(tile: Option<Tile>, target: &Target, fmt: GpuFormat, epilogue: Epilog
 /// `out = x · matᵀ` over `m` rows, launched as `gemm`.
 fn product(
     dev: &Device,
-    scratch: &mut GemmScratch,
     m: u32,
     mat: &GpuMatrix,
     gemm: Gemm,
     x: &Buffer<f16>,
     out: Output<'_>,
 ) -> Result<(), greta::runtime::Error> {
-    gemm.launch(dev, x, &mat.buf, out, Some(scratch), m, mat.rows, mat.cols)
+    gemm.launch(dev, x, &mat.buf, out, m, mat.rows, mat.cols)
 }

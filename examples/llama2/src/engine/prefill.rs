@@ -7,7 +7,7 @@
 use super::{Engine, EngineError, Op};
 use greta::kernels::decode;
 use greta::kernels::flash::PrefillAttention;
-use greta::kernels::gemm::{Gemm, GemmScratch, Output, QkvRows};
+use greta::kernels::gemm::{Gemm, Output, QkvRows};
 use greta::kernels::matvec::{Epilogue, Rope};
 use greta::kernels::norm;
 use greta::runtime::Buffer;
@@ -90,8 +90,6 @@ pub(super) struct PrefillState {
     q: Buffer<f32>,
     attn: Buffer<f16>,
     ffn: Buffer<f16>,
-    /// The products' split-K partials (few-row chunks).
-    scratch: GemmScratch,
 }
 
 /// A chunk's output rows as the tracer reads them.
@@ -106,9 +104,17 @@ impl Engine {
     pub fn prefill_unsupported(&self) -> Option<String> {
         let dev = &self.dev;
         let cfg = &self.cfg;
+        let target = dev.target();
         for (l, layer) in self.w.layers.iter().enumerate() {
-            for (g, _, n, k) in self.layer_products(layer, UBATCH as u32) {
-                if let Err(e) = g.check(dev, n, k) {
+            for (m, epi, n) in [
+                (&layer.wqk, Epilogue::Qkv, layer.wqk.rows),
+                (&layer.wv, Epilogue::Qkv, layer.wv.rows),
+                (&layer.wo, Epilogue::Add, layer.wo.rows),
+                (&layer.w_gate_up, Epilogue::Swiglu, layer.w_gate_up.rows),
+                (&layer.w_down, Epilogue::Add, layer.w_down.rows),
+            ] {
+                if let Err(e) = Gemm::new(m.fmt, epi, &target, UBATCH as u32).check(dev, n, m.cols)
+                {
                     return Some(format!("layer {l}: {e}"));
                 }
             }
@@ -120,25 +126,6 @@ impl Engine {
             ));
         }
         None
-    }
-
-    /// A layer's products for chunks of `m` rows: (launch, M, N, K).
-    fn layer_products(
-        &self,
-        layer: &super::weights::GpuLayer,
-        m: u32,
-    ) -> Vec<(Gemm, u32, u32, u32)> {
-        let target = self.dev.target();
-        [
-            (&layer.wqk, Epilogue::Qkv),
-            (&layer.wv, Epilogue::Qkv),
-            (&layer.wo, Epilogue::Add),
-            (&layer.w_gate_up, Epilogue::Swiglu),
-            (&layer.w_down, Epilogue::Add),
-        ]
-        .into_iter()
-        .map(|(w, epi)| (Gemm::new(w.fmt, epi, &target, m), m, w.rows, w.cols))
-        .collect()
     }
 
     /// Whether a prompt of `len` tokens goes through prompt processing: the model allows it
@@ -236,17 +223,9 @@ impl Engine {
         if self.prefill.as_ref().is_some_and(|p| p.rows >= rows) {
             return Ok(());
         }
-        // Only few-row tiles split K: the scratch for chunks of up to 32 rows covers them.
-        let mut products = Vec::new();
-        for layer in &self.w.layers {
-            for m in [rows.min(32), rows] {
-                products.extend(self.layer_products(layer, m as u32));
-            }
-        }
         let (dev, cfg) = (&self.dev, &self.cfg);
         let q_rows = cfg.n_head * cfg.head_dim;
         self.prefill = Some(PrefillState {
-            scratch: GemmScratch::new(dev, &products)?,
             rows,
             tok: dev.alloc(rows)?,
             h: dev.alloc(rows * cfg.n_embd)?,
@@ -318,16 +297,8 @@ impl Engine {
                             pos0: pos0 as u32,
                         },
                     };
-                    Gemm::new(m_.fmt, Epilogue::Qkv, &target, mu).launch(
-                        dev,
-                        &p.xn,
-                        &m_.buf,
-                        out,
-                        Some(&mut p.scratch),
-                        mu,
-                        m_.rows,
-                        m_.cols,
-                    )?;
+                    Gemm::new(m_.fmt, Epilogue::Qkv, &target, mu)
+                        .launch(dev, &p.xn, &m_.buf, out, mu, m_.rows, m_.cols)?;
                 }
             }
             PrefillOp::Attention(l) => {
@@ -354,7 +325,6 @@ impl Engine {
                     &p.attn,
                     &w.buf,
                     Output::F32(&mut p.h, embd),
-                    Some(&mut p.scratch),
                     mu,
                     w.rows,
                     w.cols,
@@ -367,7 +337,6 @@ impl Engine {
                     &p.xn,
                     &w.buf,
                     Output::F16(&mut p.ffn, ff),
-                    Some(&mut p.scratch),
                     mu,
                     w.rows,
                     w.cols,
@@ -380,7 +349,6 @@ impl Engine {
                     &p.ffn,
                     &w.buf,
                     Output::F32(&mut p.h, embd),
-                    Some(&mut p.scratch),
                     mu,
                     w.rows,
                     w.cols,
