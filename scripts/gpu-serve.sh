@@ -27,14 +27,14 @@ status=0
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
 [[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b
 if part selftest; then
-    TAIL=12 run selftest_batch "$BIN/greta" selftest --backend cuda --graph attention_rows qkv_rows argmax_rows argmax matvec gemm
-    TAIL=3 run selftest_batch_seed2 "$BIN/greta" selftest --backend cuda --seed 2 attention_rows matvec
-    TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention_rows qkv_rows argmax_rows argmax matvec
+    TAIL=12 run selftest_batch "$BIN/greta" selftest --backend cuda --graph attention attention_rows qkv_rows argmax_rows argmax matvec gemm
+    TAIL=3 run selftest_batch_seed2 "$BIN/greta" selftest --backend cuda --seed 2 attention attention_rows matvec gemm
+    TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention attention_rows qkv_rows argmax_rows argmax matvec gemm
     grep -h FAIL "$OUT"/selftest_batch*.log
 fi
 if part memcheck; then
     TAIL=3 run memcheck_batch compute-sanitizer --tool memcheck --error-exitcode 3 \
-        "$BIN/greta" selftest --backend cuda attention_rows qkv_rows argmax_rows matvec
+        "$BIN/greta" selftest --backend cuda attention attention_rows qkv_rows argmax_rows matvec gemm
 fi
 if part decode; then
     TAIL=12 run bench_decode "$BIN/greta" bench-kernels --backend cuda --only decode

@@ -438,11 +438,7 @@ pub fn dot_fetched(
         let d = f16_lo(sw);
         let main = d * dx[u] * (dot as f32);
         if fmt == Q8_0 {
-            // `+ 0.0` (exact) keeps a product from being what the caller adds to its sum:
-            // otherwise the compiler may fuse the two into one rounding in some
-            // specialisations and not in others, and a vector's sums would depend on how
-            // many it is launched with.
-            main + 0.0
+            main
         } else if fmt == Q4_0 {
             main - 8.0 * d * sx[u]
         } else {
@@ -523,8 +519,7 @@ pub fn dot_fetched(
         let r2 = ((sbyte(sc_hi, half) * (d2 - 32 * s16[2 * (u + 2) + half])) as f32) * dx[u + 2];
         let r3 =
             ((sbyte(sc_hi, half + 2) * (d3 - 32 * s16[2 * (u + 3) + half])) as f32) * dx[u + 3];
-        // `+ 0.0`: as for Q8_0 above.
-        f16_lo(sw) * (r0 + r1 + r2 + r3) + 0.0
+        f16_lo(sw) * (r0 + r1 + r2 + r3)
     }
 }
 

@@ -111,8 +111,12 @@ pub fn matvec<
     // The one-row path below copies a wave's second weight step in bulk: on targets with
     // bulk copies, for a long input without a norm that takes two to three passes to
     // quantise (the down projection), and not for Q6_K, whose steps fill the registers.
+    // Only decode's 1024-thread launches take it: the batched products (512 threads) keep
+    // one path for every vector count, as on sm_90 the staged path gave a Q8_0 vector
+    // other bits alone than in a group.
     const STAGED: bool = BULK_COPY == 1
         && NX == 1
+        && BLOCK == 1024
         && EPI < SWIGLU
         && NORM == 0
         && FMT >= Q8_0
