@@ -111,12 +111,12 @@ pub fn matvec<
     // The one-row path below copies a wave's second weight step in bulk: on targets with
     // bulk copies, for a long input without a norm that takes two to three passes to
     // quantise (the down projection), and not for Q6_K, whose steps fill the registers.
-    // Only decode's 1024-thread launches take it: the batched products (512 threads) keep
+    // Only decode's launches (`DECODE_BLOCK` threads) take it: the batched products keep
     // one path for every vector count, as on sm_90 the staged path gave a Q8_0 vector
     // other bits alone than in a group.
     const STAGED: bool = BULK_COPY == 1
         && NX == 1
-        && BLOCK == 1024
+        && BLOCK == DECODE_BLOCK
         && EPI < SWIGLU
         && NORM == 0
         && FMT >= Q8_0
@@ -807,6 +807,10 @@ impl Rope {
     }
 }
 
+/// Threads per block of decode's products (`Matvec::new`); the batched ones use fewer, which
+/// also keeps them off the kernel's staged path.
+pub const DECODE_BLOCK: u32 = 1024;
+
 /// Largest input length (row length) the kernel accepts: its int8 copy fills shared memory.
 pub const XCAP: u32 = 16384;
 
@@ -846,7 +850,7 @@ impl Matvec {
             epilogue,
             rows_per_wave: 1,
             inputs: 1,
-            block: 1024,
+            block: DECODE_BLOCK,
             blocks_per_unit: 1,
         }
     }

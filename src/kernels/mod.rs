@@ -217,6 +217,20 @@ mod tests {
     use super::builtins;
     use crate::codegen::{Scalar, SpecValue, NVIDIA_TARGETS, SM90, TARGETS};
 
+    /// The batched products never take matvec's staged path (decode's launches only), so
+    /// a vector launched alone sums as it does in a group, on every target.
+    #[test]
+    fn batched_products_are_not_launched_at_decode_block() {
+        use super::matvec::{Epilogue, Matvec, DECODE_BLOCK};
+        use crate::quant::gpu::GpuFormat;
+        for target in TARGETS {
+            for cols in [4096, 5120, 11008] {
+                let mv = Matvec::batched(GpuFormat::Q8_0, false, Epilogue::Add, &target, cols);
+                assert_ne!(mv.block, DECODE_BLOCK, "{} at {cols}", target.name);
+            }
+        }
+    }
+
     /// A kernel's `Spec` lists its fields in the kernel's generic order, types and
     /// constants alike, and specialises to the symbol those values name.
     #[test]
