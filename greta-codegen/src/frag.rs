@@ -226,6 +226,31 @@ pub fn lane_terms(layout: &Layout, col: bool) -> Vec<LaneTerm> {
     terms
 }
 
+/// The bits of a lane index (`lane`) or element index that move a fragment's row (or,
+/// with `col`, its column), ordered by the offset they add: bit `r` of the compressed index
+/// they form is the `r`-th of them. Over the columns of an operand fragment, the lane's
+/// bits give its part of K (`part()`) and the element's its slot in the lane's run
+/// (`slot(i)`); over the rows, the element's bits give which of the lane's rows it is on
+/// (`line(i)`).
+pub fn carrying_bits(bits: &[(u32, u32)], col: bool) -> Vec<u32> {
+    let mut v: Vec<(u32, u32)> = bits
+        .iter()
+        .enumerate()
+        .map(|(b, &(dr, dc))| (if col { dc } else { dr }, b as u32))
+        .filter(|(off, _)| *off != 0)
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, b)| b).collect()
+}
+
+/// The index formed by the bits `bits` of `v` (the first of them lowest).
+pub fn compress(v: u32, bits: &[u32]) -> u32 {
+    bits.iter()
+        .enumerate()
+        .map(|(r, b)| (v >> b & 1) << r)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +341,48 @@ mod tests {
         assert_eq!(Frag::depth_of(Scalar::I8), 32);
         assert_eq!(Frag::new(FragRole::A, Scalar::I8).unwrap().len(64), 8);
         assert_eq!(Frag::new(FragRole::C, Scalar::F32).unwrap().len(32), 8);
+    }
+
+    /// An operand's column is a function of (part, slot) alone, the same one for A and B:
+    /// a kernel that permutes K by `part() * run + slot(i)` multiplies matching values, and
+    /// each lane's run covers `run` columns of every one of its rows.
+    #[test]
+    fn parts_and_slots_number_the_columns_alike_for_a_and_b() {
+        for wave in [32, 64] {
+            for e in [Scalar::F16, Scalar::BF16, Scalar::I8] {
+                let mut col_of = std::collections::HashMap::new();
+                for role in [FragRole::A, FragRole::B] {
+                    let f = Frag::new(role, e).unwrap();
+                    let l = f.layout(wave);
+                    let (lane_bits, elem_bits) =
+                        (carrying_bits(l.lane, true), carrying_bits(l.elem, true));
+                    let line_bits = carrying_bits(l.elem, false);
+                    assert_eq!(lane_bits.len(), 2, "{f} wave {wave}: four parts of K");
+                    let run = 1 << elem_bits.len();
+                    assert_eq!(run * 4, f.cols(), "{f} wave {wave}");
+                    for lane in 0..wave {
+                        let part = compress(lane, &lane_bits);
+                        let mut rows = std::collections::HashMap::new();
+                        for i in 0..l.len() {
+                            let (r, c) = l.coord(lane, i);
+                            let slot = compress(i, &elem_bits);
+                            let at = part * run + slot;
+                            assert_eq!(
+                                *col_of.entry((at, wave, e)).or_insert(c),
+                                c,
+                                "{f} wave {wave}"
+                            );
+                            let line = compress(i, &line_bits);
+                            assert_eq!(
+                                *rows.entry(line).or_insert(r),
+                                r,
+                                "{f} wave {wave} lane {lane}"
+                            );
+                        }
+                        assert_eq!(rows.len() as u32 * run, l.len(), "{f} wave {wave}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod gemv;
 pub mod matvec;
 pub mod mma_tile;
 pub mod norm;
+pub mod skinny;
 pub mod stream;
 
 use crate::codegen::{KernelDef, Scalar, SpecValue, Target};
@@ -172,6 +173,11 @@ pub fn builtins() -> Vec<KernelVariants> {
             def: gemm::gemm::definition,
             variants: Vec::new(),
             per_target: gemm::builtin_specs,
+        },
+        KernelVariants {
+            def: skinny::skinny::definition,
+            variants: Vec::new(),
+            per_target: skinny::builtin_specs,
         },
         KernelVariants {
             def: flash::attention_prefill::definition,

@@ -346,7 +346,7 @@ fn batched(dev: &Device, fmt: GpuFormat, epilogue: Epilogue, cols: usize) -> Mat
 
 /// NaN in place of every value of `got` whose bits differ from `alone`'s (what the same
 /// vector gave launched by itself): a batched vector must not depend on its neighbours.
-fn require_alone_bits(got: &mut [f32], alone: &[f32]) {
+pub(super) fn require_alone_bits(got: &mut [f32], alone: &[f32]) {
     for (g, a) in got.iter_mut().zip(alone) {
         if g.to_bits() != a.to_bits() {
             *g = f32::NAN;

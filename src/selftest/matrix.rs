@@ -242,7 +242,7 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), None),
+                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), Product::Tiled),
             ));
         }
     }
@@ -260,7 +260,16 @@ pub fn gemm_cases() -> Vec<Case> {
                 "gemm",
                 format!("{name} {m}x{n}x{k} dq{dequant_at} ahead{ahead}"),
                 F16_WEIGHTS,
-                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), Some((dequant_at, ahead))),
+                move |d, r| {
+                    gemm_case(
+                        d,
+                        r,
+                        fmt,
+                        Store,
+                        (m, n, k),
+                        Product::Scheduled(dequant_at, ahead),
+                    )
+                },
             ));
         }
     }
@@ -273,7 +282,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} {m}x{n}x{k} +="),
             F16_WEIGHTS,
-            move |d, r| gemm_case(d, r, fmt, Add, (m, n, k), None),
+            move |d, r| gemm_case(d, r, fmt, Add, (m, n, k), Product::Tiled),
         ));
     }
     for (fmt, m, n, k) in [
@@ -286,7 +295,7 @@ pub fn gemm_cases() -> Vec<Case> {
             "gemm",
             format!("{name} swiglu {m}x{n}x{k}"),
             F16_WEIGHTS_OUT,
-            move |d, r| gemm_case(d, r, fmt, Swiglu, (m, n, k), None),
+            move |d, r| gemm_case(d, r, fmt, Swiglu, (m, n, k), Product::Tiled),
         ));
     }
     for (qk, vf, m, pos0) in [
@@ -298,6 +307,53 @@ pub fn gemm_cases() -> Vec<Case> {
             format!("qkv {}+{} m={m} pos {pos0}", qk.ggml(), vf.ggml()),
             F16_WEIGHTS_OUT,
             move |d, r| gemm_qkv_case(d, r, qk, vf, m, pos0),
+        ));
+    }
+    v
+}
+
+/// Cases of the few-row products: every format at 1 to 64 rows (both token shapes, one
+/// and several blocks of tokens), ragged N, K of one and several groups per wave; every
+/// epilogue. Each row launched alone must give the same bits as in its batch.
+pub fn skinny_cases() -> Vec<Case> {
+    use crate::kernels::matvec::Epilogue::{Add, Store, Swiglu};
+    use crate::quant::gpu::GpuFormat;
+    let mut v = Vec::new();
+    for fmt in [
+        GpuFormat::Q4K,
+        GpuFormat::Q6K,
+        GpuFormat::Q4_0,
+        GpuFormat::Q4_1,
+        GpuFormat::Q8_0,
+        GpuFormat::F16,
+    ] {
+        let name = fmt.ggml().name();
+        for (m, n, k) in [
+            (1usize, 96usize, 256usize),
+            (3, 200, 512),
+            (17, 80, 768),
+            (64, 48, 256),
+        ] {
+            v.push(Case::new(
+                "skinny",
+                format!("{name} {m}x{n}x{k}"),
+                F16_WEIGHTS,
+                move |d, r| gemm_case(d, r, fmt, Store, (m, n, k), Product::Skinny),
+            ));
+        }
+    }
+    for (fmt, epi, m, n, k, tol) in [
+        (GpuFormat::Q4K, Add, 5usize, 64usize, 2304usize, F16_WEIGHTS),
+        (GpuFormat::Q6K, Add, 33, 96, 512, F16_WEIGHTS),
+        (GpuFormat::Q4K, Swiglu, 9, 128, 512, F16_WEIGHTS_OUT),
+        (GpuFormat::Q6K, Swiglu, 20, 34, 256, F16_WEIGHTS_OUT),
+    ] {
+        let name = fmt.ggml().name();
+        v.push(Case::new(
+            "skinny",
+            format!("{name} {epi:?} {m}x{n}x{k}"),
+            tol,
+            move |d, r| gemm_case(d, r, fmt, epi, (m, n, k), Product::Skinny),
         ));
     }
     v
@@ -328,69 +384,92 @@ fn reference_product(
         .collect()
 }
 
+/// Which product a case launches.
+#[derive(Clone, Copy, Debug)]
+enum Product {
+    /// `gemm` at the target's tile for the rows.
+    Tiled,
+    /// `gemm` with the dequantisation after product `.0` and loads `.1` steps ahead.
+    Scheduled(u32, u32),
+    /// `skinny`; every row launched alone must then give the same bits.
+    Skinny,
+}
+
 fn gemm_case(
     dev: &Device,
     rng: &mut StdRng,
     fmt: crate::quant::gpu::GpuFormat,
     epilogue: crate::kernels::matvec::Epilogue,
     (m, n, k): (usize, usize, usize),
-    schedule: Option<(u32, u32)>,
+    product: Product,
 ) -> Result<Comparison> {
     use crate::kernels::gemm::{Gemm, Output};
     use crate::kernels::matvec::Epilogue::{Add, Swiglu};
+    use crate::kernels::skinny::Skinny;
     let (blocks, packed) = super::cases::random_weights(rng, fmt, n, k)?;
     let (x, rows) = activations(rng, m, k);
     let dots = reference_product(fmt, &blocks, n, &rows)?;
-    let (dx, dw) = (dev.upload(&x)?, dev.upload(&packed)?);
-    let mut g = Gemm::new(fmt, epilogue, &dev.target(), m as u32);
-    if let Some((dequant_at, ahead)) = schedule {
-        g.tile.dequant_at = dequant_at;
-        g.tile.ahead = ahead;
+    let dw = dev.upload(&packed)?;
+    let out = if epilogue == Swiglu { n / 2 } else { n };
+    let y0 = if epilogue == Add {
+        random_f32(rng, m * n, 3.0)
+    } else {
+        vec![f32::NAN; m * out]
+    };
+    // The product of the first `m` rows of `x` onto `y0`'s first rows.
+    let run = |x: &[f16], y0: &[f32], m: usize| -> Result<Vec<f32>> {
+        let dx = dev.upload(x)?;
+        let target = dev.target();
+        let mut yh = dev.upload(&vec![f16::NAN; m * out])?;
+        let mut y = dev.upload(y0)?;
+        let o = if epilogue == Swiglu {
+            Output::F16(&mut yh, out as u32)
+        } else {
+            Output::F32(&mut y, n as u32)
+        };
+        let (mu, nu, ku) = (m as u32, n as u32, k as u32);
+        match product {
+            Product::Skinny => {
+                Skinny::new(fmt, epilogue, &target, mu).launch(dev, &dx, &dw, o, mu, nu, ku)?
+            }
+            Product::Tiled | Product::Scheduled(..) => {
+                let mut g = Gemm::new(fmt, epilogue, &target, mu);
+                if let Product::Scheduled(dequant_at, ahead) = product {
+                    g.tile.dequant_at = dequant_at;
+                    g.tile.ahead = ahead;
+                }
+                g.launch(dev, &dx, &dw, o, mu, nu, ku)?
+            }
+        }
+        Ok(if epilogue == Swiglu {
+            dev.download(&yh)?.into_iter().map(f16::to_f32).collect()
+        } else {
+            dev.download(&y)?
+        })
+    };
+    let mut got = run(&x, &y0, m)?;
+    if let Product::Skinny = product {
+        for i in 0..m {
+            let alone = run(&x[i * k..][..k], &y0[i * out..][..out], 1)?;
+            super::batch::require_alone_bits(&mut got[i * out..][..out], &alone);
+        }
     }
-    if epilogue == Swiglu {
-        let mut y = dev.upload(&vec![f16::NAN; m * n / 2])?;
-        g.launch(
-            dev,
-            &dx,
-            &dw,
-            Output::F16(&mut y, (n / 2) as u32),
-            m as u32,
-            n as u32,
-            k as u32,
-        )?;
-        let want: Vec<f64> = dots
-            .iter()
+    let want: Vec<f64> = if epilogue == Swiglu {
+        dots.iter()
             .flat_map(|r| {
                 r.chunks(2)
                     .map(|p| p[0] / (1.0 + (-p[0]).exp()) * p[1])
                     .collect::<Vec<_>>()
             })
-            .collect();
-        let got: Vec<f32> = dev.download(&y)?.into_iter().map(f16::to_f32).collect();
-        return Ok(compare(&got, &want));
-    }
-    let y0 = if epilogue == Add {
-        random_f32(rng, m * n, 3.0)
+            .collect()
     } else {
-        vec![f32::NAN; m * n]
+        dots.iter()
+            .flatten()
+            .zip(&y0)
+            .map(|(d, y)| if epilogue == Add { d + *y as f64 } else { *d })
+            .collect()
     };
-    let mut y = dev.upload(&y0)?;
-    g.launch(
-        dev,
-        &dx,
-        &dw,
-        Output::F32(&mut y, n as u32),
-        m as u32,
-        n as u32,
-        k as u32,
-    )?;
-    let want: Vec<f64> = dots
-        .iter()
-        .flatten()
-        .zip(&y0)
-        .map(|(d, y)| if epilogue == Add { d + *y as f64 } else { *d })
-        .collect();
-    Ok(compare(&dev.download(&y)?, &want))
+    Ok(compare(&got, &want))
 }
 
 /// Q and K rows (one launch) and V rows (another) of `m` tokens from position `pos0`: Q

@@ -77,6 +77,7 @@ pub fn cases() -> Vec<Case> {
     let mut all = cases::all();
     all.extend(matrix::all());
     all.extend(matrix::gemm_cases());
+    all.extend(matrix::skinny_cases());
     all.extend(matrix::attention_cases());
     all.extend(batch::all());
     all

@@ -7,7 +7,7 @@
 use super::Lowerer;
 use crate::ast::{ExprAst, GenericArgAst};
 use crate::diag::Span;
-use crate::frag::lane_terms;
+use crate::frag::{carrying_bits, lane_terms};
 use crate::ir::{Builtin, Expr, ExprKind, Lit, MemRef, StmtKind};
 use crate::ops::BinOp;
 use crate::types::{Frag, FragRole};
@@ -27,7 +27,10 @@ pub(super) fn constructor_role(name: &str) -> Option<FragRole> {
 
 /// The methods of fragment values.
 pub(super) fn is_frag_method(name: &str) -> bool {
-    matches!(name, "row" | "col" | "len" | "depth")
+    matches!(
+        name,
+        "row" | "col" | "len" | "depth" | "part" | "slot" | "line"
+    )
 }
 
 /// Parses a fragment type name written `FragA<f16>` (the parser's spelling of the generic).
@@ -301,16 +304,36 @@ impl Lowerer<'_> {
                     None => u32_lit(0, span),
                 }
             }
+            "part" | "slot" | "line" => {
+                if frag.role == FragRole::C {
+                    return self.poison(method_span, format!("`{method}` numbers an operand fragment's (A or B) values of K; an accumulator has `row(i)` and `col(i)`"));
+                }
+                let index = if method == "part" {
+                    self.exact_args::<0>(args, span, method);
+                    None
+                } else {
+                    let [i] = self.exact_args::<1>(args, span, method);
+                    let index = self.lower_index(i);
+                    let len = self.wave().map(|w| frag.len(w)).unwrap_or(0);
+                    self.check_static_index(&index, len);
+                    Some(index)
+                };
+                match self.wave() {
+                    Some(w) => self.frag_rank(frag, w, index, method == "line", span),
+                    None => u32_lit(0, span),
+                }
+            }
             _ => self.poison(
                 method_span,
-                format!("unknown method `{method}` on `{frag}`; fragments have `row(i)`, `col(i)`, `len()`, `depth()` (operands) and indexing `f[i]`"),
+                format!("unknown method `{method}` on `{frag}`; fragments have `row(i)`, `col(i)`, `len()`, `depth()`, `part()`, `slot(i)`, `line(i)` (operands) and indexing `f[i]`"),
             ),
         }
     }
 
     /// A fragment method on a value whose type is not known yet (macro time: a type
     /// parameter's fragment, a device function's result): a `u32` that is a constant of
-    /// unknown value (`len`, `depth`) or a run-time value (`row`, `col`).
+    /// unknown value (`len`, `depth`, `slot`, `line`) or a run-time value (`row`, `col`,
+    /// `part`).
     pub(super) fn lower_unresolved_frag_method(
         &mut self,
         method: &str,
@@ -320,7 +343,7 @@ impl Lowerer<'_> {
         for a in args {
             self.lower_index(a);
         }
-        let kind = if matches!(method, "len" | "depth") {
+        let kind = if matches!(method, "len" | "depth" | "slot" | "line") {
             ExprKind::Const(crate::ir::ConstRef::Wave)
         } else {
             ExprKind::Builtin {
@@ -378,6 +401,47 @@ impl Lowerer<'_> {
         }
         terms
             .into_iter()
+            .reduce(|a, b| bin(BinOp::Add, a, b, span))
+            .unwrap_or_else(|| u32_lit(0, span))
+    }
+    /// This lane's part of K (`index` None), element `index`'s slot in the lane's run of K,
+    /// or (`line`) which of the lane's rows it is on: the bits of the lane or element index
+    /// that carry those offsets, compressed (`crate::frag::carrying_bits`). With K permuted
+    /// by `part() * run + slot(i)`, each lane's values of a row are one contiguous run.
+    fn frag_rank(
+        &mut self,
+        frag: Frag,
+        wave: u32,
+        index: Option<Expr>,
+        line: bool,
+        span: Span,
+    ) -> Expr {
+        let layout = frag.layout(wave);
+        let (source, bits) = match index {
+            None => (
+                Expr {
+                    kind: ExprKind::Builtin {
+                        op: Builtin::LaneId,
+                        args: Vec::new(),
+                    },
+                    ty: U32,
+                    span,
+                },
+                carrying_bits(layout.lane, true),
+            ),
+            Some(i) => (i, carrying_bits(layout.elem, !line)),
+        };
+        bits.iter()
+            .enumerate()
+            .map(|(r, &b)| {
+                let bit = bin(
+                    BinOp::BitAnd,
+                    bin(BinOp::Shr, source.clone(), u32_lit(b, span), span),
+                    u32_lit(1, span),
+                    span,
+                );
+                bin(BinOp::Mul, bit, u32_lit(1 << r, span), span)
+            })
             .reduce(|a, b| bin(BinOp::Add, a, b, span))
             .unwrap_or_else(|| u32_lit(0, span))
     }
