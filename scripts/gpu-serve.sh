@@ -7,10 +7,14 @@
 # STREAMS, TOKENS, PARALLEL, SERVE_CTX and REPS adjust the load; SERVE_TILES lists product
 # tiles to serve (and to time the batched engine, part `batch`) with in turn (0: the
 # library's); MATVEC_ROWS lists the largest decode steps on the matrix-vector products to
-# time the batched engine with (part `batch`; default: the engine's); BATCH_TILES lists tiles, comma-separated, for the products at BATCH_ROWS rows
-# in `bench-kernels` (part `tiles`). Part `memcheck` runs the batched kernels' selftest
-# under compute-sanitizer; part `exact` serves with every decode step on the
-# matrix-vector products and checks greedy requests alone against beside 31 others.
+# time the batched engine with (part `batch`; default: the engine's); DECODE_PRODUCTS lists
+# the products of larger decode steps (`tiled`, `skinny`) to time and serve with in turn;
+# SERVE_MATVEC_ROWS sets the server's largest matrix-vector step (default: the engine's);
+# BATCH_TILES lists tiles and BATCH_SKINNY few-row shapes (0: the library's), comma-
+# separated, for the products at BATCH_ROWS rows in `bench-kernels` (part `tiles`). Part
+# `memcheck` runs the batched kernels' selftest under compute-sanitizer; part `exact`
+# serves with every decode step on one product (EXACT_ARGS, default the matrix-vector
+# ones) and checks greedy requests alone against beside 31 others.
 # PARTS picks among `selftest memcheck decode bench tiles batch serve exact` (default:
 # selftest decode bench serve). Writes logs to $OUT.
 set -uo pipefail
@@ -27,14 +31,14 @@ status=0
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
 [[ -f "$L7B" ]] || TAIL=2 run gen "$BIN/llama2" gen-model -o "$L7B" --preset llama2-7b
 if part selftest; then
-    TAIL=12 run selftest_batch "$BIN/greta" selftest --backend cuda --graph attention attention_rows qkv_rows argmax_rows argmax matvec gemm
-    TAIL=3 run selftest_batch_seed2 "$BIN/greta" selftest --backend cuda --seed 2 attention attention_rows matvec gemm
-    TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention attention_rows qkv_rows argmax_rows argmax matvec gemm
+    TAIL=12 run selftest_batch "$BIN/greta" selftest --backend cuda --graph attention attention_rows qkv_rows argmax_rows argmax matvec gemm skinny
+    TAIL=3 run selftest_batch_seed2 "$BIN/greta" selftest --backend cuda --seed 2 attention attention_rows matvec gemm skinny
+    TAIL=3 run selftest_batch_sm80 env GRETA_CUDA_TARGET=sm_80 "$BIN/greta" selftest --backend cuda attention attention_rows qkv_rows argmax_rows argmax matvec gemm skinny
     grep -h FAIL "$OUT"/selftest_batch*.log
 fi
 if part memcheck; then
     TAIL=3 run memcheck_batch compute-sanitizer --tool memcheck --error-exitcode 3 \
-        "$BIN/greta" selftest --backend cuda attention attention_rows qkv_rows argmax_rows matvec gemm
+        "$BIN/greta" selftest --backend cuda attention attention_rows qkv_rows argmax_rows matvec gemm skinny
 fi
 if part decode; then
     TAIL=12 run bench_decode "$BIN/greta" bench-kernels --backend cuda --only decode
@@ -46,17 +50,19 @@ if part bench; then
 fi
 if part tiles; then
     TAIL=120 run bench_tiles "$BIN/greta" bench-kernels --backend cuda --only prefill \
-        --rows "${BATCH_ROWS:-32}" --tiles "${BATCH_TILES:-0}"
+        --rows "${BATCH_ROWS:-32}" --tiles "${BATCH_TILES:-0}" ${BATCH_SKINNY:+--skinny "$BATCH_SKINNY"}
 fi
 # The batched engine without HTTP: wall and device time per step at each batch size.
 if part batch; then
     for tile in ${SERVE_TILES:-0}; do
         for mv in ${MATVEC_ROWS:-default}; do
-            tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
-            [[ "$mv" == default ]] || tile_arg+=(--matvec-rows "$mv")
-            echo "== batched decode with tile $tile, matrix-vector products up to $mv rows"
-            TAIL=12 run "batch-$tile-$mv" "$BIN/llama2" bench --backend cuda --model "$L7B" \
-                --batch "${STREAMS:-1,8,32,64}" --gen-tokens "${TOKENS:-128}" "${tile_arg[@]}"
+            for product in ${DECODE_PRODUCTS:-tiled}; do
+                tile_arg=(--decode-product "$product"); [[ "$tile" == 0 ]] || tile_arg+=(--tile "$tile")
+                [[ "$mv" == default ]] || tile_arg+=(--matvec-rows "$mv")
+                echo "== batched decode with tile $tile, matrix-vector products up to $mv rows, then $product"
+                TAIL=12 run "batch-$tile-$mv-$product" "$BIN/llama2" bench --backend cuda --model "$L7B" \
+                    --batch "${STREAMS:-1,8,32,64}" --gen-tokens "${TOKENS:-128}" "${tile_arg[@]}"
+            done
         done
     done
 fi
@@ -76,24 +82,29 @@ start_server() {
 if part serve; then
     PORT=18080
     for tile in ${SERVE_TILES:-0}; do
-        tile_arg=(); [[ "$tile" == 0 ]] || tile_arg=(--tile "$tile")
-        echo "== serving with tile $tile"
-        start_server "$tile" "$PORT" --parallel "${PARALLEL:-64}" "${tile_arg[@]}"
-        grep -E "warm-up|listening|Error" "$OUT/server-$tile.log"
-        TAIL=12 run "load-$tile" "$BIN/llama2" load --url "http://127.0.0.1:$PORT" \
-            --model "$(basename "$L7B" .gguf)" --streams "${STREAMS:-1,8,32,64}" -n "${TOKENS:-128}" \
-            --reps "${REPS:-2}"
-        curl -s "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics-$tile.txt" 2>/dev/null
-        grep -E "^greta_(step_rows_(sum|count)|requests_total)" "$OUT/metrics-$tile.txt"
-        kill -TERM "$server"
-        wait "$server"; echo "server exit: $?"
-        grep -a "shutting down" "$OUT/server-$tile.log" | tail -n 1
+        for product in ${DECODE_PRODUCTS:-tiled}; do
+            name="$tile-$product"
+            tile_arg=(--decode-product "$product"); [[ "$tile" == 0 ]] || tile_arg+=(--tile "$tile")
+            [[ -n "${SERVE_MATVEC_ROWS:-}" ]] && tile_arg+=(--matvec-rows "$SERVE_MATVEC_ROWS")
+            echo "== serving with tile $tile, $product products above the matrix-vector steps"
+            start_server "$name" "$PORT" --parallel "${PARALLEL:-64}" "${tile_arg[@]}"
+            grep -E "warm-up|listening|Error" "$OUT/server-$name.log"
+            TAIL=12 run "load-$name" "$BIN/llama2" load --url "http://127.0.0.1:$PORT" \
+                --model "$(basename "$L7B" .gguf)" --streams "${STREAMS:-1,8,32,64}" -n "${TOKENS:-128}" \
+                --reps "${REPS:-2}"
+            curl -s "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics-$name.txt" 2>/dev/null
+            grep -E "^greta_(step_rows_(sum|count)|requests_total)" "$OUT/metrics-$name.txt"
+            kill -TERM "$server"
+            wait "$server"; echo "server exit: $?"
+            grep -a "shutting down" "$OUT/server-$name.log" | tail -n 1
+        done
     done
 fi
 if part exact; then
     PORT=18081
-    start_server exact "$PORT" --parallel 64 --matvec-rows 64
-    echo "== every decode step on the matrix-vector products"
+    read -ra exact_args <<<"${EXACT_ARGS:---matvec-rows 64}"
+    start_server exact "$PORT" --parallel 64 "${exact_args[@]}"
+    echo "== every decode step on one product: ${exact_args[*]}"
     TAIL=6 run load-exact "$BIN/llama2" load --url "http://127.0.0.1:$PORT" \
         --model "$(basename "$L7B" .gguf)" --streams 32 -n "${TOKENS:-128}" --reps 1
     kill -TERM "$server"

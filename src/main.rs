@@ -125,6 +125,10 @@ struct BenchArgs {
     /// the library's choice for the row count).
     #[arg(long, value_delimiter = ',', default_value = "0")]
     tiles: Vec<String>,
+    /// Also time the few-row products at these shapes, NWxNTxWAVESxDEPTH (0: the
+    /// library's choice for the row count).
+    #[arg(long, value_delimiter = ',')]
+    skinny: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -285,8 +289,20 @@ fn bench_kernels(args: BenchArgs) -> Result<()> {
         only,
         rows: gemm_rows,
         tiles,
+        skinny,
     } = args;
     let tiles: Vec<Option<greta::kernels::gemm::Tile>> = tiles
+        .iter()
+        .map(|t| {
+            if t == "0" {
+                Ok(None)
+            } else {
+                t.parse().map(Some)
+            }
+        })
+        .collect::<std::result::Result<_, String>>()
+        .map_err(anyhow::Error::msg)?;
+    let shapes: Vec<Option<greta::kernels::skinny::Shape>> = skinny
         .iter()
         .map(|t| {
             if t == "0" {
@@ -308,7 +324,8 @@ fn bench_kernels(args: BenchArgs) -> Result<()> {
     };
     println!("device: {}", dev.describe());
     if only != "decode" {
-        let rows = greta::bench::prefill::gemm_sweep(&dev, &gemm_rows, &tiles, timing, reps)?;
+        let rows =
+            greta::bench::prefill::gemm_sweep(&dev, &gemm_rows, &tiles, &shapes, timing, reps)?;
         print!("{}", greta::bench::prefill::table(&rows));
         if only == "prefill" {
             return Ok(());

@@ -5,6 +5,7 @@
 use super::{time_launches, Timing};
 use crate::kernels::gemm::{Gemm, Output, Tile};
 use crate::kernels::matvec::Epilogue;
+use crate::kernels::skinny::{Shape, Skinny};
 use crate::quant::gpu::{pack, GpuFormat};
 use crate::quant::random_blocks;
 use crate::runtime::{Buffer, Device, Error, Result};
@@ -45,16 +46,17 @@ fn random_f16(rng: &mut StdRng, len: usize) -> Vec<half::f16> {
         .collect()
 }
 
-/// Times `Y = X · Wᵀ` (store epilogue) for `m` rows of X and `n x k` weights of `fmt`,
-/// rotating over copies of the weights so that the L2 cannot hold them all.
-pub fn bench_gemm(
+/// Times `launch` (a store-epilogue product) for `m` rows of X and `n x k` weights of
+/// `fmt`, rotating over copies of the weights so that the L2 cannot hold them all: the
+/// median microseconds per launch.
+fn time_product(
     dev: &Device,
     fmt: GpuFormat,
-    tile: Option<Tile>,
     (m, n, k): (usize, usize, usize),
     timing: Timing,
     reps: usize,
-) -> Result<FlopRow> {
+    mut launch: impl FnMut(&Device, &Buffer<half::f16>, &Buffer<u32>, &mut Buffer<f32>) -> Result<()>,
+) -> Result<f64> {
     let mut rng = StdRng::seed_from_u64((n * 7 + k) as u64);
     let ty = fmt.ggml();
     let bad = |e: &dyn std::fmt::Display| Error::Backend(e.to_string());
@@ -65,32 +67,74 @@ pub fn bench_gemm(
         .collect::<Result<_>>()?;
     let dx = dev.upload(&random_f16(&mut rng, m * k))?;
     let mut y = dev.alloc::<f32>(m * n)?;
+    time_launches(dev, timing, copies.len(), reps, |d, c| {
+        launch(d, &dx, &copies[c], &mut y)
+    })
+}
+
+/// Times the tiled product `Y = X · Wᵀ` (store epilogue) at `tile` (the library's choice
+/// for `m` rows when `None`).
+pub fn bench_gemm(
+    dev: &Device,
+    fmt: GpuFormat,
+    tile: Option<Tile>,
+    (m, n, k): (usize, usize, usize),
+    timing: Timing,
+    reps: usize,
+) -> Result<FlopRow> {
     let mut g = Gemm::new(fmt, Epilogue::Store, &dev.target(), m as u32);
     if let Some(t) = tile {
         g.tile = t;
     }
-    let us = time_launches(dev, timing, copies.len(), reps, |d, c| {
-        g.launch(
-            d,
-            &dx,
-            &copies[c],
-            Output::F32(&mut y, n as u32),
-            m as u32,
-            n as u32,
-            k as u32,
-        )
+    let (mu, nu, ku) = (m as u32, n as u32, k as u32);
+    let us = time_product(dev, fmt, (m, n, k), timing, reps, |d, x, w, y| {
+        g.launch(d, x, w, Output::F32(y, nu), mu, nu, ku)
     })?;
     let t = g.tile;
     Ok(FlopRow {
         name: format!(
             "gemm {} {}x{}x{}x{}x{}x{}",
-            ty.name(),
+            fmt.ggml().name(),
             t.bm,
             t.bn,
             t.wm,
             t.ks,
             t.dequant_at,
             t.ahead
+        ),
+        shape: format!("{m}x{n}x{k}"),
+        us,
+        flops: 2.0 * (m * n * k) as f64,
+    })
+}
+
+/// Times the few-row product (store epilogue) at `shape` (the library's choice for `m`
+/// rows when `None`).
+pub fn bench_skinny(
+    dev: &Device,
+    fmt: GpuFormat,
+    shape: Option<Shape>,
+    (m, n, k): (usize, usize, usize),
+    timing: Timing,
+    reps: usize,
+) -> Result<FlopRow> {
+    let mut s = Skinny::new(fmt, Epilogue::Store, &dev.target(), m as u32);
+    if let Some(shape) = shape {
+        s.shape = shape;
+    }
+    let (mu, nu, ku) = (m as u32, n as u32, k as u32);
+    let us = time_product(dev, fmt, (m, n, k), timing, reps, |d, x, w, y| {
+        s.launch(d, x, w, Output::F32(y, nu), mu, nu, ku)
+    })?;
+    let t = s.shape;
+    Ok(FlopRow {
+        name: format!(
+            "skinny {} {}x{}x{}x{}",
+            fmt.ggml().name(),
+            t.nw,
+            t.nt,
+            t.waves,
+            t.depth
         ),
         shape: format!("{m}x{n}x{k}"),
         us,
@@ -154,12 +198,13 @@ pub fn bench_vendor(
 }
 
 /// The products of a Llama-2-7B layer in Q4_K and Q6_K at `rows` rows, and the dense f16
-/// product at the same shapes (the reference rate), with each of `tiles` (`None`: the
-/// library's choice for the row count).
+/// product at the same shapes (the reference rate), with each of `tiles` and of the
+/// few-row products' `shapes` (`None`: the library's choice for the row count).
 pub fn gemm_sweep(
     dev: &Device,
     rows: &[usize],
     tiles: &[Option<Tile>],
+    shapes: &[Option<Shape>],
     timing: Timing,
     reps: usize,
 ) -> Result<Vec<FlopRow>> {
@@ -183,6 +228,19 @@ pub fn gemm_sweep(
                     match bench_gemm(dev, fmt, tile, (m, n, k), timing, reps) {
                         Ok(row) => out.push(row),
                         Err(e) if tile.is_some() => eprintln!("tile {tile:?} skipped: {e}"),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        for &shape in shapes {
+            for fmt in [GpuFormat::Q4K, GpuFormat::Q6K] {
+                for (_, n, k) in LLAMA2_7B_PRODUCTS {
+                    match bench_skinny(dev, fmt, shape, (m, n, k), timing, reps) {
+                        Ok(row) => out.push(row),
+                        Err(e) if shape.is_some() => {
+                            eprintln!("skinny shape {shape:?} skipped: {e}")
+                        }
                         Err(e) => return Err(e),
                     }
                 }

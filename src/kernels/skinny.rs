@@ -26,11 +26,18 @@ use super::matvec::{Epilogue, ADD, SWIGLU};
 use crate::{device, kernel};
 
 /// `Y = X · Wᵀ` for weight rows `16 NW` from block `x` and tokens `16 NT` from block `y`,
-/// with epilogue `EPI` (`matvec`'s codes): `STORE` / `ADD` write `y[token * ldy + row]`,
+/// each wave loading `DEPTH` of its groups at a time, with epilogue `EPI` (`matvec`'s codes): `STORE` / `ADD` write `y[token * ldy + row]`,
 /// `SWIGLU` (interleaved gate/up rows) writes `yh[token * ldy + row / 2]` (f16). `k` is a
 /// multiple of 64 and of the format's block.
 #[kernel(min_waves = 4)]
-pub fn skinny<const FMT: u32, const EPI: u32, const NW: u32, const NT: u32, const BLOCK: u32>(
+pub fn skinny<
+    const FMT: u32,
+    const EPI: u32,
+    const NW: u32,
+    const NT: u32,
+    const DEPTH: u32,
+    const BLOCK: u32,
+>(
     x: &[f16],
     w: &[u32],
     y: &mut [f32],
@@ -51,62 +58,76 @@ pub fn skinny<const FMT: u32, const EPI: u32, const NW: u32, const NT: u32, cons
     let pa = a0.part();
     let pb = b0.part();
     let mut acc = [frag_c::<f32>(); NW * NT];
-    for g in (wave_id()..k / GROUP).step_by(waves) {
-        // The lane's bytes of each of its weight rows (64 / WAVE per fragment), with the
-        // scales of the group's two runs, and of each of its token rows.
-        let mut wd = [u32x4::splat(0); 2 * NW * (64 / WAVE)];
-        let mut ws = [f32x4::splat(0.0); NW * (64 / WAVE)];
-        for f in 0..NW {
-            for i in 0..a0.len() {
-                if a0.slot(i) == 0 {
-                    let row = min(n0 + 16 * f + a0.row(i), n - 1);
-                    wd[2 * (f * (64 / WAVE) + a0.line(i))] = lane_bytes(FMT, w, k, row, g, pa, 0);
-                    wd[2 * (f * (64 / WAVE) + a0.line(i)) + 1] =
-                        lane_bytes(FMT, w, k, row, g, pa, 1);
-                    ws[f * (64 / WAVE) + a0.line(i)] = lane_scales(FMT, w, n, k, row, g, pa);
+    let groups = k / GROUP;
+    // `DEPTH` groups at a time: all their loads are issued before the first product.
+    for g0 in (wave_id()..groups).step_by(DEPTH * waves) {
+        // For each group, the lane's bytes of each of its weight rows (64 / WAVE per
+        // fragment) with the scales of the group's two runs, and of each of its token rows.
+        // (Row `line` of fragment `f` of group `u` sits at `(u * NW + f) * LINES + line`,
+        // spelled out in each index so that it folds to a constant when unrolled.)
+        let mut wd = [u32x4::splat(0); DEPTH * 2 * NW * (64 / WAVE)];
+        let mut ws = [f32x4::splat(0.0); DEPTH * NW * (64 / WAVE)];
+        let mut xd = [f16x8::splat(0.0); DEPTH * 2 * NT * (64 / WAVE)];
+        for u in 0..DEPTH {
+            // Past the last group, the last one is loaded again and not multiplied.
+            let g = min(g0 + u * waves, groups - 1);
+            for f in 0..NW {
+                for i in 0..a0.len() {
+                    if a0.slot(i) == 0 {
+                        let row = min(n0 + 16 * f + a0.row(i), n - 1);
+                        wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i))] =
+                            lane_bytes(FMT, w, k, row, g, pa, 0);
+                        wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i)) + 1] =
+                            lane_bytes(FMT, w, k, row, g, pa, 1);
+                        ws[(u * NW + f) * (64 / WAVE) + a0.line(i)] =
+                            lane_scales(FMT, w, n, k, row, g, pa);
+                    }
                 }
             }
-        }
-        let mut xd = [f16x8::splat(0.0); 2 * NT * (64 / WAVE)];
-        for f in 0..NT {
-            for i in 0..b0.len() {
-                if b0.slot(i) == 0 {
-                    let token = t0 + 16 * f + b0.row(i);
-                    for h in 0..2 {
-                        xd[2 * (f * (64 / WAVE) + b0.line(i)) + h] =
-                            token_values(x, m, k, token, g, pb, h);
+            for f in 0..NT {
+                for i in 0..b0.len() {
+                    if b0.slot(i) == 0 {
+                        let token = t0 + 16 * f + b0.row(i);
+                        for h in 0..2 {
+                            xd[2 * ((u * NT + f) * (64 / WAVE) + b0.line(i)) + h] =
+                                token_values(x, m, k, token, g, pb, h);
+                        }
                     }
                 }
             }
         }
-        for j in 0..GROUP / 16 {
-            let mut a = [frag_a::<f16>(); NW];
-            for f in 0..NW {
-                let mut af = frag_a::<f16>();
-                for i in 0..a0.len() {
-                    // (Element i's row among the lane's rows of fragment f: `f * LINES +
-                    // line(i)`, spelled out so that it folds to a constant when unrolled.)
-                    let v = ws[f * (64 / WAVE) + a0.line(i)];
-                    let q = lane_level(
-                        FMT,
-                        wd[2 * (f * (64 / WAVE) + a0.line(i))],
-                        wd[2 * (f * (64 / WAVE) + a0.line(i)) + 1],
-                        j,
-                        a0.slot(i),
-                        pa,
-                        g,
-                    );
-                    af[i] = (v[2 * (j / 2)] * q + v[2 * (j / 2) + 1]) as f16;
-                }
-                a[f] = af;
-            }
-            for f in 0..NT {
-                let mut b = frag_b::<f16>();
-                for i in 0..b0.len() {
-                    b[i] = xd[2 * (f * (64 / WAVE) + b0.line(i)) + j / 2][4 * (j % 2) + b0.slot(i)];
-                }
-                for e in 0..NW {
-                    acc[e * NT + f] = mma(a[e], b, acc[e * NT + f]);
+        for u in 0..DEPTH {
+            let g = g0 + u * waves;
+            if g < groups {
+                for j in 0..GROUP / 16 {
+                    let mut a = [frag_a::<f16>(); NW];
+                    for f in 0..NW {
+                        let mut af = frag_a::<f16>();
+                        for i in 0..a0.len() {
+                            let v = ws[(u * NW + f) * (64 / WAVE) + a0.line(i)];
+                            let q = lane_level(
+                                FMT,
+                                wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i))],
+                                wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i)) + 1],
+                                j,
+                                a0.slot(i),
+                                pa,
+                                g,
+                            );
+                            af[i] = (v[2 * (j / 2)] * q + v[2 * (j / 2) + 1]) as f16;
+                        }
+                        a[f] = af;
+                    }
+                    for f in 0..NT {
+                        let mut b = frag_b::<f16>();
+                        for i in 0..b0.len() {
+                            b[i] = xd[2 * ((u * NT + f) * (64 / WAVE) + b0.line(i)) + j / 2]
+                                [4 * (j % 2) + b0.slot(i)];
+                        }
+                        for e in 0..NW {
+                            acc[e * NT + f] = mma(a[e], b, acc[e * NT + f]);
+                        }
+                    }
                 }
             }
         }
@@ -284,6 +305,8 @@ pub struct Shape {
     pub nt: u32,
     /// Waves per block, splitting K.
     pub waves: u32,
+    /// Groups each wave loads at a time (their loads in flight together).
+    pub depth: u32,
 }
 
 /// How to launch `skinny`: the weight format, the epilogue and the shape.
@@ -295,13 +318,26 @@ pub struct Skinny {
 }
 
 impl Shape {
-    /// The shape for `m` tokens on `target`: 32 weight rows per block, tokens in blocks
-    /// of 16 up to 16 rows and of 32 above (not yet tuned on any card).
-    pub fn for_rows(target: &crate::codegen::Target, m: u32) -> Shape {
+    /// The shape for `m` tokens of a product of `fmt` weights on `target`: 32 weight rows
+    /// and 512 threads per block, tokens in blocks of 16 up to 16 rows and of 32 above,
+    /// two groups in flight per wave (one for Q6_K at 32 tokens, whose second would spill
+    /// on sm_90). Chosen for enough loads in flight to cover memory latency at a few rows;
+    /// not yet measured on any card.
+    pub fn for_rows(
+        target: &crate::codegen::Target,
+        fmt: crate::quant::gpu::GpuFormat,
+        m: u32,
+    ) -> Shape {
+        let nt = if m <= 16 { 1 } else { 2 };
         Shape {
             nw: 2,
-            nt: if m <= 16 { 1 } else { 2 },
-            waves: if target.wave == 64 { 4 } else { 8 },
+            nt,
+            waves: 512 / target.wave,
+            depth: if fmt == crate::quant::gpu::GpuFormat::Q6K && nt == 2 {
+                1
+            } else {
+                2
+            },
         }
     }
 }
@@ -309,15 +345,20 @@ impl Shape {
 impl std::str::FromStr for Shape {
     type Err = String;
 
-    /// `NWxNTxWAVES`, e.g. `2x2x8`.
+    /// `NWxNTxWAVESxDEPTH`, e.g. `2x2x16x2`.
     fn from_str(s: &str) -> Result<Shape, String> {
-        let bad = || format!("skinny shape `{s}`: write NWxNTxWAVES, e.g. 2x2x8");
+        let bad = || format!("skinny shape `{s}`: write NWxNTxWAVESxDEPTH, e.g. 2x2x16x2");
         let v: Vec<u32> = s
             .split('x')
             .map(|p| p.parse::<u32>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
         match v[..] {
-            [nw, nt, waves] if nw > 0 && nt > 0 && waves > 0 => Ok(Shape { nw, nt, waves }),
+            [nw, nt, waves, depth] if nw > 0 && nt > 0 && waves > 0 && depth > 0 => Ok(Shape {
+                nw,
+                nt,
+                waves,
+                depth,
+            }),
             _ => Err(bad()),
         }
     }
@@ -334,7 +375,7 @@ impl Skinny {
         Skinny {
             fmt,
             epilogue,
-            shape: Shape::for_rows(target, m),
+            shape: Shape::for_rows(target, fmt, m),
         }
     }
 
@@ -350,6 +391,7 @@ impl Skinny {
             epi: self.epilogue.code(),
             nw: self.shape.nw,
             nt: self.shape.nt,
+            depth: self.shape.depth,
             block: self.block(target),
         }
         .values()

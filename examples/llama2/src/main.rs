@@ -9,7 +9,7 @@ use greta::runtime::{BackendKind, Device};
 use greta_gguf::Gguf;
 use indicatif::{ProgressBar, ProgressStyle};
 use llama2::config::LlamaConfig;
-use llama2::engine::batch::BatchEngine;
+use llama2::engine::batch::{BatchEngine, DecodeProduct};
 use llama2::engine::Engine;
 use llama2::genmodel::{ModelPlan, Preset, Recipe, ShapeOverrides};
 use llama2::sampling::{self, SamplingParams};
@@ -90,13 +90,25 @@ struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests before failing them.
     #[arg(long, default_value_t = 30)]
     grace: u64,
-    /// The products' tile, BMxBNxWMxKSxDQxAHEAD, instead of the library's (for tuning).
+    #[command(flatten)]
+    products: ProductArgs,
+}
+
+/// Which products the batched engine (the server's) runs.
+#[derive(Args)]
+struct ProductArgs {
+    /// The tiled products' tile, BMxBNxWMxKSxDQxAHEAD, instead of the library's (for
+    /// tuning).
     #[arg(long)]
     tile: Option<greta::kernels::gemm::Tile>,
     /// Decode steps of up to this many sequences (after padding to 1, 2, 4, .. 64) run on
-    /// the matrix-vector products, larger ones (and prompts) on the tiled products.
+    /// the matrix-vector products, larger ones on --decode-product (prompts on the tiled
+    /// products).
     #[arg(long, default_value_t = llama2::engine::batch::MATVEC_ROWS)]
     matvec_rows: usize,
+    /// The products of decode steps above --matvec-rows.
+    #[arg(long, value_enum, default_value_t = DecodeProduct::Tiled)]
+    decode_product: DecodeProduct,
 }
 
 #[derive(Args)]
@@ -237,13 +249,9 @@ struct BenchArgs {
     /// comma-separated: --gen-tokens steps of that many sequences at once.
     #[arg(long, value_delimiter = ',')]
     batch: Vec<usize>,
-    /// With --batch: the products' tile, BMxBNxWMxKSxDQxAHEAD (for tuning).
-    #[arg(long)]
-    tile: Option<greta::kernels::gemm::Tile>,
-    /// With --batch: decode steps of up to this many sequences run on the matrix-vector
-    /// products.
-    #[arg(long, default_value_t = llama2::engine::batch::MATVEC_ROWS)]
-    matvec_rows: usize,
+    /// With --batch: the batched engine's products.
+    #[command(flatten)]
+    products: ProductArgs,
 }
 
 #[derive(Args)]
@@ -340,25 +348,25 @@ fn engine(args: &ModelArgs, m: &Loaded) -> Result<Engine> {
 }
 
 /// Opens the device and uploads the model for batched steps (`slots` sequences of `ctx`
-/// positions, steps of up to `max_rows` rows), at `tile` when given.
+/// positions, steps of up to `max_rows` rows) on the products `p` names.
 fn batch_engine(
     args: &ModelArgs,
     m: &Loaded,
     ctx: usize,
     slots: usize,
     max_rows: usize,
-    tile: Option<greta::kernels::gemm::Tile>,
-    matvec_rows: usize,
+    p: &ProductArgs,
 ) -> Result<BatchEngine> {
     let (dev, bar) = device_and_bar(args, m)?;
     let mut e = BatchEngine::new(dev, &m.gguf, &m.config, ctx, slots, max_rows, |n| {
         bar.inc(n)
     })?;
     bar.finish_and_clear();
-    if let Some(tile) = tile {
+    if let Some(tile) = p.tile {
         e.set_tile(tile)?;
     }
-    e.set_matvec_rows(matvec_rows)?;
+    e.set_matvec_rows(p.matvec_rows)?;
+    e.set_decode_product(p.decode_product)?;
     Ok(e)
 }
 
@@ -366,15 +374,7 @@ fn bench_batched(args: &BenchArgs) -> Result<()> {
     let m = load(&args.model.model)?;
     let most = args.batch.iter().copied().max().unwrap_or(1);
     let ctx = (8 + args.gen_tokens).min(m.config.n_ctx);
-    let mut e = batch_engine(
-        &args.model,
-        &m,
-        ctx,
-        most,
-        most * 8 + 64,
-        args.tile,
-        args.matvec_rows,
-    )?;
+    let mut e = batch_engine(&args.model, &m, ctx, most, most * 8 + 64, &args.products)?;
     e.warm_up()?;
     println!("| batch | ms per step (wall) | ms per step (device) | tokens/s |");
     println!("| ---: | ---: | ---: | ---: |");
@@ -410,8 +410,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         ctx,
         args.parallel,
         args.parallel + args.chunk,
-        args.tile,
-        args.matvec_rows,
+        &args.products,
     )?;
     // Compiling and capturing every batch size takes seconds on a GPU, minutes in the CPU
     // interpreter: there it happens on first use instead.

@@ -10,7 +10,7 @@ use greta::quant::GgmlType;
 use greta_gguf::Gguf;
 use llama2::check::nmse;
 use llama2::config::LlamaConfig;
-use llama2::engine::batch::{BatchEngine, Row, MATVEC_ROWS};
+use llama2::engine::batch::{BatchEngine, DecodeProduct, Row, MATVEC_ROWS};
 use llama2::genmodel::Recipe;
 use llama2::oracle::Oracle;
 
@@ -89,18 +89,22 @@ fn run(
 
 #[test]
 fn rows_of_several_sequences_agree_with_the_reference_per_sequence() {
-    // Decode rows on the matrix-vector products (the default at three sequences) and on
-    // the tiled ones.
-    for (recipe, wave, matvec_rows) in [
-        (Recipe::Q4KM, 64, MATVEC_ROWS),
-        (Recipe::Q4KM, 32, MATVEC_ROWS),
-        (Recipe::Q4KM, 64, 0),
-        (Recipe::Uniform(GgmlType::Q8_0), 64, MATVEC_ROWS),
+    // Decode rows on the matrix-vector products (the default at three sequences), on the
+    // tiled ones and on the few-row ones.
+    use DecodeProduct::{Skinny, Tiled};
+    for (recipe, wave, matvec_rows, product) in [
+        (Recipe::Q4KM, 64, MATVEC_ROWS, Tiled),
+        (Recipe::Q4KM, 32, MATVEC_ROWS, Tiled),
+        (Recipe::Q4KM, 64, 0, Tiled),
+        (Recipe::Q4KM, 64, 0, Skinny),
+        (Recipe::Q4KM, 32, 0, Skinny),
+        (Recipe::Uniform(GgmlType::Q8_0), 64, MATVEC_ROWS, Tiled),
     ] {
         let g = tiny(recipe, 21);
         let cfg = LlamaConfig::from_gguf(&g).expect("config");
         let mut e = batch(&g, wave, 3);
         e.set_matvec_rows(matvec_rows).expect("matvec rows");
+        e.set_decode_product(product).expect("decode product");
         let prompts: [Vec<u32>; 3] = [vec![5, 300, 42, 7, 9], vec![1], vec![17, 18, 19]];
         let mut seqs: Vec<Sequence> = prompts
             .iter()
@@ -121,22 +125,38 @@ fn rows_of_several_sequences_agree_with_the_reference_per_sequence() {
                 let err = nmse(row_logits, &want[*end]);
                 assert!(
                     err < LOGIT_NMSE,
-                    "{recipe:?} wave {wave} matvec rows {matvec_rows} sequence {i} step {s}: NMSE {err:.3e}"
+                    "{recipe:?} wave {wave} matvec rows {matvec_rows} {product:?} sequence {i} step {s}: NMSE {err:.3e}"
                 );
             }
         }
     }
 }
 
+/// A sequence alone and batched, on the engine's default products, then with every decode
+/// pass on the few-row products (alone it decodes one row, batched two and three).
 #[test]
 fn a_sequence_gets_the_same_logits_alone_or_batched() {
+    for product in [None, Some(DecodeProduct::Skinny)] {
+        same_logits_alone_or_batched(product);
+    }
+}
+
+fn same_logits_alone_or_batched(product: Option<DecodeProduct>) {
     let g = tiny(Recipe::Q4KM, 8);
     let prompt = vec![3u32, 99, 250, 4, 61, 7];
-    let mut alone = batch(&g, 64, 1);
+    let engine = |slots| {
+        let mut e = batch(&g, 64, slots);
+        if let Some(p) = product {
+            e.set_matvec_rows(0).expect("matvec rows");
+            e.set_decode_product(p).expect("decode product");
+        }
+        e
+    };
+    let mut alone = engine(1);
     let solo = run(&mut alone, &mut [sequence(0, &prompt)], 8, 4);
     // The same sequence in another slot, batched with two others whose prompts are in
     // flight while it decodes, then with one of them alone.
-    let mut shared = batch(&g, 64, 4);
+    let mut shared = engine(4);
     let others: Vec<u32> = (0..9).map(|i| 40 + i).collect();
     let mut seqs = vec![
         sequence(3, &prompt),
@@ -151,7 +171,7 @@ fn a_sequence_gets_the_same_logits_alone_or_batched() {
     for (s, (a, b)) in solo[0].iter().zip(&together[0]).enumerate() {
         assert!(
             a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "step {s}: logits differ alone and batched"
+            "{product:?} step {s}: logits differ alone and batched"
         );
     }
 }

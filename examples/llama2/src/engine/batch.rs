@@ -5,18 +5,20 @@
 //!
 //! A step runs in two passes, its decode rows' and its prompt rows'. Prompt rows, and
 //! decode passes of more than `matvec_rows` rows, go through the prompt path's tiled
-//! kernels at `m` = their count, with RoPE and the cache write per row; smaller decode
-//! passes through the decode products over several input vectors (`matvec` at `NX` > 1:
-//! each weight read once for a group of rows, the norm, RoPE and the cache write fused as
-//! in decode). Attention and the greedy choice run per row (`greta::kernels::batch`). Each
+//! kernels at `m` = their count (or, for decode passes, the few-row `skinny` products when
+//! `DecodeProduct::Skinny` is chosen), with RoPE and the cache write per row; smaller
+//! decode passes through the decode products over several input vectors (`matvec` at
+//! `NX` > 1: each weight read once for a group of rows, the norm, RoPE and the cache write
+//! fused as in decode). Attention and the greedy choice run per row (`greta::kernels::batch`). Each
 //! pass of up to 64 rows replays a graph captured per batch-size bucket, padded with rows
 //! of a spare slot that no sequence owns.
 //!
 //! A row's numbers depend only on which products its pass takes, never on the other rows
 //! of its step: its matrix-vector sums are formed in the same order whatever its
 //! neighbours and their number, every tiled product uses one tile whatever the rows, and
-//! attention, RoPE and the argmax read only their own row. So batched equals alone
-//! exactly while the decode passes stay on one side of `matvec_rows`; across it the two
+//! attention, RoPE and the argmax read only their own row (`skinny`'s sums do not depend
+//! on the row count either). So batched equals alone exactly while the decode passes stay
+//! on one side of `matvec_rows` (with `matvec_rows` 0, at every batch size); across it the two
 //! products round differently (int8 against f16 activations), which can change a greedy
 //! choice where two logits nearly tie (measured in docs/perf.md).
 
@@ -29,6 +31,7 @@ use greta::kernels::batch::{self as rows_kernels, RowAttention};
 use greta::kernels::gemm::{Gemm, Output, Tile};
 use greta::kernels::matvec::{Epilogue, Inputs, Matvec, Rope};
 use greta::kernels::norm;
+use greta::kernels::skinny::Skinny;
 use greta::quant::gpu::GpuFormat;
 use greta::runtime::{Buffer, Device, Graph};
 use greta_gguf::Gguf;
@@ -47,6 +50,16 @@ const TILE_ROWS: u32 = 32;
 /// default: on the H100 they are faster up to 8 rows, the tiled products from 16
 /// (docs/perf.md).
 pub const MATVEC_ROWS: usize = 8;
+
+/// The products of decode passes above `matvec_rows` rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecodeProduct {
+    /// The prompt path's tiled products (`gemm`), at their one few-row tile.
+    Tiled,
+    /// The few-row products (`skinny`): weights streamed into registers, no barrier per
+    /// step.
+    Skinny,
+}
 
 /// One row of a step: `token` at position `pos` of the sequence in cache slot `slot`, a
 /// token of its prompt or one it decoded.
@@ -164,6 +177,8 @@ pub struct BatchEngine {
     attention: Attention,
     /// Its partials, for `matvec_rows` rows.
     scratch: AttentionScratch,
+    /// The products of larger decode passes.
+    decode_product: DecodeProduct,
 }
 
 impl BatchEngine {
@@ -229,6 +244,7 @@ impl BatchEngine {
             matvec_rows: MATVEC_ROWS,
             attention,
             scratch,
+            decode_product: DecodeProduct::Tiled,
         };
         e.check_products()?;
         Ok(e)
@@ -255,6 +271,14 @@ impl BatchEngine {
         Ok(())
     }
 
+    /// Runs decode passes above `matvec_rows` rows on `product`. Graphs captured before are
+    /// dropped.
+    pub fn set_decode_product(&mut self, product: DecodeProduct) -> Result<(), EngineError> {
+        self.decode_product = product;
+        self.passes[0].graphs.clear();
+        self.check_products()
+    }
+
     /// The launch of a product of `fmt` weights with `epilogue`.
     fn gemm(&self, fmt: GpuFormat, epilogue: Epilogue) -> Gemm {
         gemm_at(self.tile, &self.dev.target(), fmt, epilogue)
@@ -274,6 +298,11 @@ impl BatchEngine {
                 self.gemm(m.fmt, epi)
                     .check(dev, m.rows, m.cols)
                     .map_err(|e| EngineError::Unsupported(format!("layer {l}: {e}")))?;
+                if self.decode_product == DecodeProduct::Skinny {
+                    Skinny::new(m.fmt, epi, &dev.target(), TILE_ROWS)
+                        .check(dev, m.rows, m.cols)
+                        .map_err(|e| EngineError::Unsupported(format!("layer {l}: {e}")))?;
+                }
             }
             let (rope, target) = (self.rope(), dev.target());
             let mv = |mat, norm, epi| matvec_for(&target, mat, norm, epi);
@@ -295,6 +324,11 @@ impl BatchEngine {
         self.gemm(out.fmt, Epilogue::Store)
             .check(dev, out.rows, out.cols)
             .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
+        if self.decode_product == DecodeProduct::Skinny {
+            Skinny::new(out.fmt, Epilogue::Store, &dev.target(), TILE_ROWS)
+                .check(dev, out.rows, out.cols)
+                .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
+        }
         matvec_for(&dev.target(), out, true, Epilogue::Store)
             .check(out.rows, 0, out.cols, self.rope())
             .map_err(|e| EngineError::Unsupported(format!("output head: {e}")))?;
@@ -630,7 +664,14 @@ impl BatchEngine {
         let (dev, cfg) = (&self.dev, &self.cfg);
         let mu = m as u32;
         let (tile, target) = (self.tile, dev.target());
-        let g = |mat: &GpuMatrix, epi| gemm_at(tile, &target, mat.fmt, epi);
+        let skinny = !prompt && self.decode_product == DecodeProduct::Skinny;
+        let g = |mat: &GpuMatrix, epi| {
+            if skinny {
+                RowsProduct::Skinny(Skinny::new(mat.fmt, epi, &target, mu))
+            } else {
+                RowsProduct::Tiled(gemm_at(tile, &target, mat.fmt, epi))
+            }
+        };
         let (embd, ff) = (cfg.n_embd as u32, cfg.n_ff as u32);
         let (q_rows, kv_rows) = (
             (cfg.n_head * cfg.head_dim) as u32,
@@ -792,14 +833,23 @@ fn gemm_at(tile: Option<Tile>, target: &Target, fmt: GpuFormat, epilogue: Epilog
     }
 }
 
-/// `out = x · matᵀ` over `m` rows, launched as `gemm`.
+/// The launch of one product of a pass on the tiled or the few-row kernels.
+enum RowsProduct {
+    Tiled(Gemm),
+    Skinny(Skinny),
+}
+
+/// `out = x · matᵀ` over `m` rows.
 fn product(
     dev: &Device,
     m: u32,
     mat: &GpuMatrix,
-    gemm: Gemm,
+    launch: RowsProduct,
     x: &Buffer<f16>,
     out: Output<'_>,
 ) -> Result<(), greta::runtime::Error> {
-    gemm.launch(dev, x, &mat.buf, out, m, mat.rows, mat.cols)
+    match launch {
+        RowsProduct::Tiled(g) => g.launch(dev, x, &mat.buf, out, m, mat.rows, mat.cols),
+        RowsProduct::Skinny(s) => s.launch(dev, x, &mat.buf, out, m, mat.rows, mat.cols),
+    }
 }
