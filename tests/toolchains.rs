@@ -34,7 +34,7 @@ fn every_builtin_kernel_compiles_for_gfx942_at_wave_64_without_spills() {
 #[test]
 fn every_matrix_kernel_runs_on_mfma_for_gfx942() {
     let rows = greta::check::check(&builtins(), &GFX942).expect("the gfx942 toolchain");
-    let matrix = ["gemm__", "mma_tile", "attention_prefill__"];
+    let matrix = ["gemm__", "mma_tile", "attention_prefill__", "skinny__"];
     let mut seen = 0;
     for r in &rows {
         let n = r

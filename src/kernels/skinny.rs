@@ -227,18 +227,27 @@ fn lane_level(fmt: u32, d0: u32x4, d1: u32x4, j: u32, e: u32, p: u32, g: u32) ->
         };
     }
     if fmt == Q8_0 {
-        return sbyte(word(d0, 2 * run + wd), e) as f32;
+        // The signed byte, offset by 128 into 0..256 for the conversion.
+        let u = ((word(d0, 2 * run + wd) >> (8 * e)) & 0xff) ^ 0x80;
+        return level(u) - 128.0;
     }
     if fmt == Q4K {
-        return ((word(d0, wd) >> (8 * e + 4 * run)) & 15) as f32;
+        return level((word(d0, wd) >> (8 * e + 4 * run)) & 15);
     }
     if fmt == Q6K {
         let lo = (word(d0, 2 * run + wd) >> (8 * e + 4 * (g % 2))) & 15;
         let hi = (word(d1, wd) >> (8 * e + 4 * (g % 2) + 2 * run)) & 3;
-        return (lo | (hi << 4)) as f32;
+        return level(lo | (hi << 4));
     }
     // Q4_0, Q4_1.
-    ((word(d0, 2 * run + wd) >> (8 * e + 4 * (p / 2))) & 15) as f32
+    level((word(d0, 2 * run + wd) >> (8 * e + 4 * (p / 2))) & 15)
+}
+
+/// An integer below 2^23 as f32 by the magic-number add: an integer conversion runs at a
+/// quarter of the rate on sm_90, and every weight value takes one.
+#[device]
+fn level(q: u32) -> f32 {
+    f32::from_bits(0x4b000000 | q) - 8388608.0
 }
 
 /// The scales of the lane's two runs of group `g` of row `row` (a row of an `n x k`
@@ -318,26 +327,28 @@ pub struct Skinny {
 }
 
 impl Shape {
-    /// The shape for `m` tokens of a product of `fmt` weights on `target`: 32 weight rows
-    /// and 512 threads per block, tokens in blocks of 16 up to 16 rows and of 32 above,
-    /// two groups in flight per wave (one for Q6_K at 32 tokens, whose second would spill
-    /// on sm_90). Chosen for enough loads in flight to cover memory latency at a few rows;
-    /// not yet measured on any card.
+    /// The shape for `m` tokens of a product of `fmt` weights on `target`: 512 threads
+    /// per block, tokens in blocks of 16 up to 16 rows and of 32 above, 32 weight rows per
+    /// block with two groups in flight per wave at 16 tokens and one at 32 (a second would
+    /// spill on sm_90; so would it for Q4_0, Q4_1 and Q6_K on sm_86 at 16 tokens, which
+    /// take one; Q6_K at 32 tokens takes 16 weight rows, whose 32 spill on sm_80).
     pub fn for_rows(
         target: &crate::codegen::Target,
         fmt: crate::quant::gpu::GpuFormat,
         m: u32,
     ) -> Shape {
         let nt = if m <= 16 { 1 } else { 2 };
+        use crate::quant::gpu::GpuFormat;
+        let light = matches!(fmt, GpuFormat::Q4K | GpuFormat::Q8_0 | GpuFormat::F16);
         Shape {
-            nw: 2,
-            nt,
-            waves: 512 / target.wave,
-            depth: if fmt == crate::quant::gpu::GpuFormat::Q6K && nt == 2 {
+            nw: if fmt == GpuFormat::Q6K && nt == 2 {
                 1
             } else {
                 2
             },
+            nt,
+            waves: 512 / target.wave,
+            depth: if nt == 1 && light { 2 } else { 1 },
         }
     }
 }
