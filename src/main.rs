@@ -291,28 +291,8 @@ fn bench_kernels(args: BenchArgs) -> Result<()> {
         tiles,
         skinny,
     } = args;
-    let tiles: Vec<Option<greta::kernels::gemm::Tile>> = tiles
-        .iter()
-        .map(|t| {
-            if t == "0" {
-                Ok(None)
-            } else {
-                t.parse().map(Some)
-            }
-        })
-        .collect::<std::result::Result<_, String>>()
-        .map_err(anyhow::Error::msg)?;
-    let shapes: Vec<Option<greta::kernels::skinny::Shape>> = skinny
-        .iter()
-        .map(|t| {
-            if t == "0" {
-                Ok(None)
-            } else {
-                t.parse().map(Some)
-            }
-        })
-        .collect::<std::result::Result<_, String>>()
-        .map_err(anyhow::Error::msg)?;
+    let tiles: Vec<Option<greta::kernels::gemm::Tile>> = launch_shapes(&tiles)?;
+    let shapes: Vec<Option<greta::kernels::skinny::Shape>> = launch_shapes(&skinny)?;
     if !matches!(only.as_str(), "all" | "decode" | "prefill") {
         bail!("--only takes decode, prefill or all, not `{only}`");
     }
@@ -490,4 +470,18 @@ fn emit(t: &str, kernels: &[String], out: Option<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Launch shapes written on the command line, `0` standing for the library's choice.
+fn launch_shapes<T: std::str::FromStr<Err = String>>(args: &[String]) -> Result<Vec<Option<T>>> {
+    args.iter()
+        .map(|t| {
+            if t == "0" {
+                Ok(None)
+            } else {
+                t.parse().map(Some)
+            }
+        })
+        .collect::<std::result::Result<_, String>>()
+        .map_err(anyhow::Error::msg)
 }

@@ -581,34 +581,13 @@ impl Gemm {
         n: u32,
         k: u32,
     ) -> Result<(), crate::runtime::Error> {
-        use crate::quant::gpu::GpuFormat;
         let bad = |m: String| {
             Err(crate::runtime::Error::Launch {
                 kernel: "gemm".into(),
                 message: m,
             })
         };
-        if !matches!(
-            self.fmt,
-            GpuFormat::F16
-                | GpuFormat::Q8_0
-                | GpuFormat::Q4_0
-                | GpuFormat::Q4_1
-                | GpuFormat::Q4K
-                | GpuFormat::Q6K
-        ) {
-            return bad(format!(
-                "{} weights are not supported (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)",
-                self.fmt.ggml()
-            ));
-        }
-        let multiple = (self.fmt.column_multiple() as u32).max(64);
-        if k == 0 || !k.is_multiple_of(multiple) {
-            return bad(format!(
-                "{k} columns is not a positive multiple of {multiple} for {}",
-                self.fmt.ggml()
-            ));
-        }
+        check_weights("gemm", self.fmt, k)?;
         let t = self.tile;
         let waves = 2 * t.bn / dev.target().wave;
         let paired = self.epilogue.paired();
@@ -773,4 +752,42 @@ pub fn builtin_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen:
         add(Gemm::new(fmt, Epilogue::Store, target, 512).spec());
     }
     out
+}
+
+/// Refuses weights the matrix-core products (`gemm`, `skinny`) cannot read: a format they
+/// do not dequantise, or rows that are not whole 64-value groups of whole blocks.
+pub fn check_weights(
+    kernel: &str,
+    fmt: crate::quant::gpu::GpuFormat,
+    k: u32,
+) -> Result<(), crate::runtime::Error> {
+    use crate::quant::gpu::GpuFormat;
+    let bad = |message: String| {
+        Err(crate::runtime::Error::Launch {
+            kernel: kernel.into(),
+            message,
+        })
+    };
+    if !matches!(
+        fmt,
+        GpuFormat::F16
+            | GpuFormat::Q8_0
+            | GpuFormat::Q4_0
+            | GpuFormat::Q4_1
+            | GpuFormat::Q4K
+            | GpuFormat::Q6K
+    ) {
+        return bad(format!(
+            "{} weights are not supported (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)",
+            fmt.ggml()
+        ));
+    }
+    let multiple = (fmt.column_multiple() as u32).max(super::dequant::GROUP);
+    if k == 0 || !k.is_multiple_of(multiple) {
+        return bad(format!(
+            "{k} columns is not a positive multiple of {multiple} for {}",
+            fmt.ggml()
+        ));
+    }
+    Ok(())
 }

@@ -415,36 +415,15 @@ impl Skinny {
         n: u32,
         k: u32,
     ) -> Result<(), crate::runtime::Error> {
-        use crate::quant::gpu::GpuFormat;
         let bad = |m: String| {
             Err(crate::runtime::Error::Launch {
                 kernel: "skinny".into(),
                 message: m,
             })
         };
-        if !matches!(
-            self.fmt,
-            GpuFormat::F16
-                | GpuFormat::Q8_0
-                | GpuFormat::Q4_0
-                | GpuFormat::Q4_1
-                | GpuFormat::Q4K
-                | GpuFormat::Q6K
-        ) {
-            return bad(format!(
-                "{} weights are not supported (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)",
-                self.fmt.ggml()
-            ));
-        }
+        super::gemm::check_weights("skinny", self.fmt, k)?;
         if self.epilogue == Epilogue::Qkv {
             return bad("the QKV epilogue is not supported (store, add and SwiGLU are)".into());
-        }
-        let multiple = (self.fmt.column_multiple() as u32).max(GROUP);
-        if k == 0 || !k.is_multiple_of(multiple) {
-            return bad(format!(
-                "{k} columns is not a positive multiple of {multiple} for {}",
-                self.fmt.ggml()
-            ));
         }
         let target = dev.target();
         if self.block(&target) > target.max_block {
