@@ -816,6 +816,67 @@ fn device_functions_take_buffers_and_shared_arrays() {
     }
 }
 
+/// Packed f16 multiply-adds, as the few-row products scale weight levels with them.
+#[greta::kernel(block = 64)]
+fn packed_halves(a: &[u32], b: &[u32], c: &[u32], y: &mut [u32]) {
+    let i = block_idx() * BLOCK + thread_idx();
+    y[i] = hfma2(a[i], b[i], c[i]);
+}
+
+#[test]
+fn packed_half_multiply_adds_round_each_half_once() {
+    let n = 128usize;
+    let mut rng = StdRng::seed_from_u64(15);
+    let word = |rng: &mut StdRng| {
+        let h = |rng: &mut StdRng| f16::from_f32(rng.gen_range(-300.0f32..300.0)).to_bits() as u32;
+        h(rng) | h(rng) << 16
+    };
+    let (a, b, c): (Vec<u32>, Vec<u32>, Vec<u32>) = (
+        (0..n).map(|_| word(&mut rng)).collect(),
+        (0..n).map(|_| word(&mut rng)).collect(),
+        (0..n).map(|_| word(&mut rng)).collect(),
+    );
+    // Per half: the exact product and sum (in f64: 22-bit products, small exponents), one
+    // rounding to f16.
+    let want: Vec<u32> = (0..n)
+        .map(|i| {
+            let half = |w: u32, k: u32| f16::from_bits((w >> (16 * k)) as u16).to_f64();
+            (0..2u32).fold(0, |out, k| {
+                let r = f16::from_f64(half(a[i], k) * half(b[i], k) + half(c[i], k));
+                out | (r.to_bits() as u32) << (16 * k)
+            })
+        })
+        .collect();
+    for wave in WAVES {
+        let dev = device(wave);
+        let (ab, bb, cb) = (
+            dev.upload(&a).unwrap(),
+            dev.upload(&b).unwrap(),
+            dev.upload(&c).unwrap(),
+        );
+        let mut yb = dev.alloc::<u32>(n).unwrap();
+        packed_halves::launch(&dev, 2, &ab, &bb, &cb, &mut yb).unwrap();
+        assert_eq!(dev.download(&yb).unwrap(), want, "wave {wave}");
+    }
+}
+
+#[test]
+fn write_all_fills_every_buffer_or_none() {
+    let dev = device(32);
+    let mut x = dev.upload(&[0u32; 8]).unwrap();
+    let mut y = dev.upload(&[0u32; 4]).unwrap();
+    dev.write_all(&mut [(&mut x, 2, &[1, 2, 3][..]), (&mut y, 0, &[9, 8, 7, 6])])
+        .unwrap();
+    assert_eq!(dev.download(&x).unwrap(), [0, 0, 1, 2, 3, 0, 0, 0]);
+    assert_eq!(dev.download(&y).unwrap(), [9, 8, 7, 6]);
+    // One write past the end refuses all of them, before any is made.
+    let err = dev
+        .write_all(&mut [(&mut x, 0, &[5][..]), (&mut y, 2, &[1, 1, 1])])
+        .unwrap_err();
+    assert!(matches!(err, Error::OutOfBounds { .. }), "{err}");
+    assert_eq!(dev.download(&x).unwrap(), [0, 0, 1, 2, 3, 0, 0, 0]);
+}
+
 /// Nibbles, sign extension, 64-bit shifts and dp4a, as quantised kernels use them.
 #[greta::kernel(block = 64)]
 fn bytes_and_bits(q: &[u8], s: &[i8], packed: &[i32], y: &mut [i32], wide: &mut [u64]) {

@@ -427,6 +427,9 @@ pub enum Builtin {
     IsFinite,
     /// Dot product of four signed bytes packed in each i32, plus an accumulator.
     Dp4a,
+    /// Two f16 packed in each u32 word (low half, high half): `a · b + c` per half, each
+    /// rounded once to f16 (one packed instruction).
+    Hfma2,
     /// Matrix-core product of fragments `c + a · bᵀ`, by the whole wave.
     Mma,
 }

@@ -63,6 +63,13 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> BackendKind;
     fn alloc(&self, bytes: usize) -> Result<RawBuffer>;
     fn write(&self, dst: &RawBuffer, offset: usize, src: &[u8]) -> Result<()>;
+    /// Several writes (destination, byte offset, bytes) finished together: where each
+    /// copy waits for the device, one wait for all of them.
+    fn write_many(&self, writes: &[(&RawBuffer, usize, &[u8])]) -> Result<()> {
+        writes
+            .iter()
+            .try_for_each(|(dst, offset, src)| self.write(dst, *offset, src))
+    }
     fn read(&self, src: &RawBuffer, offset: usize, dst: &mut [u8]) -> Result<()>;
     /// Device-to-device copy of `bytes` bytes.
     fn copy(&self, src: &RawBuffer, dst: &RawBuffer, bytes: usize) -> Result<()>;
@@ -237,6 +244,38 @@ impl Device {
             offset * std::mem::size_of::<T>(),
             bytemuck::cast_slice(data),
         )
+    }
+
+    /// Overwrites each buffer of `writes` from its element offset with its data, in one
+    /// round trip to the device (a small copy costs a wait for the device each).
+    pub fn write_all<T: Element>(
+        &self,
+        writes: &mut [(&mut Buffer<T>, usize, &[T])],
+    ) -> Result<()> {
+        for (buf, offset, data) in writes.iter() {
+            if offset
+                .checked_add(data.len())
+                .is_none_or(|end| end > buf.len())
+            {
+                return Err(Error::OutOfBounds {
+                    offset: offset * std::mem::size_of::<T>(),
+                    len: std::mem::size_of_val(*data),
+                    bytes: buf.bytes(),
+                });
+            }
+        }
+        self.note_use(writes.iter().map(|(buf, _, _)| buf.raw()));
+        let raw: Vec<(&RawBuffer, usize, &[u8])> = writes
+            .iter()
+            .map(|(buf, offset, data)| {
+                (
+                    buf.raw(),
+                    offset * std::mem::size_of::<T>(),
+                    bytemuck::cast_slice(data),
+                )
+            })
+            .collect();
+        self.backend.write_many(&raw)
     }
 
     /// Copies the whole buffer to the host.

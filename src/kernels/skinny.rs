@@ -13,15 +13,18 @@
 //! it loads at once: the lane of part `p` of K (`frag.part()`) holds the group's positions
 //! `8p..8p + 8` and `32 + 8p..32 + 8p + 8` (in every format, the bytes `8p..8p + 8` of the
 //! group's runs), and step `j` (0..4) of the group multiplies position
-//! `32 (j / 2) + 8p + 4 (j % 2) + frag.slot(i)` as element `i`. A and B take the same
-//! permutation, so each product still pairs every weight with its own activation.
+//! `32 (j / 2) + 8p + 4 (j % 2) + σ(frag.slot(i))` as element `i`, with σ = (0, 2, 1, 3):
+//! the two slots that share a register come from bytes `e` and `e + 2` of a word, 16 bits
+//! apart, so one shift and mask puts both levels into the halves of a word and two packed
+//! f16 multiply-adds (`hfma2`) scale them, two instructions a weight. A and B take the
+//! same permutation, so each product still pairs every weight with its own activation.
 //!
 //! A token's sums are formed in the same order whatever `m` is and whatever the other
 //! tokens hold: batched equals alone exactly at every batch size.
 
 use super::dequant::{word, GROUP};
 use super::dot::{f16_hi, f16_lo, q4k_group_scales, sbyte, scale_shift, scale_word, F16};
-use super::dot::{Q4K, Q4_0, Q6K, Q8_0};
+use super::dot::{Q4K, Q4_0, Q4_1, Q6K, Q8_0};
 use super::matvec::{Epilogue, ADD, SWIGLU};
 use crate::{device, kernel};
 
@@ -66,7 +69,7 @@ pub fn skinny<
         // (Row `line` of fragment `f` of group `u` sits at `(u * NW + f) * LINES + line`,
         // spelled out in each index so that it folds to a constant when unrolled.)
         let mut wd = [u32x4::splat(0); DEPTH * 2 * NW * (64 / WAVE)];
-        let mut ws = [f32x4::splat(0.0); DEPTH * NW * (64 / WAVE)];
+        let mut ws = [u32x4::splat(0); DEPTH * NW * (64 / WAVE)];
         let mut xd = [f16x8::splat(0.0); DEPTH * 2 * NT * (64 / WAVE)];
         for u in 0..DEPTH {
             // Past the last group, the last one is loaded again and not multiplied.
@@ -103,18 +106,31 @@ pub fn skinny<
                     let mut a = [frag_a::<f16>(); NW];
                     for f in 0..NW {
                         let mut af = frag_a::<f16>();
+                        // Slots 2q and 2q + 1 of a line: one word of two levels, scaled.
                         for i in 0..a0.len() {
-                            let v = ws[(u * NW + f) * (64 / WAVE) + a0.line(i)];
-                            let q = lane_level(
-                                FMT,
-                                wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i))],
-                                wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i)) + 1],
-                                j,
-                                a0.slot(i),
-                                pa,
-                                g,
-                            );
-                            af[i] = (v[2 * (j / 2)] * q + v[2 * (j / 2) + 1]) as f16;
+                            if a0.slot(i) % 2 == 0 {
+                                let pair = lane_pair(
+                                    FMT,
+                                    wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i))],
+                                    wd[2 * ((u * NW + f) * (64 / WAVE) + a0.line(i)) + 1],
+                                    j,
+                                    a0.slot(i) / 2,
+                                    pa,
+                                    g,
+                                );
+                                let v = ws[(u * NW + f) * (64 / WAVE) + a0.line(i)];
+                                let h = if FMT == F16 {
+                                    pair
+                                } else {
+                                    hfma2(
+                                        hfma2(pair, ONE_PAIR, level_bias(FMT)),
+                                        v[2 * (j / 2)],
+                                        v[2 * (j / 2) + 1],
+                                    )
+                                };
+                                af[i] = f16::from_bits((h & 0xffff) as u16);
+                                af[i + 1] = f16::from_bits((h >> 16) as u16);
+                            }
                         }
                         a[f] = af;
                     }
@@ -122,7 +138,7 @@ pub fn skinny<
                         let mut b = frag_b::<f16>();
                         for i in 0..b0.len() {
                             b[i] = xd[2 * ((u * NT + f) * (64 / WAVE) + b0.line(i)) + j / 2]
-                                [4 * (j % 2) + b0.slot(i)];
+                                [4 * (j % 2) + 2 * (b0.slot(i) % 2) + b0.slot(i) / 2];
                         }
                         for e in 0..NW {
                             acc[e * NT + f] = mma(a[e], b, acc[e * NT + f]);
@@ -211,51 +227,68 @@ fn lane_bytes(fmt: u32, w: &[u32], k: u32, row: u32, g: u32, p: u32, v: u32) -> 
     u32x4::new(lo[0], lo[1], hi[0], hi[1])
 }
 
-/// The integer level (or, for F16, the value) of element `e` of step `j` from the lane's
-/// bytes `d0`, `d1` (`lane_bytes`): position `32 (j / 2) + 8p + 4 (j % 2) + e` of group `g`.
+/// 1.0 in both halves of a word.
+const ONE_PAIR: u32 = 0x3c00_3c00;
+
+/// Slots `2q` and `2q + 1` of step `j` from the lane's bytes `d0`, `d1` (`lane_bytes`), as
+/// the halves of a word: f16 weights as they are, and levels `l` of the other formats as
+/// the f16 `1024 + l` (the level ORed into the mantissa of 1024), which `level_bias` turns
+/// back into the level, exactly. The slots are positions `q` and `q + 2` of the step.
 #[device]
-fn lane_level(fmt: u32, d0: u32x4, d1: u32x4, j: u32, e: u32, p: u32, g: u32) -> f32 {
+fn lane_pair(fmt: u32, d0: u32x4, d1: u32x4, j: u32, q: u32, p: u32, g: u32) -> u32 {
     let run = j / 2;
     let wd = j % 2;
     if fmt == F16 {
-        // Vector `run`, f16 number 4 (j % 2) + e.
-        let word = word(if run == 0 { d0 } else { d1 }, 2 * wd + e / 2);
-        return if e % 2 == 0 {
-            f16_lo(word)
-        } else {
-            f16_hi(word)
-        };
+        // Vector `run`, f16 numbers 4 (j % 2) + q and + 2: half q of two words.
+        let v = if run == 0 { d0 } else { d1 };
+        let lo = (word(v, 2 * wd) >> (16 * q)) & 0xffff;
+        return lo | (((word(v, 2 * wd + 1) >> (16 * q)) & 0xffff) << 16);
     }
     if fmt == Q8_0 {
-        // The signed byte, offset by 128 into 0..256 for the conversion.
-        let u = ((word(d0, 2 * run + wd) >> (8 * e)) & 0xff) ^ 0x80;
-        return level(u) - 128.0;
+        // Bytes q and q + 2 of the signed bytes, offset by 128 into 0..256.
+        return ((word(d0, 2 * run + wd) >> (8 * q)) & 0x00ff_00ff) ^ 0x6480_6480;
     }
     if fmt == Q4K {
-        return level((word(d0, wd) >> (8 * e + 4 * run)) & 15);
+        return ((word(d0, wd) >> (8 * q + 4 * run)) & 0x000f_000f) | 0x6400_6400;
     }
     if fmt == Q6K {
-        let lo = (word(d0, 2 * run + wd) >> (8 * e + 4 * (g % 2))) & 15;
-        let hi = (word(d1, wd) >> (8 * e + 4 * (g % 2) + 2 * run)) & 3;
-        return level(lo | (hi << 4));
+        let lo = (word(d0, 2 * run + wd) >> (8 * q + 4 * (g % 2))) & 0x000f_000f;
+        let hi = (word(d1, wd) >> (8 * q + 4 * (g % 2) + 2 * run)) & 0x0003_0003;
+        return lo | (hi << 4) | 0x6400_6400;
     }
     // Q4_0, Q4_1.
-    level((word(d0, 2 * run + wd) >> (8 * e + 4 * (p / 2))) & 15)
+    ((word(d0, 2 * run + wd) >> (8 * q + 4 * (p / 2))) & 0x000f_000f) | 0x6400_6400
 }
 
-/// An integer below 2^23 as f32 by the magic-number add: an integer conversion runs at a
-/// quarter of the rate on sm_90, and every weight value takes one.
+/// What `lane_pair`'s halves take away to give the signed level in both halves: 1024 and
+/// the format's offset (Q6_K's 32, Q4_0's 8, Q8_0's 128).
 #[device]
-fn level(q: u32) -> f32 {
-    f32::from_bits(0x4b000000 | q) - 8388608.0
+fn level_bias(fmt: u32) -> u32 {
+    let offset = if fmt == Q6K {
+        32
+    } else if fmt == Q4_0 {
+        8
+    } else if fmt == Q8_0 {
+        128
+    } else {
+        0
+    };
+    // -(1024 + offset) as f16: sign, the exponent of 1024, the offset in the mantissa.
+    (0xe400 + offset) * 0x0001_0001
+}
+
+/// `x` rounded to f16, in both halves of a word.
+#[device]
+fn pair(x: f32) -> u32 {
+    bitcast::<u32>(f16x2::new(x as f16, x as f16))
 }
 
 /// The scales of the lane's two runs of group `g` of row `row` (a row of an `n x k`
-/// matrix): a value is `s[2 run] * level + s[2 run + 1]`.
+/// matrix), each as a word of two equal f16: a value is `s[2 run] * level + s[2 run + 1]`.
 #[device]
-fn lane_scales(fmt: u32, w: &[u32], n: u32, k: u32, row: u32, g: u32, p: u32) -> f32x4 {
+fn lane_scales(fmt: u32, w: &[u32], n: u32, k: u32, row: u32, g: u32, p: u32) -> u32x4 {
     if fmt == F16 {
-        return f32x4::new(1.0, 0.0, 1.0, 0.0);
+        return u32x4::splat(0);
     }
     if fmt == Q4K {
         let sb = row * (k / 256) + g / 4;
@@ -263,11 +296,11 @@ fn lane_scales(fmt: u32, w: &[u32], n: u32, k: u32, row: u32, g: u32, p: u32) ->
         let sm = q4k_group_scales(head[1], head[2], head[3], g % 4);
         let d = f16_lo(head[0]);
         let dmin = f16_hi(head[0]);
-        return f32x4::new(
-            d * ((sm & 0xff) as f32),
-            -dmin * (((sm >> 16) & 0xff) as f32),
-            d * (((sm >> 8) & 0xff) as f32),
-            -dmin * ((sm >> 24) as f32),
+        return u32x4::new(
+            pair(d * ((sm & 0xff) as f32)),
+            pair(-dmin * (((sm >> 16) & 0xff) as f32)),
+            pair(d * (((sm >> 8) & 0xff) as f32)),
+            pair(-dmin * ((sm >> 24) as f32)),
         );
     }
     if fmt == Q6K {
@@ -276,22 +309,23 @@ fn lane_scales(fmt: u32, w: &[u32], n: u32, k: u32, row: u32, g: u32, p: u32) ->
         let sb = row * (k / 256) + g / 4;
         let d = f16_lo(w[scale_word(fmt, n, k, row, g)] >> scale_shift(fmt, k, row, g));
         let sc = w[sb * 52 + 48 + 2 * ((g % 4) / 2) + g % 2] >> (8 * (p / 2));
-        let s0 = d * (sbyte(sc, 0) as f32);
-        let s1 = d * (sbyte(sc, 2) as f32);
-        return f32x4::new(s0, -32.0 * s0, s1, -32.0 * s1);
+        return u32x4::new(
+            pair(d * (sbyte(sc, 0) as f32)),
+            0,
+            pair(d * (sbyte(sc, 2) as f32)),
+            0,
+        );
     }
-    // Blocks 2g and 2g + 1.
+    // Blocks 2g and 2g + 1: their f16 scales are the words' low halves already.
     let it = 2 * g;
     let w0 = w[scale_word(fmt, n, k, row, it)] >> scale_shift(fmt, k, row, it);
     let w1 = w[scale_word(fmt, n, k, row, it + 1)] >> scale_shift(fmt, k, row, it + 1);
-    let d0 = f16_lo(w0);
-    let d1 = f16_lo(w1);
-    if fmt == Q8_0 {
-        f32x4::new(d0, 0.0, d1, 0.0)
-    } else if fmt == Q4_0 {
-        f32x4::new(d0, -8.0 * d0, d1, -8.0 * d1)
+    let d0 = (w0 & 0xffff) * 0x0001_0001;
+    let d1 = (w1 & 0xffff) * 0x0001_0001;
+    if fmt == Q4_1 {
+        u32x4::new(d0, (w0 >> 16) * 0x0001_0001, d1, (w1 >> 16) * 0x0001_0001)
     } else {
-        f32x4::new(d0, f16_hi(w0), d1, f16_hi(w1))
+        u32x4::new(d0, 0, d1, 0)
     }
 }
 

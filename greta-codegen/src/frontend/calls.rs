@@ -30,6 +30,8 @@ enum Sig {
     Ballot,
     /// Three `i32`.
     Dp4a,
+    /// Three `u32` words, each two packed f16.
+    Hfma2,
 }
 
 /// The built-in a free-function name refers to.
@@ -74,6 +76,7 @@ fn builtin_by_name(name: &str) -> Option<(Builtin, Sig)> {
         "block_min" => (BlockReduce(ReduceOp::Min), Sig::Reduce),
         "ballot" => (Ballot, Sig::Ballot),
         "dp4a" => (Dp4a, Sig::Dp4a),
+        "hfma2" => (Hfma2, Sig::Hfma2),
         _ => return None,
     })
 }
@@ -566,6 +569,7 @@ impl<'a> Lowerer<'a> {
                 Sig::FloatUnary | Sig::FloatPredicate | Sig::Fma => Some(F32),
                 Sig::Shuffle if i == 1 => Some(U32),
                 Sig::Dp4a => Some(I32),
+                Sig::Hfma2 => Some(U32),
                 Sig::Ballot => Some(Type::Scalar(Scalar::Bool)),
                 Sig::NumericBinary if i > 0 => Some(out[0].ty.clone()),
                 _ => expected.cloned(),
@@ -581,7 +585,7 @@ impl<'a> Lowerer<'a> {
             Sig::Index => 0,
             Sig::FloatUnary | Sig::FloatPredicate | Sig::Abs | Sig::Reduce | Sig::Ballot => 1,
             Sig::NumericBinary | Sig::Shuffle => 2,
-            Sig::Fma | Sig::Dp4a => 3,
+            Sig::Fma | Sig::Dp4a | Sig::Hfma2 => 3,
         };
         if args.len() != arity {
             return self.poison(
@@ -688,6 +692,16 @@ impl<'a> Lowerer<'a> {
                     );
                 }
                 I32
+            }
+            Sig::Hfma2 => {
+                for a in &args {
+                    self.expect_type(
+                        a,
+                        &U32,
+                        "`hfma2` (two f16 packed in a u32 word, low half first)",
+                    );
+                }
+                U32
             }
         };
         Expr {

@@ -982,6 +982,7 @@ impl<'k> FnPrinter<'k> {
             Builtin::IsNan => format!("greta_is_nan({})", a[0]),
             Builtin::IsFinite => format!("greta_is_finite({})", a[0]),
             Builtin::Dp4a => format!("greta_dp4a({}, {}, {})", a[0], a[1], a[2]),
+            Builtin::Hfma2 => format!("greta_hfma2({}, {}, {})", a[0], a[1], a[2]),
             Builtin::Mma => format!("greta_mma({}, {}, {})", a[0], a[1], a[2]),
         }
     }

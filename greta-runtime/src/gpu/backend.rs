@@ -221,6 +221,21 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.driver.synchronize()
     }
 
+    fn write_many(&self, writes: &[(&RawBuffer, usize, &[u8])]) -> Result<()> {
+        let mut at = Vec::with_capacity(writes.len());
+        for (dst, offset, src) in writes {
+            check_range(dst, *offset, src.len())?;
+            at.push(self.ptr(dst)? + *offset as u64);
+        }
+        self.driver.bind()?;
+        for (ptr, (_, _, src)) in at.into_iter().zip(writes) {
+            // SAFETY: the range was checked; the synchronisation below keeps `src` alive
+            // for the copy.
+            unsafe { self.driver.write(ptr, src)? };
+        }
+        self.driver.synchronize()
+    }
+
     fn read(&self, src: &RawBuffer, offset: usize, dst: &mut [u8]) -> Result<()> {
         check_range(src, offset, dst.len())?;
         let ptr = self.ptr(src)? + offset as u64;

@@ -457,9 +457,12 @@ impl BatchEngine {
         let column = |f: fn(&Row) -> u32| padded.iter().map(f).collect::<Vec<u32>>();
         let dev = self.dev.clone();
         let r = &mut self.passes[prompt as usize].r;
-        dev.write(&mut r.tok, 0, &column(|r| r.token))?;
-        dev.write(&mut r.pos, 0, &column(|r| r.pos))?;
-        dev.write(&mut r.slot, 0, &column(|r| r.slot))?;
+        let (tok, pos, slot) = (column(|r| r.token), column(|r| r.pos), column(|r| r.slot));
+        dev.write_all(&mut [
+            (&mut r.tok, 0, &tok[..]),
+            (&mut r.pos, 0, &pos),
+            (&mut r.slot, 0, &slot),
+        ])?;
         let Some(b) = bucket else {
             return self.launch_all(prompt, m);
         };
@@ -484,7 +487,11 @@ impl BatchEngine {
 
     /// The greedy choice of every row of the last step.
     pub fn tokens(&self) -> Result<Vec<u32>, EngineError> {
-        let read = |p: &Pass| self.dev.read(&p.r.next, 0, p.rows);
+        // An empty pass is not read: each read waits for the device.
+        let read = |p: &Pass| match p.rows {
+            0 => Ok(Vec::new()),
+            n => self.dev.read(&p.r.next, 0, n),
+        };
         let (decode, prompt) = (read(&self.passes[0])?, read(&self.passes[1])?);
         Ok(self
             .placed

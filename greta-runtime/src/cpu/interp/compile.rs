@@ -1006,7 +1006,7 @@ impl<'k> Compiler<'k> {
                 a: a.slot,
                 b: b.slot,
             },
-            (Builtin::Fma | Builtin::Dp4a, [a, b, c]) => Op::Tern {
+            (Builtin::Fma | Builtin::Dp4a | Builtin::Hfma2, [a, b, c]) => Op::Tern {
                 f: self.none(value::builtin_ternary(op), span, what)?,
                 dst: d.slot,
                 a: a.slot,

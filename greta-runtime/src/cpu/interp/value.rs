@@ -705,11 +705,29 @@ fn dp4a(d: &mut [u64], a: &[u64], b: &[u64], c: &[u64]) {
     }
 }
 
+/// `a · b + c` for each f16 of the words (low half, high half), rounded once: the product
+/// of two f16 is exact in f64 and the sum rounds there before the rounding to f16, which
+/// differs from a single rounding only in ties a tiny product would break.
+pub fn hfma2_lane(a: u32, b: u32, c: u32) -> u32 {
+    let half = |w: u32, i: u32| half::f16::from_bits((w >> (16 * i)) as u16).to_f64();
+    (0..2).fold(0, |out, i| {
+        let r = half::f16::from_f64(half(a, i) * half(b, i) + half(c, i));
+        out | (r.to_bits() as u32) << (16 * i)
+    })
+}
+
+fn hfma2(d: &mut [u64], a: &[u64], b: &[u64], c: &[u64]) {
+    for (((d, &a), &b), &c) in d.iter_mut().zip(a).zip(b).zip(c) {
+        *d = hfma2_lane(u32::get(a), u32::get(b), u32::get(c)).put();
+    }
+}
+
 /// Three-operand built-ins.
 pub fn builtin_ternary(op: Builtin) -> Option<TernFn> {
     match op {
         Builtin::Fma => Some(fma),
         Builtin::Dp4a => Some(dp4a),
+        Builtin::Hfma2 => Some(hfma2),
         _ => None,
     }
 }
@@ -901,6 +919,24 @@ mod tests {
         let a = i32::from_le_bytes([1, 2, 0xff, 4]);
         let b = i32::from_le_bytes([5, 6, 7, 0x80]);
         assert_eq!(dp4a_lane(a, b, 10), 10 + 5 + 12 - 7 - 512);
+    }
+
+    #[test]
+    fn hfma2_rounds_each_half_once() {
+        let w = |lo: f32, hi: f32| {
+            half::f16::from_f32(lo).to_bits() as u32
+                | (half::f16::from_f32(hi).to_bits() as u32) << 16
+        };
+        // 1024 + 7 - 1024 is exact; 3 * 0.1 + 1 rounds once to f16.
+        assert_eq!(
+            hfma2_lane(w(1031.0, 3.0), w(1.0, 0.1), w(-1024.0, 1.0)),
+            w(7.0, 1.3)
+        );
+        // The halves do not carry into each other.
+        assert_eq!(
+            hfma2_lane(w(-1.0, 65504.0), w(1.0, 1.0), w(0.0, -65504.0)),
+            w(-1.0, 0.0)
+        );
     }
 
     #[test]
