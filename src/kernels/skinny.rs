@@ -364,7 +364,7 @@ impl Shape {
     /// The shape for `m` tokens of a product of `fmt` weights on `target`: 512 threads
     /// per block, tokens in blocks of 16 up to 16 rows and of 32 above, 32 weight rows per
     /// block with two groups in flight per wave at 16 tokens and one at 32 (a second would
-    /// spill on sm_90; so would it for Q4_0, Q4_1 and Q6_K on sm_86 at 16 tokens, which
+    /// spill on sm_90; so would it for Q4_0, Q4_1, Q8_0 and Q6_K on sm_86 at 16 tokens, which
     /// take one; Q6_K at 32 tokens takes 16 weight rows, whose 32 spill on sm_80).
     pub fn for_rows(
         target: &crate::codegen::Target,
@@ -373,7 +373,7 @@ impl Shape {
     ) -> Shape {
         let nt = if m <= 16 { 1 } else { 2 };
         use crate::quant::gpu::GpuFormat;
-        let light = matches!(fmt, GpuFormat::Q4K | GpuFormat::Q8_0 | GpuFormat::F16);
+        let light = matches!(fmt, GpuFormat::Q4K | GpuFormat::F16);
         Shape {
             nw: if fmt == GpuFormat::Q6K && nt == 2 {
                 1
