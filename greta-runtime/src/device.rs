@@ -228,16 +228,7 @@ impl Device {
 
     /// Overwrites `buf` starting at element `offset` with `data`.
     pub fn write<T: Element>(&self, buf: &mut Buffer<T>, offset: usize, data: &[T]) -> Result<()> {
-        if offset
-            .checked_add(data.len())
-            .is_none_or(|end| end > buf.len())
-        {
-            return Err(Error::OutOfBounds {
-                offset: offset * std::mem::size_of::<T>(),
-                len: std::mem::size_of_val(data),
-                bytes: buf.bytes(),
-            });
-        }
+        check_write(buf, offset, data)?;
         self.note_use([buf.raw()]);
         self.backend.write(
             buf.raw(),
@@ -253,16 +244,7 @@ impl Device {
         writes: &mut [(&mut Buffer<T>, usize, &[T])],
     ) -> Result<()> {
         for (buf, offset, data) in writes.iter() {
-            if offset
-                .checked_add(data.len())
-                .is_none_or(|end| end > buf.len())
-            {
-                return Err(Error::OutOfBounds {
-                    offset: offset * std::mem::size_of::<T>(),
-                    len: std::mem::size_of_val(*data),
-                    bytes: buf.bytes(),
-                });
-            }
+            check_write(buf, *offset, data)?;
         }
         self.note_use(writes.iter().map(|(buf, _, _)| buf.raw()));
         let raw: Vec<(&RawBuffer, usize, &[u8])> = writes
@@ -444,6 +426,21 @@ fn check_args(k: &Kernel, grid: Grid, args: &[Arg]) -> Result<()> {
             (ParamKind::Scalar(s), Arg::Scalar(v)) if s == v.ty => {}
             (kind, _) => return fail(format!("argument `{}` does not match {kind:?}", p.name)),
         }
+    }
+    Ok(())
+}
+
+/// Refuses a write of `data` at element `offset` that does not fit `buf`.
+fn check_write<T: Element>(buf: &Buffer<T>, offset: usize, data: &[T]) -> Result<()> {
+    if offset
+        .checked_add(data.len())
+        .is_none_or(|end| end > buf.len())
+    {
+        return Err(Error::OutOfBounds {
+            offset: offset * std::mem::size_of::<T>(),
+            len: std::mem::size_of_val(data),
+            bytes: buf.bytes(),
+        });
     }
     Ok(())
 }
