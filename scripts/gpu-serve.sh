@@ -15,7 +15,7 @@
 # `memcheck` runs the batched kernels' selftest under compute-sanitizer; part `exact`
 # serves with every decode step on one product (EXACT_ARGS, default the matrix-vector
 # ones) and checks greedy requests alone against beside 31 others.
-# PARTS picks among `selftest memcheck decode bench tiles batch serve exact` (default:
+# PARTS picks among `selftest memcheck decode bench tiles batch profile serve exact` (default:
 # selftest decode bench serve). Writes logs to $OUT.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,6 +64,23 @@ if part batch; then
                     --batch "${STREAMS:-1,8,32,64}" --gen-tokens "${TOKENS:-128}" "${tile_arg[@]}"
             done
         done
+    done
+fi
+# Per-kernel device time (Nsight Compute, clocks left alone): a few decode steps of one
+# sequence, then a few batched steps at each of PROFILE_BATCH's sizes.
+if part profile; then
+    ncu_times() {
+        local name=$1; shift
+        STEP_TIMEOUT=400 TAIL=2 run "ncu-$name" ncu --clock-control none --csv \
+            --metrics gpu__time_duration.sum "$@"
+        python3 "$REPO/scripts/kernel-times.py" "$OUT/ncu-$name.log" >"$OUT/kernels-$name.txt"
+        head -n 30 "$OUT/kernels-$name.txt"
+    }
+    ncu_times decode "$BIN/llama2" bench --backend cuda --model "$L7B" --prompt-tokens 8 \
+        --gen-tokens 8 --reps 1
+    for rows in ${PROFILE_BATCH:-1 32}; do
+        ncu_times "batch$rows" "$BIN/llama2" bench --backend cuda --model "$L7B" --batch "$rows" \
+            --gen-tokens 4 --decode-product "${PROFILE_PRODUCT:-skinny}"
     done
 fi
 # start_server NAME PORT ARGS...: starts `llama2 serve` on the model at PORT with ARGS, its
