@@ -66,12 +66,12 @@ if part batch; then
         done
     done
 fi
-# Per-kernel device time (Nsight Compute, clocks left alone): a few decode steps of one
+# Per-kernel device time (Nsight Compute, clocks and caches left alone): a few decode steps of one
 # sequence, then a few batched steps at each of PROFILE_BATCH's sizes.
 if part profile; then
     ncu_times() {
         local name=$1; shift
-        STEP_TIMEOUT=400 TAIL=2 run "ncu-$name" ncu --clock-control none --csv \
+        STEP_TIMEOUT=400 TAIL=2 run "ncu-$name" ncu --clock-control none --cache-control none --csv \
             --metrics gpu__time_duration.sum "$@"
         python3 "$REPO/scripts/kernel-times.py" "$OUT/ncu-$name.log" >"$OUT/kernels-$name.txt"
         head -n 30 "$OUT/kernels-$name.txt"
