@@ -884,6 +884,16 @@ impl Matvec {
         mv
     }
 
+    /// The same product for launches of `m` vectors: no more input slots than the next
+    /// power of two of `m`, so that a lone vector's launch holds the registers and shared
+    /// memory of one sum, not of eight. A vector's results do not depend on the slots.
+    pub fn for_vectors(self, m: u32) -> Matvec {
+        Matvec {
+            inputs: self.inputs.min(m.max(1).next_power_of_two()),
+            ..self
+        }
+    }
+
     /// Shared memory of the launch for rows of `cols` values.
     pub fn shared_bytes(&self, cols: u32) -> u32 {
         let xcap = self.xcap(cols);
@@ -1095,6 +1105,8 @@ pub fn batched_specs(target: &crate::codegen::Target) -> Vec<Vec<crate::codegen:
         batched(Q6K, true, Epilogue::Store, 4096),
     ]
     .iter()
-    .map(|(mv, cols)| mv.spec(*cols))
+    // And each at one vector a launch (a lone sequence's steps).
+    .flat_map(|&(mv, cols)| [(mv, cols), (mv.for_vectors(1), cols)])
+    .map(|(mv, cols)| mv.spec(cols))
     .collect()
 }

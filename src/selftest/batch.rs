@@ -396,7 +396,9 @@ fn matvec_inputs_case(
         }
     }
     let (dw, dnw) = (dev.upload(&packed)?, dev.upload(&nw)?);
+    // A vector alone takes a launch of one input slot, as a lone sequence's step does.
     let run = |x: &[f32], y0: &[f32], n: usize| -> Result<Vec<f32>> {
+        let mv = mv.for_vectors(n as u32);
         let dx = dev.upload(x)?;
         let mut y = dev.upload(&if epilogue == Epilogue::Add {
             y0.to_vec()
@@ -467,7 +469,7 @@ fn matvec_qkv_rows_case(dev: &Device, rng: &mut StdRng) -> Result<Comparison> {
         let mut kc: Buffer<f16> = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
         let mut vc: Buffer<f16> = dev.upload(&vec![sentinel; SLOTS * per_slot])?;
         let (dpos, dslot) = row_places(dev, rows)?;
-        mv.launch(
+        mv.for_vectors(rows.len() as u32).launch(
             dev,
             &dqk,
             &dv,

@@ -564,9 +564,10 @@ impl BatchEngine {
         let rows = Inputs { n, slots: None };
         let eps = cfg.rms_eps;
         let target = dev.target();
-        let mv = |mat, norm, epi| matvec_for(&target, mat, norm, epi);
+        // Launches of only the input slots the step's rows need.
+        let mv = |mat, norm, epi| matvec_for(&target, mat, norm, epi).for_vectors(n);
         for (l, layer) in self.w.layers.iter().enumerate() {
-            qkv_for(&target, layer).launch(
+            qkv_for(&target, layer).for_vectors(n).launch(
                 dev,
                 &layer.wqk.buf,
                 &layer.wv.buf,
