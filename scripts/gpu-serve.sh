@@ -78,6 +78,14 @@ if part profile; then
     }
     ncu_times decode "$BIN/llama2" bench --backend cuda --model "$L7B" --prompt-tokens 8 \
         --gen-tokens 8 --reps 1
+    # Where one few-row product's time goes, at each of PROFILE_BATCH's row counts.
+    for rows in ${PROFILE_BATCH:-1 32}; do
+        STEP_TIMEOUT=300 TAIL=80 run "ncu-skinny$rows" ncu --clock-control none --cache-control none \
+            -k regex:skinny --launch-skip 5 --launch-count 1 --section LaunchStats \
+            --section SpeedOfLight --section WarpStateStats --section Occupancy \
+            --section MemoryWorkloadAnalysis "$BIN/greta" bench-kernels --backend cuda \
+            --only prefill --rows "$rows" --skinny 0 --reps 10
+    done
     for rows in ${PROFILE_BATCH:-1 32}; do
         ncu_times "batch$rows" "$BIN/llama2" bench --backend cuda --model "$L7B" --batch "$rows" \
             --gen-tokens 4 --decode-product "${PROFILE_PRODUCT:-skinny}"
